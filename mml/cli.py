@@ -1,0 +1,89 @@
+"""The `mml` command: `mml reproduce table7 [--profile smoke] [--store DIR] [--data DIR] ...`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from mml.data.datasets import open_dataset
+from mml.errors import MMLError
+from mml.report.tables import render, write_table
+from mml.runner import execute, plan_tables
+from mml.runs import Store
+from mml.spec import all_table_paths, load_profile, load_table, table_path
+from mml.train import Execution
+
+# Defaults point into the project checkout when mml runs from one (editable install), else the working directory.
+_PROJECT = Path(__file__).resolve().parent.parent
+_HOME = _PROJECT if (_PROJECT / "reproductions").is_dir() else Path.cwd()
+
+
+def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("reproduce", help="train what paper tables need and write them")
+    parser.add_argument("tables", nargs="+", help="table ids (table7, 07, 7) or 'all'")
+    parser.add_argument("--profile", default="smoke", help="scale profile from profiles.toml (default: smoke)")
+    parser.add_argument("--store", type=Path, default=_HOME / "store", help="run store folder (default: ./store)")
+    parser.add_argument("--data", type=Path, help="dataset folder (real datasets; synthetic ones are generated here)")
+    parser.add_argument("--imagenet", type=Path, help="ImageNet weights file instead of torchvision's download")
+    parser.add_argument("--specs", type=Path, default=_HOME / "reproductions", help="folder of specs and profiles")
+    parser.add_argument("--out", type=Path, default=_HOME / "tables", help="output folder (default: ./tables)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--workers", type=int, help="data-loading processes (default: 0 on CPU, 8 on GPU)")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs as done / partial / missing and stop")
+    parser.add_argument("--force", action="store_true", help="retrain every run the tables need")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def reproduce(args: argparse.Namespace) -> None:
+    """Plan, train what is missing, and write the tables."""
+    started = time.monotonic()
+    names = args.tables
+    paths = all_table_paths(args.specs) if names == ["all"] else [table_path(args.specs, n) for n in names]
+    tables = [load_table(path) for path in paths]
+    profile = load_profile(args.specs / "profiles.toml", args.profile)
+    store = Store(args.store)
+    progress = not args.no_progress
+    dataset = open_dataset(profile.dataset, args.data, store.root / "data", progress)
+    plan = plan_tables(tables, profile, dataset, args.imagenet)
+    if args.dry_run:
+        for rid in plan.order():
+            config = plan.runs[rid]
+            models = " + ".join(f"{m.modality} from {m.init}" for m in config.models)
+            print(f"{store.status(rid):8} {rid}  {config.method}: {models}  [{', '.join(plan.names[rid])}]")
+        return
+    cpus = os.cpu_count() or 1
+    workers = args.workers if args.workers is not None else (8 if args.device.startswith("cuda") else 0)
+    run = Execution(device=args.device, workers=workers, prepare_workers=cpus, progress=progress)
+    summary = execute(plan, dataset, store, run, args.imagenet, args.force)
+    command = f"nox -s reproduce -- {' '.join(names)} --profile {profile.name}"
+    written = []
+    for table in tables:
+        stored = {
+            name: [(rid, store.metrics(rid)) for rid in (plan.run_id(table.id, name, s) for s in profile.seeds)]
+            for name in table.runs
+        }
+        written += write_table(render(table, profile, stored, command), args.out / profile.name)
+    minutes = (time.monotonic() - started) / 60
+    print(f"Done in {minutes:.1f} min: {summary.needed} runs needed, {len(summary.trained)} trained, "
+          f"{summary.needed - len(summary.trained)} reused from {store.root}.")
+    print("Tables: " + ", ".join(str(p) for p in written))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mml` command; bad input ends with a one-line error and exit status 2."""
+    parser = argparse.ArgumentParser(prog="mml", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _reproduce_parser(commands)
+    args = parser.parse_args(argv)
+    try:
+        reproduce(args)
+    except MMLError as err:
+        print(f"mml: error: {err}", file=sys.stderr)
+        return 2
+    return 0

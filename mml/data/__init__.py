@@ -1,0 +1,1 @@
+"""Data: dataset layouts, video decoding, frame/flow caches, sampling, modalities and transforms."""

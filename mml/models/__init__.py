@@ -1,0 +1,1 @@
+"""Models: TSM ResNet and weight initialisation / transfer."""

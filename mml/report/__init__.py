@@ -1,0 +1,1 @@
+"""Reports: paper tables as Markdown and LaTeX."""

@@ -1,0 +1,199 @@
+"""From table specs to trained runs: resolve each spec run against a profile into a `RunConfig`, build the DAG of
+initialisation dependencies, and execute the runs that are not in the store yet, in dependency order.
+
+A run used by several tables (or twice in one) has one identity and is trained once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import graphlib
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from mml.data.cache import FrameCache
+from mml.data.datasets import VideoDataset
+from mml.errors import CheckpointError
+from mml.models.init import imagenet_state_dict
+from mml.models.tsm import ARCHS
+from mml.runs import ModelConfig, RunConfig, Store
+from mml.spec import Profile, TableSpec
+from mml.train import Execution, train_run
+
+
+@dataclass
+class Plan:
+    """The runs a set of tables needs under one profile."""
+
+    runs: dict[str, RunConfig] = field(default_factory=dict)
+    names: dict[str, list[str]] = field(default_factory=dict)
+    cells: dict[tuple[str, str, int], str] = field(default_factory=dict)
+
+    def add(self, config: RunConfig, name: str) -> str:
+        rid = config.run_id
+        self.runs[rid] = config
+        if name not in self.names.setdefault(rid, []):
+            self.names[rid].append(name)
+        return rid
+
+    def order(self) -> list[str]:
+        """Run ids with every run after the runs its models are initialised from."""
+        graph = {rid: set(config.upstream) for rid, config in self.runs.items()}
+        return list(graphlib.TopologicalSorter(graph).static_order())
+
+    def run_id(self, table: str, run: str, seed: int) -> str:
+        return self.cells[(table, run, seed)]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Resolver:
+    """Turns spec runs into run configs for one profile and dataset."""
+
+    def __init__(self, profile: Profile, dataset: VideoDataset, imagenet_path: Path | None, plan: Plan) -> None:
+        self.profile, self.dataset, self.plan = profile, dataset, plan
+        if profile.imagenet.source == "torchvision":
+            weights = ARCHS[profile.arch].imagenet
+            self.imagenet = f"imagenet:sha256:{file_sha256(imagenet_path)}" if imagenet_path else f"imagenet:{weights}"
+
+    def _config(self, method: str, models: Sequence[ModelConfig], seed: int, replica: int, **recipe: object) -> RunConfig:
+        return RunConfig(
+            method=method,
+            models=tuple(models),
+            arch=self.profile.arch,
+            recipe=dataclasses.replace(self.profile.recipe, **recipe),
+            views=self.profile.views,
+            dataset=self.dataset.fingerprint,
+            num_classes=len(self.dataset.classes),
+            seed=seed,
+            replica=replica,
+        )
+
+    def imagenet_init(self, seed: int) -> str:
+        """The `init` string of "from ImageNet": real weights, or the synthetic single-frame pretraining run."""
+        source = self.profile.imagenet
+        if source.source == "torchvision":
+            return self.imagenet
+        recipe = self.profile.recipe
+        pretrain = self._config(
+            "ce",
+            [ModelConfig(modality="RGB", init="random")],
+            seed,
+            0,
+            segments=source.segments,
+            epochs=source.epochs,
+            lr_steps=tuple(step for step in recipe.lr_steps if step < source.epochs),
+            sampling="uniform",
+        )
+        return f"imagenet:run:{self.plan.add(pretrain, 'imagenet (synthetic pretraining)')}/0"
+
+    def resolve(self, table: TableSpec, name: str, seed: int) -> str:
+        """The id of spec run `name` of `table` for `seed`, adding it and its upstream runs to the plan."""
+        key = (table.id, name, seed)
+        if key in self.plan.cells:
+            return self.plan.cells[key]
+        spec = table.runs[name]
+        models = []
+        for model in spec.models:
+            if model.init == "imagenet":
+                init = self.imagenet_init(seed)
+            elif model.init_run:
+                upstream, index = model.init_run
+                init = f"run:{self.resolve(table, upstream, seed)}/{index}"
+            else:
+                init = model.init
+            models.append(ModelConfig(modality=model.modality, init=init))
+        config = self._config(spec.method, models, seed, spec.replica)
+        self.plan.cells[key] = self.plan.add(config, f"{table.id}:{name}")
+        return self.plan.cells[key]
+
+
+def plan_tables(
+    tables: Sequence[TableSpec], profile: Profile, dataset: VideoDataset, imagenet_path: Path | None = None
+) -> Plan:
+    """Every run (and upstream run) that the result cells of `tables` need, for each seed of the profile."""
+    plan = Plan()
+    resolver = Resolver(profile, dataset, imagenet_path, plan)
+    for seed in profile.seeds:
+        for table in tables:
+            for name in table.runs:
+                resolver.resolve(table, name, seed)
+    return plan
+
+
+def init_loader(store: Store, imagenet_path: Path | None):
+    """The function that returns the state dict an `init` string names (see `train.build_models`)."""
+
+    def load(init: str, arch: str) -> dict[str, torch.Tensor]:
+        reference = ModelConfig(modality="", init=init).init_run
+        if reference:
+            path = store.run_dir(reference[0]) / f"model{reference[1]}.safetensors"
+            if not path.is_file():
+                raise CheckpointError(f"{path}: initialisation weights of {init} not found in the store")
+            return load_file(str(path))
+        return imagenet_state_dict(arch, imagenet_path)
+
+    return load
+
+
+def dataset_cache(store: Store, dataset: VideoDataset, short_side: int) -> FrameCache:
+    """The store's frame / flow cache of a dataset at one short side."""
+    return FrameCache(store.cache_dir() / dataset.fingerprint[:16], short_side)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What an execution did."""
+
+    needed: int
+    trained: list[str]
+    reused: list[str]
+
+
+def execute(
+    plan: Plan,
+    dataset: VideoDataset,
+    store: Store,
+    run: Execution,
+    imagenet_path: Path | None = None,
+    force: bool = False,
+) -> Summary:
+    """Train (or resume) every run of the plan that is not done, in dependency order."""
+    order = plan.order()
+    todo = [rid for rid in order if force or not store.is_done(rid)]
+    print(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
+    if todo:
+        short_sides = {plan.runs[rid].recipe.short_side for rid in todo}
+        with_flow = any(m.modality == "Flow" for rid in todo for m in plan.runs[rid].models)
+        for short_side in sorted(short_sides):
+            cache = dataset_cache(store, dataset, short_side)
+            cache.prepare((*dataset.train, *dataset.validation), with_flow, run.prepare_workers, run.progress)
+    loader = init_loader(store, imagenet_path)
+    trained = []
+    for number, rid in enumerate(todo, 1):
+        config = plan.runs[rid]
+        with store.lock(rid):
+            if store.is_done(rid) and not force:
+                continue
+            status = store.status(rid)
+            action = "resuming" if status == "partial" and not force else "training"
+            models = " + ".join(f"{m.modality}" for m in config.models)
+            print(f"[{number}/{len(todo)}] {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}")
+            if force:
+                store.begin(rid, force=True)
+            train_run(config, dataset, dataset_cache(store, dataset, config.recipe.short_side), store, run, loader)
+            metrics = store.metrics(rid)["models"]
+            print("    " + "; ".join(f"model {i}: top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}" for i, m in enumerate(metrics)))
+            trained.append(rid)
+    return Summary(needed=len(order), trained=trained, reused=[rid for rid in order if rid not in trained])

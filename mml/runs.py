@@ -1,0 +1,184 @@
+"""Run identity and the run store.
+
+A run's identity is the sha256 of the canonical JSON of everything that changes its result: method, models (with
+the identity of the run or weight file each is initialised from), backbone, recipe, dataset fingerprint, seed,
+test views and the hand-bumped `SEMANTICS` integer. Same identity means the same result: a stored run is reused,
+never retrained.
+
+Layout of a store:
+    runs/<id>/        finished runs: run.json, model<i>.safetensors, scores<i>.npz, metrics.json, DONE (written last)
+    .partial/<id>/    unfinished runs: checkpoint.safetensors after each epoch (models, optimisers, epoch; resumable)
+    locks/<id>.lock   one lock file per run: two runners never train the same run at once
+    cache/            decoded frames and optical flow, keyed by dataset fingerprint and frame size
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mml.spec import Recipe, ViewProtocol, identity
+
+# Bump when training or evaluation behaviour changes in a way that changes results: every run id changes with it.
+SEMANTICS = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model of a run.
+
+    `init` is `random`, `imagenet:<weights name or file sha256>`, `imagenet:run:<run id>/0` (the synthetic
+    pretraining stand-in for ImageNet) or `run:<run id>/<model index>` (another run's model, fc included).
+    """
+
+    modality: str = identity()
+    init: str = identity()
+
+    @property
+    def init_kind(self) -> str:
+        """`random`, `imagenet` or `run`."""
+        return self.init.split(":", 1)[0]
+
+    @property
+    def init_run(self) -> tuple[str, int] | None:
+        """(run id, model index) of the run this model starts from, if any."""
+        match = re.search(r"run:([0-9a-f]+)/(\d+)$", self.init)
+        return (match[1], int(match[2])) if match else None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's result; `run_id` hashes it."""
+
+    method: str = identity()
+    models: tuple[ModelConfig, ...] = identity()
+    arch: str = identity()
+    recipe: Recipe = identity()
+    views: ViewProtocol = identity()
+    dataset: str = identity()
+    num_classes: int = identity()
+    seed: int = identity()
+    replica: int = identity(default=0)
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self)
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        """Ids of the runs whose models initialise this run's models (its DAG parents)."""
+        return tuple(dict.fromkeys(m.init_run[0] for m in self.models if m.init_run))
+
+
+def identity_dict(value: Any) -> Any:
+    """The JSON-ready content of a config; refuses dataclass fields not marked as identity or execution."""
+    if dataclasses.is_dataclass(value):
+        result = {}
+        for item in dataclasses.fields(value):
+            if "identity" not in item.metadata:
+                raise TypeError(f"{type(value).__name__}.{item.name} is not marked identity() or execution()")
+            if item.metadata["identity"]:
+                result[item.name] = identity_dict(getattr(value, item.name))
+        return result
+    if isinstance(value, tuple | list):
+        return [identity_dict(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): identity_dict(v) for k, v in value.items()}
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Key-order independent JSON text of a config."""
+    return json.dumps(identity_dict(value), sort_keys=True, separators=(",", ":"))
+
+
+def run_id(config: RunConfig) -> str:
+    """The 16-hex-digit identity of a run."""
+    text = canonical_json({"semantics": SEMANTICS, "run": identity_dict(config)})
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Atomically write pretty JSON."""
+    write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+class Store:
+    """A folder of finished runs, resumable partial runs, per-run locks and data caches."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def run_dir(self, rid: str) -> Path:
+        return self.root / "runs" / rid
+
+    def partial_dir(self, rid: str) -> Path:
+        return self.root / ".partial" / rid
+
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def is_done(self, rid: str) -> bool:
+        return (self.run_dir(rid) / "DONE").is_file()
+
+    def status(self, rid: str) -> str:
+        """`done`, `partial` (an interrupted run with a checkpoint) or `missing`."""
+        if self.is_done(rid):
+            return "done"
+        return "partial" if (self.partial_dir(rid) / "checkpoint.safetensors").is_file() else "missing"
+
+    def metrics(self, rid: str) -> dict[str, Any]:
+        return json.loads((self.run_dir(rid) / "metrics.json").read_text())
+
+    @contextlib.contextmanager
+    def lock(self, rid: str) -> Iterator[None]:
+        """Hold the run's lock; a second runner waits here instead of training the same run twice."""
+        path = self.root / "locks" / f"{rid}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def begin(self, rid: str, force: bool = False) -> Path:
+        """The partial folder of a run to (re)start; `force` discards an earlier partial state."""
+        partial = self.partial_dir(rid)
+        if force and partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True, exist_ok=True)
+        return partial
+
+    def finish(self, rid: str) -> Path:
+        """Move a completed partial run into the store: DONE is written last, then one directory rename."""
+        partial = self.partial_dir(rid)
+        (partial / "checkpoint.safetensors").unlink(missing_ok=True)
+        write_atomic(partial / "DONE", b"")
+        final = self.run_dir(rid)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        return final

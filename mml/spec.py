@@ -1,0 +1,405 @@
+"""Table specs and scale profiles: typed, validated dataclasses read from TOML.
+
+A *table spec* (`reproductions/tableNN.toml`) names the runs a paper table needs, how they are initialised from each
+other, and which model of which run fills which cell, with the paper's numbers. A *profile*
+(`reproductions/profiles.toml`) says at which scale to run them: dataset, backbone, recipe, seeds, test views.
+Every error names the file, the key and the reason on one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mml.errors import SpecError
+
+METHODS = ("ce", "ml")
+MODALITY_NAMES = ("RGB", "Flow", "Diff")
+SAMPLINGS = ("uniform", "dense", "both")
+KL_FORMS = ("probs", "logits")
+DATASET_KINDS = ("synthetic-sthv2", "sthv2")
+IMAGENET_SOURCES = ("torchvision", "pretrain")
+_INIT = re.compile(r"^(random|imagenet|run:(?P<run>[A-Za-z0-9_\-]+)/(?P<model>\d+))$")
+
+
+def identity(**kwargs: Any) -> Any:
+    """A dataclass field that changes a run's result: it enters the run identity hash."""
+    return field(metadata={"identity": True}, **kwargs)
+
+
+def execution(**kwargs: Any) -> Any:
+    """A dataclass field that only says how or where to run (device, workers, paths): never hashed."""
+    return field(metadata={"identity": False}, **kwargs)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training and input settings of one run (all result-changing)."""
+
+    segments: int = identity()
+    short_side: int = identity()
+    input_size: int = identity()
+    batch_size: int = identity()
+    epochs: int = identity()
+    lr: float = identity()
+    lr_steps: tuple[int, ...] = identity()
+    lr_decay: float = identity(default=0.1)
+    momentum: float = identity(default=0.9)
+    weight_decay: float = identity(default=5e-4)
+    grad_clip: float = identity(default=20.0)
+    dropout: float = identity(default=0.5)
+    sampling: str = identity(default="both")
+    dense_stride: int = identity(default=4)
+    kl_form: str = identity(default="probs")
+
+
+@dataclass(frozen=True)
+class ViewProtocol:
+    """Test-time views "Dense k + Uniform m" (paper Appendix 1) with a centre crop.
+
+    Uniform view i of m starts at shift (i + uniform_offset) / m of a segment: offset 0 gives the paper's formula,
+    offset 0.5 with m = 1 the original code's centred single view used for the ablation tables.
+    """
+
+    dense: int = identity(default=0)
+    uniform: int = identity(default=1)
+    uniform_offset: float = identity(default=0.5)
+
+
+@dataclass(frozen=True)
+class ImagenetSource:
+    """Where "from ImageNet" weights come from: torchvision's weights API / a file, or a synthetic pretraining run.
+
+    `pretrain` trains a single-frame RGB model on the profile's own training videos (the stand-in for ImageNet
+    in the synthetic profiles); `epochs` and `segments` configure that run.
+    """
+
+    source: str
+    epochs: int = 0
+    segments: int = 1
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """The dataset of a profile: `synthetic-sthv2` (generated on first use) or `sthv2` (a user's `--data DIR`)."""
+
+    kind: str
+    synthetic: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One scale at which tables are reproduced."""
+
+    name: str
+    description: str
+    dataset: DatasetConfig
+    arch: str
+    recipe: Recipe
+    imagenet: ImagenetSource
+    views: ViewProtocol
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a run in a table spec: its input modality and where its weights start from."""
+
+    modality: str
+    init: str
+
+    @property
+    def init_run(self) -> tuple[str, int] | None:
+        """(run name, model index) when initialised from another run of the spec, else None."""
+        match = _INIT.match(self.init)
+        return (match["run"], int(match["model"])) if match and match["run"] else None
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A run of a table spec: a method training a group of models together.
+
+    `replica` > 0 marks an independent re-training of an otherwise identical run (the paper's "RGB2", "C2"):
+    it trains with another seed.
+    """
+
+    name: str
+    method: str
+    models: tuple[ModelSpec, ...]
+    replica: int = 0
+
+
+@dataclass(frozen=True)
+class ResultCell:
+    """A table cell filled by the metrics of model `model` of run `run`; `paper` holds the paper's values."""
+
+    run: str
+    model: int
+    paper: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A paper table: its runs and its layout (text cells and result cells)."""
+
+    id: str
+    title: str
+    source: Path
+    metrics: tuple[str, ...]
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str | ResultCell, ...], ...]
+    runs: dict[str, RunSpec]
+    notes: str = ""
+
+
+class _Reader:
+    """Typed access to a TOML table that reports `file: key: reason` on bad input and rejects unknown keys."""
+
+    def __init__(self, path: Path, data: dict[str, Any], prefix: str = "") -> None:
+        self.path, self.data, self.prefix, self.used = path, data, prefix, set()
+
+    def error(self, key: str, reason: str) -> SpecError:
+        return SpecError(f"{self.path}: {self.prefix}{key}: {reason}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = dataclasses.MISSING) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if default is dataclasses.MISSING:
+                raise self.error(key, "missing")
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.error(key, f"expected {names}, got {type(value).__name__} {value!r}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: Any = dataclasses.MISSING) -> str:
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise self.error(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def positive(self, key: str, kind: type = int, default: Any = dataclasses.MISSING, zero: bool = False) -> Any:
+        value = self.get(key, kind, default)
+        if value < 0 or (value == 0 and not zero):
+            raise self.error(key, f"must be {'non-negative' if zero else 'positive'}, got {value!r}")
+        return value
+
+    def sub(self, key: str, default: Any = dataclasses.MISSING) -> _Reader:
+        return _Reader(self.path, self.get(key, dict, default), f"{self.prefix}{key}.")
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key")
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: invalid TOML: {err}") from None
+
+
+def _read_recipe(reader: _Reader) -> Recipe:
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(Recipe):
+        default = item.default
+        if item.name == "lr_steps":
+            steps = reader.get("lr_steps", list)
+            if not all(isinstance(s, int) and s > 0 for s in steps) or steps != sorted(steps):
+                raise reader.error("lr_steps", f"expected increasing positive epochs, got {steps!r}")
+            values["lr_steps"] = tuple(steps)
+        elif item.name == "sampling":
+            values["sampling"] = reader.choice("sampling", SAMPLINGS, default)
+        elif item.name == "kl_form":
+            values["kl_form"] = reader.choice("kl_form", KL_FORMS, default)
+        elif item.type == "float":
+            values[item.name] = reader.positive(item.name, float, default, zero=True)
+        else:
+            values[item.name] = reader.positive(item.name, int, default)
+    reader.finish()
+    recipe = Recipe(**values)
+    if recipe.input_size > recipe.short_side:
+        raise reader.error("input_size", f"{recipe.input_size} exceeds short_side {recipe.short_side}")
+    if recipe.dropout >= 1:
+        raise reader.error("dropout", f"must be below 1, got {recipe.dropout}")
+    return recipe
+
+
+def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
+    dataset = reader.sub("dataset")
+    kind = dataset.choice("kind", DATASET_KINDS)
+    synthetic = dataset.get("synthetic", dict, {})
+    if kind == "synthetic-sthv2" and not all(isinstance(v, int) for v in synthetic.values()):
+        raise dataset.error("synthetic", "expected integer settings")
+    dataset.finish()
+    imagenet = reader.sub("imagenet")
+    source = imagenet.choice("source", IMAGENET_SOURCES)
+    image = ImagenetSource(
+        source=source,
+        epochs=imagenet.positive("epochs", int, 0, zero=source != "pretrain"),
+        segments=imagenet.positive("segments", int, 1),
+    )
+    imagenet.finish()
+    views = reader.sub("views", {})
+    protocol = ViewProtocol(
+        dense=views.positive("dense", int, 0, zero=True),
+        uniform=views.positive("uniform", int, 1, zero=True),
+        uniform_offset=views.positive("uniform_offset", float, 0.5, zero=True),
+    )
+    if protocol.dense + protocol.uniform < 1:
+        raise views.error("uniform", "at least one test view is needed")
+    views.finish()
+    seeds = reader.get("seeds", list, [0])
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise reader.error("seeds", f"expected a non-empty list of non-negative integers, got {seeds!r}")
+    profile = Profile(
+        name=name,
+        description=reader.get("description", str, ""),
+        dataset=DatasetConfig(kind=kind, synthetic=dict(synthetic)),
+        arch=reader.get("arch", str),
+        recipe=_read_recipe(reader.sub("recipe")),
+        imagenet=image,
+        views=protocol,
+        seeds=tuple(seeds),
+    )
+    reader.finish()
+    return profile
+
+
+def load_profile(path: Path, name: str) -> Profile:
+    """Read profile `name` from a profiles TOML file."""
+    data = _load_toml(path)
+    if name not in data:
+        raise SpecError(f"{path}: {name}: no such profile (known: {', '.join(sorted(data))})")
+    return _read_profile(path, name, _Reader(path, data).sub(name))
+
+
+def _read_model(reader: _Reader, runs: dict[str, Any]) -> ModelSpec:
+    model = ModelSpec(modality=reader.choice("modality", MODALITY_NAMES), init=reader.get("init", str))
+    if not _INIT.match(model.init):
+        raise reader.error("init", f"{model.init!r} is not random, imagenet or run:<name>/<model index>")
+    reference = model.init_run
+    if reference and reference[0] not in runs:
+        raise reader.error("init", f"run {reference[0]!r} is not defined in [runs]")
+    reader.finish()
+    return model
+
+
+def _read_run(name: str, reader: _Reader, runs: dict[str, Any]) -> RunSpec:
+    method = reader.choice("method", METHODS)
+    models_data = reader.get("models", list)
+    models = []
+    for index, item in enumerate(models_data):
+        if not isinstance(item, dict):
+            raise reader.error(f"models[{index}]", "expected a table {modality = ..., init = ...}")
+        models.append(_read_model(_Reader(reader.path, item, f"{reader.prefix}models[{index}]."), runs))
+    if method == "ce" and len(models) != 1:
+        raise reader.error("models", f"method ce trains exactly one model, got {len(models)}")
+    if method == "ml" and len(models) < 2:
+        raise reader.error("models", f"method ml trains two or more models, got {len(models)}")
+    run = RunSpec(name=name, method=method, models=tuple(models), replica=reader.positive("replica", int, 0, True))
+    reader.finish()
+    return run
+
+
+def _check_acyclic(path: Path, runs: dict[str, RunSpec]) -> None:
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "active":
+            raise SpecError(f"{path}: runs.{name}: initialisation cycle {' -> '.join([*trail, name])}")
+        state[name] = "active"
+        for model in runs[name].models:
+            if model.init_run:
+                visit(model.init_run[0], [*trail, name])
+        state[name] = "done"
+
+    for name in runs:
+        visit(name, [])
+
+
+def _read_cell(reader: _Reader, key: str, value: Any, runs: dict[str, RunSpec], metrics: int) -> str | ResultCell:
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, dict):
+        raise reader.error(key, f"expected text or a table {{run, model, paper}}, got {value!r}")
+    cell = _Reader(reader.path, value, f"{reader.prefix}{key}.")
+    run = cell.get("run", str)
+    if run not in runs:
+        raise cell.error("run", f"run {run!r} is not defined in [runs]")
+    model = cell.positive("model", int, zero=True)
+    if model >= len(runs[run].models):
+        raise cell.error("model", f"run {run!r} has {len(runs[run].models)} models, no model {model}")
+    paper = cell.get("paper", list)
+    if len(paper) != metrics or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in paper):
+        raise cell.error("paper", f"expected {metrics} numbers (one per metric), got {paper!r}")
+    cell.finish()
+    return ResultCell(run=run, model=model, paper=tuple(float(v) for v in paper))
+
+
+def load_table(path: Path) -> TableSpec:
+    """Read and validate a table spec."""
+    reader = _Reader(path, _load_toml(path))
+    runs_reader = reader.sub("runs")
+    names = runs_reader.data
+    runs = {}
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+            raise runs_reader.error(name, "run names use letters, digits, '_' and '-'")
+        runs[name] = _read_run(name, runs_reader.sub(name), names)
+    runs_reader.finish()
+    _check_acyclic(path, runs)
+    metrics = tuple(reader.get("metrics", list, ["top1", "top5"]))
+    if not metrics or not all(m in ("top1", "top5") for m in metrics):
+        raise reader.error("metrics", f"expected a list of top1/top5, got {list(metrics)!r}")
+    columns = tuple(reader.get("columns", list))
+    if not columns or not all(isinstance(c, str) for c in columns):
+        raise reader.error("columns", "expected a non-empty list of column names")
+    rows = []
+    for index, row in enumerate(reader.get("rows", list)):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise reader.error(f"rows[{index}]", f"expected a list of {len(columns)} cells, got {row!r}")
+        rows.append(tuple(_read_cell(reader, f"rows[{index}][{j}]", v, runs, len(metrics)) for j, v in enumerate(row)))
+    if not any(isinstance(cell, ResultCell) for row in rows for cell in row):
+        raise reader.error("rows", "no result cell: a table needs at least one {run, model, paper} cell")
+    table = TableSpec(
+        id=reader.get("id", str),
+        title=reader.get("title", str),
+        source=path,
+        metrics=metrics,
+        columns=columns,
+        rows=tuple(rows),
+        runs=runs,
+        notes=reader.get("notes", str, ""),
+    )
+    if table.id != path.stem:
+        raise reader.error("id", f"{table.id!r} differs from the file name {path.stem!r}")
+    reader.finish()
+    return table
+
+
+def table_path(directory: Path, name: str) -> Path:
+    """The spec file of a table id given as `table7`, `table07` or `7`."""
+    number = name.removeprefix("table")
+    if not number.isdigit():
+        raise SpecError(f"{directory}: {name}: a table id looks like table7, table07 or 7")
+    return directory / f"table{int(number):02d}.toml"
+
+
+def all_table_paths(directory: Path) -> list[Path]:
+    """Every table spec in `directory`, in table order."""
+    return sorted(directory.glob("table[0-9][0-9].toml"))

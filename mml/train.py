@@ -1,0 +1,256 @@
+"""The group trainer: M models of one run trained together on the same clips (M = 1: CE; M >= 2: ML / MML).
+
+Each step loads one frame set per video, builds every model's modality from it, and gives model i the loss
+CE(p_i, y) + KL(mean of the other models' probabilities || p_i) (paper eq. 1-4) when M >= 2. The KL targets are
+detached, so one backward pass of the summed losses equals a backward pass per model. After each epoch the
+models and optimiser states go to a checkpoint in the run's partial folder; an interrupted run resumes from it.
+All randomness derives from (seed, replica, purpose, epoch), so a resumed run reproduces an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from mml.data.cache import FrameCache
+from mml.data.clips import TrainClips
+from mml.data.datasets import VideoDataset
+from mml.data.modalities import MODALITIES
+from mml.errors import CheckpointError, MMLError
+from mml.evaluate import evaluate_run
+from mml.losses import cross_entropy, mutual_kl
+from mml.models.init import param_groups, transfer_weights
+from mml.models.tsm import TSMResNet, build_tsm
+from mml.runs import RunConfig, Store, write_atomic, write_json
+from mml.spec import execution
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How and where to run: never part of a run's identity."""
+
+    device: str = execution(default="cpu")
+    workers: int = execution(default=0)  # data-loading processes during training and evaluation
+    prepare_workers: int = execution(default=1)  # processes that decode videos and compute flow into the cache
+    progress: bool = execution(default=True)
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integer parts (stable across processes and machines, unlike `hash`)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+# Purposes of derived seeds, so that each random stream is independent of the others.
+_INIT_SEED, _EPOCH_SEED, _ORDER_SEED, _SAMPLE_SEED = 1, 2, 3, 4
+
+
+def build_models(config: RunConfig, load_init: Callable[[str, str], dict[str, torch.Tensor]]) -> list[TSMResNet]:
+    """Build and initialise the run's models.
+
+    Args:
+        config: the run.
+        load_init: returns the state dict named by a model's `init` string (a stored run's model or ImageNet
+            weights) given (init, arch).
+    """
+    models = []
+    for index, spec in enumerate(config.models):
+        torch.manual_seed(derive_seed(config.seed, config.replica, _INIT_SEED, index))
+        model = build_tsm(
+            config.arch,
+            in_channels=MODALITIES[spec.modality].channels,
+            num_classes=config.num_classes,
+            segments=config.recipe.segments,
+            dropout=config.recipe.dropout,
+        )
+        if spec.init_kind != "random":
+            # The fc of a model trained on this dataset is kept (the original MML stage 2); ImageNet's is not.
+            transfer_weights(model, load_init(spec.init, config.arch), keep_fc=spec.init_kind == "run", origin=spec.init)
+        models.append(model)
+    return models
+
+
+def build_optimizers(config: RunConfig, models: list[TSMResNet]) -> list[torch.optim.SGD]:
+    """SGD with TSM's parameter groups; a new fc (not from a run of this dataset) gets lr x5 / x10."""
+    recipe = config.recipe
+    return [
+        torch.optim.SGD(
+            param_groups(model, fc_lr5=spec.init_kind != "run"),
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+        )
+        for model, spec in zip(models, config.models, strict=True)
+    ]
+
+
+def set_learning_rate(config: RunConfig, optimizers: list[torch.optim.SGD], epoch: int) -> float:
+    """Step schedule: lr * decay^(number of steps <= epoch), times each group's multipliers."""
+    recipe = config.recipe
+    lr = recipe.lr * recipe.lr_decay ** sum(epoch >= step for step in recipe.lr_steps)
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group["lr_mult"]
+            group["weight_decay"] = recipe.weight_decay * group["decay_mult"]
+    return lr
+
+
+def group_losses(config: RunConfig, logits: list[torch.Tensor], labels: torch.Tensor) -> list[torch.Tensor]:
+    """Each model's loss: CE, plus the mutual KL term when the group has two or more models."""
+    losses = [cross_entropy(output, labels) for output in logits]
+    if len(logits) >= 2:
+        losses = [loss + mutual_kl(logits, i, config.recipe.kl_form) for i, loss in enumerate(losses)]
+    return losses
+
+
+def _save_checkpoint(path: Path, models: list[nn.Module], optimizers: list[torch.optim.SGD], state: dict) -> None:
+    tensors = {}
+    for index, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
+        tensors.update({f"model{index}.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        for number, parameter in enumerate(parameters):
+            buffer = optimizer.state.get(parameter, {}).get("momentum_buffer")
+            if buffer is not None:
+                tensors[f"optimizer{index}.{number}"] = buffer.detach().cpu().contiguous()
+    write_atomic(path, save(tensors, metadata={"state": json.dumps(state)}))
+
+
+def _load_checkpoint(path: Path, rid: str, models: list[nn.Module], optimizers: list[torch.optim.SGD]) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        state = json.loads(handle.metadata()["state"])
+    if state.get("run_id") != rid:
+        raise CheckpointError(f"{path}: belongs to run {state.get('run_id')}, not {rid}")
+    tensors = load_file(str(path))
+    for index, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
+        prefix = f"model{index}."
+        model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        for number, parameter in enumerate(parameters):
+            buffer = tensors.get(f"optimizer{index}.{number}")
+            if buffer is not None:
+                optimizer.state[parameter]["momentum_buffer"] = buffer.to(parameter.device)
+    return state
+
+
+def train_run(
+    config: RunConfig,
+    dataset: VideoDataset,
+    cache: FrameCache,
+    store: Store,
+    run: Execution,
+    load_init: Callable[[str, str], dict[str, torch.Tensor]],
+    stop_after_epoch: int | None = None,
+) -> Path:
+    """Train, evaluate and store one run (resuming its partial state if any); returns the finished run folder.
+
+    Args:
+        stop_after_epoch: stop (as if interrupted) once this many epochs are checkpointed; used by tests.
+    """
+    rid = config.run_id
+    partial = store.begin(rid)
+    device = torch.device(run.device)
+    models = build_models(config, load_init)
+    for model in models:
+        model.to(device)
+    optimizers = build_optimizers(config, models)
+    checkpoint = partial / "checkpoint.safetensors"
+    state = {"run_id": rid, "epoch": 0, "history": []}
+    if checkpoint.is_file():
+        state = _load_checkpoint(checkpoint, rid, models, optimizers)
+    clips = TrainClips(
+        dataset.train,
+        cache,
+        [m.modality for m in config.models],
+        config.recipe,
+        derive_seed(config.seed, config.replica, _SAMPLE_SEED),
+    )
+    recipe = config.recipe
+    for epoch in range(state["epoch"], recipe.epochs):
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            return partial
+        lr = set_learning_rate(config, optimizers, epoch)
+        clips.epoch = epoch
+        order = torch.Generator().manual_seed(derive_seed(config.seed, config.replica, _ORDER_SEED, epoch))
+        loader = DataLoader(
+            clips, recipe.batch_size, shuffle=True, generator=order, drop_last=len(clips) >= recipe.batch_size,
+            num_workers=run.workers, persistent_workers=False,
+        )
+        torch.manual_seed(derive_seed(config.seed, config.replica, _EPOCH_SEED, epoch))
+        for model in models:
+            model.train()
+        totals = np.zeros(len(models))
+        bar = tqdm(loader, desc=f"{rid} epoch {epoch + 1}/{recipe.epochs}", leave=False, disable=not run.progress)
+        for step, (inputs, labels) in enumerate(bar):
+            labels = labels.to(device)
+            logits = [model(inputs[spec.modality].to(device)) for model, spec in zip(models, config.models)]
+            losses = group_losses(config, logits, labels)
+            total = torch.stack(losses).sum()
+            if not torch.isfinite(total):
+                raise MMLError(f"run {rid}: non-finite loss at epoch {epoch + 1}, step {step + 1}; "
+                               f"the last good checkpoint is kept in {partial}")
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            for model, optimizer in zip(models, optimizers, strict=True):
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                optimizer.step()
+            totals += [loss.item() for loss in losses]
+            bar.set_postfix(loss=" ".join(f"{v / (step + 1):.3f}" for v in totals))
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": (totals / max(len(loader), 1)).tolist()})
+        _save_checkpoint(checkpoint, models, optimizers, state)
+    return _finish(config, dataset, cache, store, run, models, state)
+
+
+def _finish(
+    config: RunConfig,
+    dataset: VideoDataset,
+    cache: FrameCache,
+    store: Store,
+    run: Execution,
+    models: list[TSMResNet],
+    state: dict,
+) -> Path:
+    """Evaluate, write weights, scores and metrics, then move the run into the store."""
+    rid = config.run_id
+    partial = store.partial_dir(rid)
+    for index, model in enumerate(models):
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        write_atomic(partial / f"model{index}.safetensors", save(weights))
+    metrics = evaluate_run(config, models, dataset, cache, partial, run.device, run.workers, run.progress)
+    write_json(partial / "metrics.json", {"models": metrics, "history": state["history"]})
+    write_json(partial / "run.json", {"run_id": rid, "config": dataclasses.asdict(config), **provenance()})
+    return store.finish(rid)
+
+
+def provenance() -> dict[str, str]:
+    """What produced a run, recorded beside it and never part of its identity: versions and git commit."""
+    import subprocess
+
+    import mml
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=Path(__file__).parent, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", ""
+    return {
+        "mml": mml.__version__,
+        "torch": torch.__version__,
+        "git_commit": commit + ("-dirty" if dirty else ""),
+    }

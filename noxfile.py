@@ -1,0 +1,28 @@
+"""Sessions: `nox -s tests` (the test suite), `nox -s reproduce -- table7` (regenerate paper tables), `nox -s lint`."""
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite on the CPU."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(default=False)
+def reproduce(session: nox.Session) -> None:
+    """Regenerate paper tables: `nox -s reproduce -- table7 [--profile smoke] [--store DIR] [--data DIR]`."""
+    session.install("-e", ".")
+    session.run("python", "-m", "mml", "reproduce", *session.posargs)
+
+
+@nox.session(default=False)
+def lint(session: nox.Session) -> None:
+    """Check style with ruff."""
+    session.install("ruff")
+    session.run("ruff", "check", "mml", "tests", "noxfile.py")

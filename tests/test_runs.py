@@ -1,0 +1,137 @@
+"""Run identity, the run store and the run DAG."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from mml.data.datasets import VideoDataset
+from mml.runner import plan_tables
+from mml.runs import ModelConfig, RunConfig, Store, canonical_json, identity_dict, run_id
+from mml.spec import Recipe, ViewProtocol, execution, identity, load_profile, load_table
+from mml.train import Execution
+
+REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
+RECIPE = Recipe(segments=4, short_side=48, input_size=40, batch_size=8, epochs=2, lr=0.01, lr_steps=(1,))
+
+
+def config(**changes: object) -> RunConfig:
+    base = RunConfig(
+        method="ml",
+        models=(ModelConfig("RGB", "run:0123456789abcdef/0"), ModelConfig("Flow", "run:0123456789abcdef/0")),
+        arch="tsm_tiny",
+        recipe=RECIPE,
+        views=ViewProtocol(),
+        dataset="f" * 64,
+        num_classes=10,
+        seed=0,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_identity_is_stable_and_independent_of_key_order() -> None:
+    assert run_id(config()) == run_id(config())
+    assert len(run_id(config())) == 16
+    assert canonical_json({"b": 1, "a": [2, 3]}) == canonical_json({"a": [2, 3], "b": 1})
+
+
+def _variants() -> list[tuple[str, RunConfig]]:
+    """One changed copy of the base config per result-changing field, recipe and views included."""
+    changed = {
+        "method": "ce",
+        "models": (ModelConfig("RGB", "random"),),
+        "arch": "tsm_r50",
+        "views": ViewProtocol(dense=1),
+        "dataset": "e" * 64,
+        "num_classes": 11,
+        "seed": 1,
+        "replica": 1,
+    }
+    variants = [(name, config(**{name: value})) for name, value in changed.items()]
+    for item in dataclasses.fields(Recipe):
+        value = getattr(RECIPE, item.name)
+        changes = {int: lambda v: v + 1, float: lambda v: v * 2 + 1, str: lambda v: v + "x", tuple: lambda v: (*v, 9)}
+        new = changes[type(value)](value)
+        variants.append((f"recipe.{item.name}", config(recipe=dataclasses.replace(RECIPE, **{item.name: new}))))
+    variants.append(("models.init", config(models=(ModelConfig("RGB", "run:0123456789abcdef/1"),) * 2)))
+    variants.append(("models.modality", config(models=(ModelConfig("Diff", "run:0123456789abcdef/0"),) * 2)))
+    return variants
+
+
+def test_every_result_changing_field_changes_the_identity() -> None:
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - {"recipe"}
+    fields |= {f"recipe.{f.name}" for f in dataclasses.fields(Recipe)}
+    variants = _variants()
+    assert fields <= {name for name, _ in variants}, "a field of RunConfig / Recipe has no identity test"
+    ids = {name: run_id(variant) for name, variant in variants}
+    assert run_id(config()) not in ids.values()
+    assert len(set(ids.values())) == len(ids)
+
+
+def test_every_config_field_is_classified() -> None:
+    for kind in (RunConfig, ModelConfig, Recipe, ViewProtocol, Execution):
+        for item in dataclasses.fields(kind):
+            assert "identity" in item.metadata, f"{kind.__name__}.{item.name} is not marked identity() or execution()"
+    assert not any(f.metadata["identity"] for f in dataclasses.fields(Execution))
+
+
+def test_unclassified_field_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Sneaky:
+        marked: int = identity(default=1)
+        unmarked: int = 2
+
+    with pytest.raises(TypeError, match="Sneaky.unmarked is not marked"):
+        identity_dict(Sneaky())
+
+    @dataclasses.dataclass(frozen=True)
+    class WithExecution:
+        marked: int = identity(default=1)
+        device: str = execution(default="cpu")
+
+    assert identity_dict(WithExecution()) == {"marked": 1}
+
+
+def test_store_finish_is_atomic_and_done_last(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    rid = run_id(config())
+    assert store.status(rid) == "missing"
+    partial = store.begin(rid)
+    (partial / "checkpoint.safetensors").write_bytes(b"x")
+    assert store.status(rid) == "partial"
+    (partial / "metrics.json").write_text('{"models": []}')
+    final = store.finish(rid)
+    assert store.status(rid) == "done"
+    assert (final / "DONE").is_file() and not partial.exists()
+    assert not (final / "checkpoint.safetensors").exists()
+    assert store.metrics(rid) == {"models": []}
+
+
+def test_table7_dag_order_and_shared_runs() -> None:
+    table = load_table(REPRODUCTIONS / "table07.toml")
+    profile = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")
+    dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64)
+    plan = plan_tables([table, table], profile, dataset)
+    # 9 spec runs + the synthetic ImageNet pretraining, each once although the table is listed twice.
+    assert len(plan.runs) == 10
+    order = plan.order()
+    position = {rid: i for i, rid in enumerate(order)}
+    for rid, run in plan.runs.items():
+        for parent in run.upstream:
+            assert position[parent] < position[rid]
+    ids = {name: plan.run_id("table07", name, 0) for name in table.runs}
+    assert plan.runs[ids["B"]].upstream == (ids["A"],)
+    assert set(plan.runs[ids["C"]].upstream) == {ids["rgb"], ids["rgb2"]}
+    assert plan.runs[ids["rgb"]].upstream == plan.runs[ids["rgb2"]].upstream  # the same ImageNet stand-in
+    assert ids["rgb"] != ids["rgb2"]  # replica: an independent second training
+
+
+def test_upstream_change_changes_downstream_ids() -> None:
+    table = load_table(REPRODUCTIONS / "table07.toml")
+    profile = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")
+    dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64)
+    before = plan_tables([table], profile, dataset)
+    longer = dataclasses.replace(profile, imagenet=dataclasses.replace(profile.imagenet, epochs=5))
+    after = plan_tables([table], longer, dataset)
+    for name in table.runs:
+        assert before.run_id("table07", name, 0) != after.run_id("table07", name, 0)

@@ -1,0 +1,124 @@
+"""Table specs and profiles: the shipped files validate; invalid ones fail with `file: key: reason`."""
+
+from pathlib import Path
+
+import pytest
+
+from mml.errors import SpecError
+from mml.spec import ResultCell, all_table_paths, load_profile, load_table, table_path
+
+REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
+
+VALID = """
+id = "table99"
+title = "A test table"
+columns = ["Model", "Top-1 / Top-5"]
+rows = [["RGB", { run = "rgb", model = 0, paper = [50.0, 80.0] }]]
+
+[runs.rgb]
+method = "ce"
+models = [{ modality = "RGB", init = "imagenet" }]
+
+[runs.pair]
+method = "ml"
+models = [{ modality = "RGB", init = "run:rgb/0" }, { modality = "Flow", init = "run:rgb/0" }]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "table99.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", all_table_paths(REPRODUCTIONS), ids=lambda p: p.stem)
+def test_every_shipped_spec_validates(path: Path) -> None:
+    table = load_table(path)
+    assert table.id == path.stem
+    assert any(isinstance(cell, ResultCell) for row in table.rows for cell in row)
+
+
+@pytest.mark.parametrize("name", ["smoke", "paper"])
+def test_shipped_profiles_validate(name: str) -> None:
+    profile = load_profile(REPRODUCTIONS / "profiles.toml", name)
+    assert profile.recipe.input_size <= profile.recipe.short_side
+
+
+def test_table7_has_seven_rows_and_the_relaunch_chain() -> None:
+    table = load_table(REPRODUCTIONS / "table07.toml")
+    assert len(table.rows) == 7
+    assert table.runs["B"].models[0].init_run == ("A", 0)
+    assert table.runs["ml_c"].models[1].init_run == ("C", 1)
+    assert table.runs["rgb2"].replica == 1
+
+
+def test_valid_spec_loads(tmp_path: Path) -> None:
+    table = load_table(write(tmp_path, VALID))
+    assert table.rows[0][1] == ResultCell(run="rgb", model=0, paper=(50.0, 80.0))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('method = "ce"', 'method = "sgd"', "runs.rgb.method: 'sgd' is not one of ce, ml"),
+        ('init = "imagenet"', 'init = "kinetics400"', "runs.rgb.models[0].init: 'kinetics400' is not random"),
+        ('init = "run:rgb/0" }, { modality = "Flow"', 'init = "run:nope/0" }, { modality = "Flow"',
+         "runs.pair.models[0].init: run 'nope' is not defined"),
+        ('modality = "Flow"', 'modality = "Depth"', "runs.pair.models[1].modality: 'Depth' is not one of"),
+        ("paper = [50.0, 80.0]", "paper = [50.0]", "rows[0][1].paper: expected 2 numbers"),
+        ('run = "rgb", model = 0', 'run = "rgb", model = 3', "rows[0][1].model: run 'rgb' has 1 models, no model 3"),
+        ('columns = ["Model", "Top-1 / Top-5"]', 'columns = ["Model"]', "rows[0]: expected a list of 1 cells"),
+        ('title = "A test table"', 'title = "A test table"\ncolour = "red"', "colour: unknown key"),
+        ('id = "table99"', 'id = "table98"', "id: 'table98' differs from the file name"),
+        ('title = "A test table"\n', "", "title: missing"),
+    ],
+)
+def test_invalid_spec_names_file_key_and_reason(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in VALID
+    path = write(tmp_path, VALID.replace(old, new, 1))
+    with pytest.raises(SpecError) as info:
+        load_table(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_ml_needs_two_models_and_ce_one(tmp_path: Path) -> None:
+    text = VALID.replace('method = "ce"', 'method = "ml"', 1)
+    with pytest.raises(SpecError, match="method ml trains two or more models"):
+        load_table(write(tmp_path, text))
+
+
+def test_initialisation_cycle_is_refused(tmp_path: Path) -> None:
+    text = VALID.replace('init = "imagenet"', 'init = "run:pair/0"')
+    with pytest.raises(SpecError, match="initialisation cycle rgb -> pair -> rgb"):
+        load_table(write(tmp_path, text))
+
+
+def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="invalid TOML"):
+        load_table(write(tmp_path, "id = "))
+    with pytest.raises(SpecError, match="file not found"):
+        load_table(tmp_path / "table42.toml")
+
+
+def test_profile_errors(tmp_path: Path) -> None:
+    text = (REPRODUCTIONS / "profiles.toml").read_text()
+    path = write(tmp_path, text.replace("input_size = 40", "input_size = 64", 1), "profiles.toml")
+    with pytest.raises(SpecError, match=r"smoke\.recipe\.input_size: 64 exceeds short_side 48"):
+        load_profile(path, "smoke")
+    with pytest.raises(SpecError, match="nosuch: no such profile"):
+        load_profile(path, "nosuch")
+    path = write(tmp_path, text.replace('sampling = "both"', 'sampling = "random"', 1), "profiles.toml")
+    with pytest.raises(SpecError, match=r"smoke\.recipe\.sampling: 'random' is not one of uniform, dense, both"):
+        load_profile(path, "smoke")
+    path = write(tmp_path, text.replace("batch_size = 16", "batch_size = 0", 1), "profiles.toml")
+    with pytest.raises(SpecError, match=r"smoke\.recipe\.batch_size: must be positive"):
+        load_profile(path, "smoke")
+
+
+def test_table_ids() -> None:
+    assert table_path(REPRODUCTIONS, "table7").name == "table07.toml"
+    assert table_path(REPRODUCTIONS, "07").name == "table07.toml"
+    with pytest.raises(SpecError, match="a table id looks like"):
+        table_path(REPRODUCTIONS, "seven")
