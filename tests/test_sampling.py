@@ -1,0 +1,183 @@
+"""Tests of temporal sampling against the paper's formulas and the original code's examples."""
+
+import numpy as np
+import pytest
+
+from mml.data import sampling
+from mml.data.sampling import dense_view, frame_indices, train_starts, uniform_view
+
+
+def _rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def test_uniform_starts_one_per_segment() -> None:
+    rng = _rng()
+    for _ in range(200):
+        (starts,) = train_starts([53], [1], 8, "uniform", 4, rng)
+        avg = 53 // 8
+        assert starts.dtype == np.int64
+        assert np.all(starts >= np.arange(8) * avg) and np.all(starts < (np.arange(8) + 1) * avg)
+
+
+def test_uniform_uses_new_length_of_shortest_modality() -> None:
+    rng = _rng(1)
+    for _ in range(200):
+        (starts,) = train_starts([20], [5], 4, "uniform", 4, rng)
+        avg = (20 - 5 + 1) // 4
+        assert np.all(starts >= np.arange(4) * avg) and np.all(starts < (np.arange(4) + 1) * avg)
+
+
+def test_uniform_short_video_fallbacks() -> None:
+    rng = _rng(2)
+    seen = set()
+    for _ in range(300):  # T < N < T + L - 1 + T: avg == 0 but N > T -> sorted random starts in 0..N-L
+        (starts,) = train_starts([10], [5], 8, "uniform", 4, rng)
+        assert np.all(np.diff(starts) >= 0) and starts.min() >= 0 and starts.max() <= 10 - 5
+        seen.update(starts.tolist())
+    assert seen == set(range(6))
+    (starts,) = train_starts([6], [1], 8, "uniform", 4, rng)  # N <= T: all zeros
+    np.testing.assert_array_equal(starts, np.zeros(8))
+
+
+def test_dense_starts_have_exact_stride_and_reach_last_start() -> None:
+    rng = _rng(3)
+    firsts = set()
+    for _ in range(400):
+        (starts,) = train_starts([40], [1], 8, "dense", 4, rng)
+        np.testing.assert_array_equal(np.diff(starts), np.full(7, 4))
+        firsts.add(int(starts[0]))
+    assert firsts == set(range(40 - 32 + 1))  # includes the last valid start 8 (deliberate fix)
+
+
+def test_dense_wraps_short_videos() -> None:
+    rng = _rng(4)
+    for _ in range(20):
+        (starts,) = train_starts([20], [1], 8, "dense", 4, rng)
+        np.testing.assert_array_equal(starts, (np.arange(8) * 4) % 20)
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "dense"])
+def test_xi_aligns_rgb_with_flow(strategy: str) -> None:
+    rng = _rng(5)
+    xis = []
+    for _ in range(300):
+        rgb, flow = train_starts([40, 39], [1, 5], 8, strategy, 4, rng)
+        xi = rgb - flow
+        assert np.all(xi == xi[0]) and xi[0] in (0, 1)
+        xis.append(int(xi[0]))
+    assert set(xis) == {0, 1}
+
+
+def test_xi_zero_for_argmin_and_bounded_for_others() -> None:
+    rng = _rng(6)
+    seen = set()
+    for _ in range(300):
+        diff, flow, rgb = train_starts([50, 47, 50], [6, 5, 1], 8, "uniform", 4, rng)
+        assert np.all(flow >= 0) and np.all(flow <= 47 - 5)
+        for starts in (diff, rgb):
+            xi = starts - flow
+            assert np.all(xi == xi[0]) and 0 <= xi[0] <= 3
+            seen.add(int(xi[0]))
+    assert seen == {0, 1, 2, 3}
+
+
+def test_argmin_ties_pick_first() -> None:
+    rng = _rng(7)
+    for _ in range(50):  # with ties, the first modality's L sets avg: (10-5+1)//2 = 3 bounds each chunk
+        first, second = train_starts([10, 10], [5, 1], 2, "uniform", 4, rng)
+        np.testing.assert_array_equal(first, second)
+        assert first[0] < 3 and 3 <= first[1] < 6
+
+
+def test_both_mixes_strategies_evenly() -> None:
+    rng = _rng(8)
+    dense = 0
+    draws = 2000
+    for _ in range(draws):
+        (starts,) = train_starts([100], [1], 8, "both", 4, rng)
+        spread = int(starts[-1] - starts[0])
+        assert spread == 28 or spread >= 7 * 12 - 11  # dense spans 7*4; uniform (avg 12) spans at least 73
+        dense += spread == 28
+    assert abs(dense / draws - 0.5) < 0.05
+
+
+def _clips(seed: int) -> list[np.ndarray]:
+    rng = _rng(seed)
+    return [starts for _ in range(20) for starts in train_starts([400, 399], [1, 5], 8, "both", 4, rng)]
+
+
+def test_reproducible_from_seed() -> None:
+    first, again, other = _clips(9), _clips(9), _clips(10)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (([40], [1], 8, "random", 4), "unknown sampling strategy"),
+        (([40], [1], 0, "uniform", 4), "segments"),
+        (([40], [1], 8, "dense", 0), "dense_stride"),
+        (([0], [1], 8, "uniform", 4), "num_frames"),
+        (([40], [1, 5], 8, "uniform", 4), "one new_length per modality"),
+    ],
+)
+def test_train_starts_rejects_bad_arguments(args: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        train_starts(*args, rng=_rng())
+
+
+def test_uniform_view_centre_matches_original_example() -> None:
+    np.testing.assert_array_equal(uniform_view(40, 1, 8, 0.5), [2, 7, 12, 17, 22, 27, 32, 37])
+
+
+@pytest.mark.parametrize("num_frames", [8, 13, 24, 40, 57, 72, 100, 121])  # 72: (k + 2/3)·9 is an integer
+@pytest.mark.parametrize("views", [1, 2, 3, 4])
+def test_uniform_views_match_paper_formula(num_frames: int, views: int) -> None:
+    segments = 8
+    for i in range(views):
+        expected = [((k * views + i) * num_frames) // (segments * views) for k in range(segments)]
+        np.testing.assert_array_equal(uniform_view(num_frames, 1, segments, i / views), expected)
+
+
+def test_uniform_view_clamps_to_valid_starts() -> None:
+    starts = uniform_view(10, 5, 8, 0.99)
+    assert starts.min() >= 0 and starts.max() <= 5
+    np.testing.assert_array_equal(uniform_view(3, 5, 4, 0.5), np.zeros(4))
+
+
+@pytest.mark.parametrize("num_frames", [40, 61, 100])
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_dense_view_matches_paper_formula(num_frames: int, count: int) -> None:
+    segments, stride = 8, 4
+    spare = num_frames - stride * (segments - 1)
+    for i in range(count):
+        first = (i * spare) // count if count > 1 else spare // 2
+        expected = [first + stride * k for k in range(segments)]
+        np.testing.assert_array_equal(dense_view(num_frames, 1, segments, stride, i, count), expected)
+
+
+def test_dense_view_wraps_short_videos() -> None:
+    np.testing.assert_array_equal(dense_view(20, 1, 8, 4, 0, 1), (np.arange(8) * 4) % 20)
+    np.testing.assert_array_equal(dense_view(20, 5, 8, 4, 1, 2), (np.arange(8) * 4) % 16)
+    with pytest.raises(ValueError, match="index"):
+        dense_view(40, 1, 8, 4, 2, 2)
+
+
+def test_test_views_order_and_count() -> None:
+    views = sampling.test_views(61, 1, 8, dense=2, uniform=3, dense_stride=4)
+    assert len(views) == 5
+    for i in range(2):
+        np.testing.assert_array_equal(views[i], dense_view(61, 1, 8, 4, i, 2))
+    for i in range(3):
+        np.testing.assert_array_equal(views[2 + i], uniform_view(61, 1, 8, i / 3))
+    assert len(sampling.test_views(61, 1, 8, dense=0, uniform=1, dense_stride=4)) == 1
+    with pytest.raises(ValueError, match="at least one view"):
+        sampling.test_views(61, 1, 8, dense=0, uniform=0, dense_stride=4)
+
+
+def test_frame_indices_clamp_to_last_frame() -> None:
+    indices = frame_indices(np.array([0, 36, 38]), 5, 40)
+    np.testing.assert_array_equal(indices, [[0, 1, 2, 3, 4], [36, 37, 38, 39, 39], [38, 39, 39, 39, 39]])
+    assert indices.dtype == np.int64
