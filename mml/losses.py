@@ -1,0 +1,54 @@
+"""Losses of the single-label methods: cross-entropy and the mutual-learning KL term (paper §2.2, eq. 1-4)."""
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+KL_FORMS = ("probs", "logits")
+
+
+def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy of logits ``(B, C)`` against class indices ``(B,)``, averaged over the batch."""
+    return F.cross_entropy(logits, target)
+
+
+def mutual_kl(logits: Sequence[Tensor], index: int, form: str = "probs") -> Tensor:
+    """Mutual-learning term of model ``index`` among M >= 2 models: KL(q || p_index), "batchmean".
+
+    ``sum_c q (log q - log p_index)`` summed over classes and divided by the batch size, so it has the scale of
+    the batch-mean cross-entropy (paper Appendix 2). The target ``q`` is built from the other models' detached
+    logits; gradients reach only ``logits[index]``, through its log-softmax. Forms of ``q``:
+
+    - ``"probs"`` (default, the paper's eq. 4): the mean over j != index of ``softmax(logits[j])``.
+    - ``"logits"`` (the published code, which all-reduces logits): ``softmax`` of the mean over j != index of
+      ``logits[j]``, a sharper, geometric-mean-like target.
+
+    The two coincide for M = 2 and generally differ for M >= 3.
+
+    Args:
+        logits: Clip logits ``(B, C)`` of each of the M models, in the same class order.
+        index: Which model's term to compute.
+        form: One of ``KL_FORMS``.
+
+    Returns:
+        A scalar tensor.
+    """
+    if len(logits) < 2:
+        raise ValueError(f"mutual_kl needs at least 2 models, got {len(logits)}")
+    if not 0 <= index < len(logits):
+        raise ValueError(f"mutual_kl: index {index} out of range for {len(logits)} models")
+    if form not in KL_FORMS:
+        raise ValueError(f"mutual_kl: unknown form {form!r}; known: {', '.join(KL_FORMS)}")
+    own = logits[index]
+    if own.ndim != 2 or any(z.shape != own.shape for z in logits):
+        raise ValueError(f"mutual_kl: logits must all be (B, C) of one shape, got {[tuple(z.shape) for z in logits]}")
+    dtype = torch.promote_types(own.dtype, torch.float32)  # half-precision log-probabilities can make KL < 0
+    others = torch.stack([z.detach().to(own.device, dtype) for j, z in enumerate(logits) if j != index])
+    if form == "probs":
+        log_q = torch.logsumexp(F.log_softmax(others, dim=-1), dim=0) - math.log(len(others))
+    else:
+        log_q = F.log_softmax(others.mean(dim=0), dim=-1)
+    return F.kl_div(F.log_softmax(own.to(dtype), dim=-1), log_q, reduction="batchmean", log_target=True)
