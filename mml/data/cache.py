@@ -7,6 +7,7 @@ a killed preparation never leaves a half-written entry, and a rerun continues wi
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -42,12 +43,12 @@ class FrameCache:
         return self.root / "flow" / f"{record.video_id}.npy"
 
     def frames(self, record: VideoRecord) -> np.ndarray:
-        """The cached RGB frames (N, H, W, 3) uint8, memory-mapped."""
-        return np.load(self.frames_path(record), mmap_mode="r")
+        """The cached RGB frames (N, H, W, 3) uint8, memory-mapped copy-on-write (the file is never modified)."""
+        return np.load(self.frames_path(record), mmap_mode="c")
 
     def flow(self, record: VideoRecord) -> np.ndarray:
         """The cached quantised TV-L1 flow (N - 1, H, W, 2) uint8, memory-mapped."""
-        return np.load(self.flow_path(record), mmap_mode="r")
+        return np.load(self.flow_path(record), mmap_mode="c")
 
     def _prepare_one(self, record: VideoRecord, with_flow: bool) -> str | None:
         """Decode one video (and compute its flow) if not cached yet; returns an error line instead of raising."""
@@ -88,7 +89,9 @@ class FrameCache:
         bar = tqdm(total=len(todo), desc=f"cache: {label}", unit="video", disable=not progress)
         errors: list[str] = []
         if workers > 1:
-            with ProcessPoolExecutor(workers, initializer=_single_threaded) as pool:
+            # Spawned, not forked: forking a process whose torch / OpenMP threads already ran can deadlock.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded) as pool:
                 for error in pool.map(self._prepare_one, todo, [with_flow] * len(todo), chunksize=4):
                     errors += [error] if error else []
                     bar.update()

@@ -1,0 +1,123 @@
+"""End to end: `mml reproduce table7` on a micro synthetic profile, reuse of stored runs, and exact resume."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mml.cli import main
+from mml.data.datasets import open_dataset
+from mml.runner import dataset_cache, init_loader, plan_tables
+from mml.runs import Store
+from mml.spec import load_profile, load_table
+from mml.train import Execution, train_run
+
+REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
+
+# The smoke profile shrunk to seconds: 3 classes, 18 videos, 2 epochs.
+MICRO = """
+[micro]
+description = "micro synthetic profile for the tests"
+arch = "tsm_tiny"
+seeds = [0]
+[micro.dataset]
+kind = "synthetic-sthv2"
+synthetic = { num_classes = 3, train_per_class = 4, val_per_class = 2, min_frames = 8, frames = 10, height = 32, width = 40, seed = 0 }
+[micro.imagenet]
+source = "pretrain"
+epochs = 1
+segments = 1
+[micro.recipe]
+segments = 2
+short_side = 32
+input_size = 28
+batch_size = 4
+epochs = 2
+lr = 0.01
+lr_steps = [1]
+dense_stride = 2
+[micro.views]
+dense = 0
+uniform = 1
+uniform_offset = 0.5
+"""
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("specs")
+    shutil.copy(REPRODUCTIONS / "table07.toml", folder)
+    (folder / "profiles.toml").write_text(MICRO)
+    return folder
+
+
+def reproduce(specs: Path, root: Path, *extra: str) -> int:
+    args = ["reproduce", "table7", "--profile", "micro", "--specs", str(specs), "--store", str(root / "store"),
+            "--out", str(root / "tables"), "--no-progress", *extra]
+    return main(args)
+
+
+@pytest.mark.slow
+def test_table7_end_to_end_then_nothing_to_train(specs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert reproduce(specs, tmp_path) == 0
+    first = capsys.readouterr().out
+    assert "10 runs needed: 0 already in" in first and "10 trained" in first
+    markdown = (tmp_path / "tables" / "micro" / "table07.md").read_text()
+    latex = (tmp_path / "tables" / "micro" / "table07.tex").read_text()
+    rows = [line for line in markdown.splitlines() if re.match(r"^\| [1-7] ", line)]
+    assert len(rows) == 7
+    assert all(re.search(r"\| \d+\.\d\d / \d+\.\d\d +\| [+-]\d+\.\d\d / [+-]\d+\.\d\d", row) for row in rows)
+    assert latex.count(r"\\") >= 8 and r"\bottomrule" in latex
+
+    assert reproduce(specs, tmp_path) == 0
+    second = capsys.readouterr().out
+    assert "10 runs needed: 10 already in" in second and "0 trained" in second
+    assert (tmp_path / "tables" / "micro" / "table07.md").read_text() == markdown
+
+    assert reproduce(specs, tmp_path, "--dry-run") == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert len(listing) == 10 and all(line.startswith("done") for line in listing)
+
+
+@pytest.mark.slow
+def test_resume_after_interruption_equals_uninterrupted_run(specs: Path, tmp_path: Path) -> None:
+    profile = load_profile(specs / "profiles.toml", "micro")
+    table = load_table(specs / "table07.toml")
+    dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
+    plan = plan_tables([table], profile, dataset)
+    order = plan.order()
+    run = Execution(progress=False)
+    metrics = {}
+    for name, interrupt in (("straight", False), ("interrupted", True)):
+        store = Store(tmp_path / name)
+        cache = dataset_cache(store, dataset, profile.recipe.short_side)
+        cache.prepare((*dataset.train, *dataset.validation), with_flow=True, workers=1, progress=False)
+        loader = init_loader(store, None)
+        # Train the pretraining stand-in and "RGB from ImageNet", then the MML run A (RGB + Flow).
+        target = plan.run_id("table07", "A", 0)
+        for rid in order[: order.index(target) + 1]:
+            if rid not in (target, *plan.runs[target].upstream, *plan.runs[plan.runs[target].upstream[0]].upstream):
+                continue
+            if interrupt and rid == target:
+                partial = train_run(plan.runs[rid], dataset, cache, store, run, loader, stop_after_epoch=1)
+                assert store.status(rid) == "partial" and partial.is_dir()
+            train_run(plan.runs[rid], dataset, cache, store, run, loader)
+        metrics[name] = json.loads((store.run_dir(target) / "metrics.json").read_text())
+        scores = np.load(store.run_dir(target) / "scores1.npz")["logits"]
+        metrics[name]["flow_logits"] = scores.tolist()
+    assert metrics["straight"] == metrics["interrupted"]
+
+
+def test_bad_spec_is_a_one_line_error(specs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    broken = tmp_path / "specs"
+    shutil.copytree(specs, broken)
+    text = (broken / "table07.toml").read_text().replace('init = "run:A/0" }, { modality = "Flow"', 'init = "run:Z/0" }, '
+                                                        '{ modality = "Flow"', 1)
+    (broken / "table07.toml").write_text(text)
+    assert reproduce(broken, tmp_path) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"mml: error: {broken / 'table07.toml'}: runs.B.models[0].init: run 'Z' is not defined")
+    assert "\n" not in error

@@ -1,0 +1,232 @@
+"""Tests of the synthetic Something-Something-v2 generator."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mml.data.synthetic import (
+    GENERATOR_VERSION,
+    MARKER_NAME,
+    TEMPLATES,
+    SyntheticConfig,
+    ensure_sthv2,
+    generate_sthv2,
+    plan_clip,
+    render_clip,
+)
+from mml.data.video import decode_video
+from mml.errors import DataError
+
+TINY = SyntheticConfig(num_classes=3, train_per_class=2, val_per_class=1, frames=6, min_frames=4, height=32, width=48)
+ANNOTATIONS = (
+    "something-something-v2-labels.json",
+    "something-something-v2-train.json",
+    "something-something-v2-validation.json",
+    "something-something-v2-test.json",
+)
+# Many videos per class: plans are cheap, so trajectory statistics can use a large sample.
+LARGE = SyntheticConfig(train_per_class=150)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_sthv2(tmp_path_factory.mktemp("tiny") / "sthv2", TINY, progress=False)
+
+
+def _load(path: Path) -> object:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"num_classes": 1}, {"num_classes": 11}, {"train_per_class": 0}, {"val_per_class": 0}, {"min_frames": 1},
+     {"min_frames": 17}, {"height": 47}, {"width": 30}, {"fps": 0}, {"seed": -1}, {"frames": 16.0},
+     {"num_classes": True}],
+)
+def test_config_rejects_bad_values(changes: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="SyntheticConfig"):
+        SyntheticConfig(**changes)
+
+
+def test_fingerprint_fields_hold_every_field_and_the_version() -> None:
+    fields = SyntheticConfig(seed=3).fingerprint_fields()
+    assert fields["seed"] == 3 and fields["generator_version"] == GENERATOR_VERSION
+    assert set(fields) == {"num_classes", "train_per_class", "val_per_class", "frames", "min_frames", "height",
+                           "width", "fps", "seed", "generator_version"}
+    assert SyntheticConfig().fingerprint_fields() != fields
+
+
+def _plans(config: SyntheticConfig, label: int) -> list:
+    return [plan_clip(config, "train", index) for index in range(label, config.split_size("train"), config.num_classes)]
+
+
+# (label, axis, sign): the trajectory coordinate (x=0, y=1, radius=2) that must strictly grow (+1) or shrink (-1).
+MOTION_CHECKS = [(0, 0, 1), (1, 0, -1), (2, 1, -1), (3, 1, 1), (4, 0, 1), (4, 1, 1), (5, 0, -1), (5, 1, -1),
+                 (6, 0, -1), (6, 1, 1), (7, 0, 1), (7, 1, -1), (8, 2, 1), (9, 2, -1)]
+
+
+@pytest.mark.parametrize(("label", "axis", "sign"), MOTION_CHECKS)
+def test_trajectories_follow_the_class_motion(label: int, axis: int, sign: int) -> None:
+    for plan in _plans(SyntheticConfig(), label):
+        assert plan.label == label
+        values = plan.radii if axis == 2 else plan.centres[:, axis]
+        assert np.all(sign * np.diff(values) > 0), TEMPLATES[label]
+
+
+@pytest.mark.parametrize("label", range(10))
+def test_objects_stay_inside_the_frame(label: int) -> None:
+    config = SyntheticConfig()
+    for plan in _plans(config, label):
+        assert config.min_frames <= len(plan.centres) == len(plan.radii) <= config.frames
+        assert np.all(plan.centres - plan.radii[:, None] >= 0)
+        assert np.all(plan.centres + plan.radii[:, None] <= [config.width, config.height])
+
+
+def _best_threshold_accuracy(first: np.ndarray, second: np.ndarray) -> float:
+    """Accuracy of the best single threshold (either direction) separating two samples of a scalar."""
+    values = np.concatenate([first, second])
+    is_first = np.concatenate([np.ones(len(first)), np.zeros(len(second))]).astype(bool)
+    best = 0.0
+    for threshold in np.unique(values):
+        below = values <= threshold
+        accuracy = float(np.mean(below == is_first))
+        best = max(best, accuracy, 1 - accuracy)
+    return best
+
+
+@pytest.mark.parametrize(("first", "second", "axis"), [(0, 1, 0), (2, 3, 1), (8, 9, 2)])
+def test_single_frames_do_not_reveal_the_class(first: int, second: int, axis: int) -> None:
+    def values(label: int) -> np.ndarray:
+        plans = _plans(LARGE, label)
+        return np.concatenate([plan.radii if axis == 2 else plan.centres[:, axis] for plan in plans])
+
+    a, b = values(first), values(second)
+    # Start positions are spread out: the positions span most of the reachable range.
+    assert np.ptp(a) > 0.6 * np.ptp(np.concatenate([a, b]))
+    assert _best_threshold_accuracy(a, b) < 0.58
+    histogram_a, edges = np.histogram(a, bins=8)
+    histogram_b, _ = np.histogram(b, bins=edges)
+    overlap = np.minimum(histogram_a / len(a), histogram_b / len(b)).sum()
+    assert overlap > 0.85
+
+
+def test_start_positions_are_random_and_overlap_across_opposite_classes() -> None:
+    starts = {label: np.array([plan.centres[0, 0] for plan in _plans(LARGE, label)]) for label in (0, 1)}
+    for label in (0, 1):
+        assert starts[label].std() > 0.1 * LARGE.width
+    # Some left-to-right clips start further right than some right-to-left clips.
+    assert starts[0].max() - starts[1].min() > 0.15 * LARGE.width
+
+
+def test_whole_trajectories_do_reveal_the_class() -> None:
+    displacement = [plan.centres[-1, 0] - plan.centres[0, 0] for label in (0, 1) for plan in _plans(LARGE, label)]
+    labels = [label for label in (0, 1) for _ in _plans(LARGE, label)]
+    assert all((move > 0) == (label == 0) for move, label in zip(displacement, labels))
+
+
+def test_renderer_draws_the_object_on_its_trajectory() -> None:
+    config = SyntheticConfig()
+    for index in range(4):
+        plan = plan_clip(config, "train", index)
+        frames = render_clip(config, "train", index).astype(int)
+        assert frames.shape == (len(plan.radii), config.height, config.width, 3)
+        xs, ys = np.round(plan.centres).astype(int).T
+        at_object = frames[np.arange(len(frames)), ys, xs]
+        # The object's colour follows the centre through the clip...
+        assert np.abs(at_object - at_object[0]).max() < 30
+        # ...and the first position holds something else once the object has left it.
+        left_behind = frames[-1, ys[0], xs[0]]
+        if np.hypot(xs[-1] - xs[0], ys[-1] - ys[0]) > 2 * plan.radii.max():
+            assert np.abs(left_behind - at_object[0]).max() > 40
+
+
+def test_plan_rejects_out_of_range_index() -> None:
+    with pytest.raises(ValueError):
+        plan_clip(TINY, "train", TINY.split_size("train"))
+    with pytest.raises(ValueError):
+        plan_clip(TINY, "test", 0)
+
+
+def test_layout_and_annotations(tiny_root: Path) -> None:
+    assert _load(tiny_root / ANNOTATIONS[0]) == {
+        "Moving something from left to right": "0",
+        "Moving something from right to left": "1",
+        "Moving something up": "2",
+    }
+    assert _load(tiny_root / ANNOTATIONS[3]) == []
+    ids = []
+    for name, count in ((ANNOTATIONS[1], 6), (ANNOTATIONS[2], 3)):
+        entries = _load(tiny_root / name)
+        assert isinstance(entries, list) and len(entries) == count
+        for entry in entries:
+            assert set(entry) == {"id", "label", "template", "placeholders"}
+            assert entry["id"].isdigit()
+            assert entry["template"] in TEMPLATES[:3]
+            (placeholder,) = entry["placeholders"]
+            assert entry["label"] == entry["template"].replace("[something]", placeholder).lower()
+            ids.append(entry["id"])
+        assert sorted(entry["template"] for entry in entries) == sorted(TEMPLATES[:3] * (count // 3))
+    assert len(set(ids)) == len(ids)
+    videos = tiny_root / "20bn-something-something-v2"
+    assert sorted(path.name for path in videos.iterdir()) == sorted(f"{video_id}.webm" for video_id in ids)
+    assert _load(tiny_root / MARKER_NAME) == TINY.fingerprint_fields()
+    assert sorted(path.name for path in tiny_root.parent.iterdir()) == ["sthv2"]
+
+
+def test_videos_hold_the_rendered_clips(tiny_root: Path) -> None:
+    for split, name in (("train", ANNOTATIONS[1]), ("validation", ANNOTATIONS[2])):
+        for index, entry in enumerate(_load(tiny_root / name)):
+            decoded = decode_video(tiny_root / "20bn-something-something-v2" / f"{entry['id']}.webm")
+            rendered = render_clip(TINY, split, index)
+            assert decoded.shape == rendered.shape
+            assert np.abs(decoded.astype(int) - rendered.astype(int)).mean() < 5
+            assert entry["placeholders"] == [plan_clip(TINY, split, index).placeholder]
+
+
+def test_generation_is_deterministic(tiny_root: Path, tmp_path: Path) -> None:
+    again = ensure_sthv2(tmp_path / "again", TINY, progress=False)
+    other = ensure_sthv2(tmp_path / "other", SyntheticConfig(**{**vars(TINY), "seed": 1}), progress=False)
+    for name in ANNOTATIONS:
+        assert (again / name).read_bytes() == (tiny_root / name).read_bytes()
+    videos = sorted((tiny_root / "20bn-something-something-v2").iterdir())
+    for path in videos:
+        assert np.array_equal(decode_video(path), decode_video(again / path.parent.name / path.name))
+    assert not any(np.array_equal(decode_video(path), decode_video(other / path.parent.name / path.name))
+                   for path in videos)
+    assert (other / ANNOTATIONS[1]).read_bytes() != (tiny_root / ANNOTATIONS[1]).read_bytes()
+
+
+def test_ensure_reuses_existing_dataset(tiny_root: Path) -> None:
+    files = [tiny_root / MARKER_NAME, *sorted((tiny_root / "20bn-something-something-v2").iterdir())]
+    before = [path.stat().st_mtime_ns for path in files]
+    assert ensure_sthv2(tiny_root, TINY, progress=False) == tiny_root
+    assert [path.stat().st_mtime_ns for path in files] == before
+
+
+def test_ensure_refuses_other_settings(tiny_root: Path) -> None:
+    with pytest.raises(DataError, match="seed=0 \\(wanted 5\\)") as caught:
+        ensure_sthv2(tiny_root, SyntheticConfig(**{**vars(TINY), "seed": 5}), progress=False)
+    assert str(caught.value).startswith(f"{tiny_root}: ")
+    assert (tiny_root / MARKER_NAME).is_file()
+
+
+def test_ensure_refuses_folder_without_marker(tmp_path: Path) -> None:
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="marker"):
+        ensure_sthv2(tmp_path / "user", TINY, progress=False)
+    assert (tmp_path / "user" / "notes.txt").read_text() == "keep me"
+
+
+def test_generate_fills_an_empty_folder_and_refuses_a_full_one(tmp_path: Path) -> None:
+    root = tmp_path / "empty"
+    root.mkdir()
+    config = SyntheticConfig(num_classes=2, train_per_class=1, val_per_class=1, frames=3, min_frames=2, height=32,
+                             width=32)
+    generate_sthv2(root, config, progress=False)
+    assert _load(root / MARKER_NAME) == config.fingerprint_fields()
+    with pytest.raises(DataError, match="not empty"):
+        generate_sthv2(root, config, progress=False)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["empty"]
