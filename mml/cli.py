@@ -70,8 +70,10 @@ def reproduce(args: argparse.Namespace) -> None:
         }
         written += write_table(render(table, profile, stored, command), args.out / profile.name)
     minutes = (time.monotonic() - started) / 60
-    print(f"Done in {minutes:.1f} min: {summary.needed} runs needed, {len(summary.trained)} trained, "
-          f"{summary.needed - len(summary.trained)} reused from {store.root}.")
+    print(
+        f"Done in {minutes:.1f} min: {summary.needed} runs needed, {len(summary.trained)} trained, "
+        f"{summary.needed - len(summary.trained)} reused from {store.root}."
+    )
     print("Tables: " + ", ".join(str(p) for p in written))
 
 

@@ -67,7 +67,9 @@ class Resolver:
             weights = ARCHS[profile.arch].imagenet
             self.imagenet = f"imagenet:sha256:{file_sha256(imagenet_path)}" if imagenet_path else f"imagenet:{weights}"
 
-    def _config(self, method: str, models: Sequence[ModelConfig], seed: int, replica: int, **recipe: object) -> RunConfig:
+    def _config(
+        self, method: str, models: Sequence[ModelConfig], seed: int, replica: int, **recipe: object
+    ) -> RunConfig:
         return RunConfig(
             method=method,
             models=tuple(models),
@@ -194,6 +196,9 @@ def execute(
                 store.begin(rid, force=True)
             train_run(config, dataset, dataset_cache(store, dataset, config.recipe.short_side), store, run, loader)
             metrics = store.metrics(rid)["models"]
-            print("    " + "; ".join(f"model {i}: top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}" for i, m in enumerate(metrics)))
+            print(
+                "    "
+                + "; ".join(f"model {i}: top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}" for i, m in enumerate(metrics))
+            )
             trained.append(rid)
     return Summary(needed=len(order), trained=trained, reused=[rid for rid in order if rid not in trained])

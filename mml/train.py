@@ -74,7 +74,9 @@ def build_models(config: RunConfig, load_init: Callable[[str, str], dict[str, to
         )
         if spec.init_kind != "random":
             # The fc of a model trained on this dataset is kept (the original MML stage 2); ImageNet's is not.
-            transfer_weights(model, load_init(spec.init, config.arch), keep_fc=spec.init_kind == "run", origin=spec.init)
+            transfer_weights(
+                model, load_init(spec.init, config.arch), keep_fc=spec.init_kind == "run", origin=spec.init
+            )
         models.append(model)
     return models
 
@@ -183,8 +185,13 @@ def train_run(
         clips.epoch = epoch
         order = torch.Generator().manual_seed(derive_seed(config.seed, config.replica, _ORDER_SEED, epoch))
         loader = DataLoader(
-            clips, recipe.batch_size, shuffle=True, generator=order, drop_last=len(clips) >= recipe.batch_size,
-            num_workers=run.workers, persistent_workers=False,
+            clips,
+            recipe.batch_size,
+            shuffle=True,
+            generator=order,
+            drop_last=len(clips) >= recipe.batch_size,
+            num_workers=run.workers,
+            persistent_workers=False,
         )
         torch.manual_seed(derive_seed(config.seed, config.replica, _EPOCH_SEED, epoch))
         for model in models:
@@ -197,8 +204,10 @@ def train_run(
             losses = group_losses(config, logits, labels)
             total = torch.stack(losses).sum()
             if not torch.isfinite(total):
-                raise MMLError(f"run {rid}: non-finite loss at epoch {epoch + 1}, step {step + 1}; "
-                               f"the last good checkpoint is kept in {partial}")
+                raise MMLError(
+                    f"run {rid}: non-finite loss at epoch {epoch + 1}, step {step + 1}; "
+                    f"the last good checkpoint is kept in {partial}"
+                )
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             total.backward()

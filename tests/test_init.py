@@ -180,8 +180,13 @@ def test_param_groups_cover_every_parameter_once(fc_lr5: bool) -> None:
     bn = {id(p) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
     assert {id(p) for p in by_name["bn"]["params"]} == bn
     if fc_lr5:
-        assert mults == {"first_conv_weight": (1, 1), "normal_weight": (1, 1), "bn": (1, 0),
-                         "lr5_weight": (5, 1), "lr10_bias": (10, 0)}
+        assert mults == {
+            "first_conv_weight": (1, 1),
+            "normal_weight": (1, 1),
+            "bn": (1, 0),
+            "lr5_weight": (5, 1),
+            "lr10_bias": (10, 0),
+        }
         assert by_name["lr5_weight"]["params"] == [model.fc.weight]
         assert by_name["lr10_bias"]["params"] == [model.fc.bias]
     else:

@@ -25,7 +25,8 @@ arch = "tsm_tiny"
 seeds = [0]
 [micro.dataset]
 kind = "synthetic-sthv2"
-synthetic = { num_classes = 3, train_per_class = 4, val_per_class = 2, min_frames = 8, frames = 10, height = 32, width = 40, seed = 0 }
+synthetic = { num_classes = 3, train_per_class = 4, val_per_class = 2, min_frames = 8, frames = 10, height = 32, \
+width = 40, seed = 0 }
 [micro.imagenet]
 source = "pretrain"
 epochs = 1
@@ -55,8 +56,20 @@ def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def reproduce(specs: Path, root: Path, *extra: str) -> int:
-    args = ["reproduce", "table7", "--profile", "micro", "--specs", str(specs), "--store", str(root / "store"),
-            "--out", str(root / "tables"), "--no-progress", *extra]
+    args = [
+        "reproduce",
+        "table7",
+        "--profile",
+        "micro",
+        "--specs",
+        str(specs),
+        "--store",
+        str(root / "store"),
+        "--out",
+        str(root / "tables"),
+        "--no-progress",
+        *extra,
+    ]
     return main(args)
 
 
@@ -114,8 +127,11 @@ def test_resume_after_interruption_equals_uninterrupted_run(specs: Path, tmp_pat
 def test_bad_spec_is_a_one_line_error(specs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     broken = tmp_path / "specs"
     shutil.copytree(specs, broken)
-    text = (broken / "table07.toml").read_text().replace('init = "run:A/0" }, { modality = "Flow"', 'init = "run:Z/0" }, '
-                                                        '{ modality = "Flow"', 1)
+    text = (
+        (broken / "table07.toml")
+        .read_text()
+        .replace('init = "run:A/0" }, { modality = "Flow"', 'init = "run:Z/0" }, { modality = "Flow"', 1)
+    )
     (broken / "table07.toml").write_text(text)
     assert reproduce(broken, tmp_path) == 2
     error = capsys.readouterr().err.strip()

@@ -62,8 +62,11 @@ def test_valid_spec_loads(tmp_path: Path) -> None:
     [
         ('method = "ce"', 'method = "sgd"', "runs.rgb.method: 'sgd' is not one of ce, ml"),
         ('init = "imagenet"', 'init = "kinetics400"', "runs.rgb.models[0].init: 'kinetics400' is not random"),
-        ('init = "run:rgb/0" }, { modality = "Flow"', 'init = "run:nope/0" }, { modality = "Flow"',
-         "runs.pair.models[0].init: run 'nope' is not defined"),
+        (
+            'init = "run:rgb/0" }, { modality = "Flow"',
+            'init = "run:nope/0" }, { modality = "Flow"',
+            "runs.pair.models[0].init: run 'nope' is not defined",
+        ),
         ('modality = "Flow"', 'modality = "Depth"', "runs.pair.models[1].modality: 'Depth' is not one of"),
         ("paper = [50.0, 80.0]", "paper = [50.0]", "rows[0][1].paper: expected 2 numbers"),
         ('run = "rgb", model = 0', 'run = "rgb", model = 3', "rows[0][1].model: run 'rgb' has 1 models, no model 3"),

@@ -59,8 +59,13 @@ def test_classes_follow_label_indices_not_file_order(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("labels", "match"),
-    [({"a": "0", "b": "2"}, "exactly 0..1"), ({"a": "1", "b": "1"}, "exactly 0..1"), ({"a": "x"}, "non-integer"),
-     ({}, "non-empty"), (["a"], "non-empty")],
+    [
+        ({"a": "0", "b": "2"}, "exactly 0..1"),
+        ({"a": "1", "b": "1"}, "exactly 0..1"),
+        ({"a": "x"}, "non-integer"),
+        ({}, "non-empty"),
+        (["a"], "non-empty"),
+    ],
 )
 def test_bad_label_indices_raise(tmp_path: Path, labels: object, match: str) -> None:
     _write(tmp_path / LABELS, labels)

@@ -41,9 +41,20 @@ def _load(path: Path) -> object:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"num_classes": 1}, {"num_classes": 11}, {"train_per_class": 0}, {"val_per_class": 0}, {"min_frames": 1},
-     {"min_frames": 17}, {"height": 47}, {"width": 30}, {"fps": 0}, {"seed": -1}, {"frames": 16.0},
-     {"num_classes": True}],
+    [
+        {"num_classes": 1},
+        {"num_classes": 11},
+        {"train_per_class": 0},
+        {"val_per_class": 0},
+        {"min_frames": 1},
+        {"min_frames": 17},
+        {"height": 47},
+        {"width": 30},
+        {"fps": 0},
+        {"seed": -1},
+        {"frames": 16.0},
+        {"num_classes": True},
+    ],
 )
 def test_config_rejects_bad_values(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="SyntheticConfig"):
@@ -53,8 +64,18 @@ def test_config_rejects_bad_values(changes: dict[str, object]) -> None:
 def test_fingerprint_fields_hold_every_field_and_the_version() -> None:
     fields = SyntheticConfig(seed=3).fingerprint_fields()
     assert fields["seed"] == 3 and fields["generator_version"] == GENERATOR_VERSION
-    assert set(fields) == {"num_classes", "train_per_class", "val_per_class", "frames", "min_frames", "height",
-                           "width", "fps", "seed", "generator_version"}
+    assert set(fields) == {
+        "num_classes",
+        "train_per_class",
+        "val_per_class",
+        "frames",
+        "min_frames",
+        "height",
+        "width",
+        "fps",
+        "seed",
+        "generator_version",
+    }
     assert SyntheticConfig().fingerprint_fields() != fields
 
 
@@ -63,8 +84,22 @@ def _plans(config: SyntheticConfig, label: int) -> list:
 
 
 # (label, axis, sign): the trajectory coordinate (x=0, y=1, radius=2) that must strictly grow (+1) or shrink (-1).
-MOTION_CHECKS = [(0, 0, 1), (1, 0, -1), (2, 1, -1), (3, 1, 1), (4, 0, 1), (4, 1, 1), (5, 0, -1), (5, 1, -1),
-                 (6, 0, -1), (6, 1, 1), (7, 0, 1), (7, 1, -1), (8, 2, 1), (9, 2, -1)]
+MOTION_CHECKS = [
+    (0, 0, 1),
+    (1, 0, -1),
+    (2, 1, -1),
+    (3, 1, 1),
+    (4, 0, 1),
+    (4, 1, 1),
+    (5, 0, -1),
+    (5, 1, -1),
+    (6, 0, -1),
+    (6, 1, 1),
+    (7, 0, 1),
+    (7, 1, -1),
+    (8, 2, 1),
+    (9, 2, -1),
+]
 
 
 @pytest.mark.parametrize(("label", "axis", "sign"), MOTION_CHECKS)
@@ -193,8 +228,9 @@ def test_generation_is_deterministic(tiny_root: Path, tmp_path: Path) -> None:
     videos = sorted((tiny_root / "20bn-something-something-v2").iterdir())
     for path in videos:
         assert np.array_equal(decode_video(path), decode_video(again / path.parent.name / path.name))
-    assert not any(np.array_equal(decode_video(path), decode_video(other / path.parent.name / path.name))
-                   for path in videos)
+    assert not any(
+        np.array_equal(decode_video(path), decode_video(other / path.parent.name / path.name)) for path in videos
+    )
     assert (other / ANNOTATIONS[1]).read_bytes() != (tiny_root / ANNOTATIONS[1]).read_bytes()
 
 
@@ -223,8 +259,9 @@ def test_ensure_refuses_folder_without_marker(tmp_path: Path) -> None:
 def test_generate_fills_an_empty_folder_and_refuses_a_full_one(tmp_path: Path) -> None:
     root = tmp_path / "empty"
     root.mkdir()
-    config = SyntheticConfig(num_classes=2, train_per_class=1, val_per_class=1, frames=3, min_frames=2, height=32,
-                             width=32)
+    config = SyntheticConfig(
+        num_classes=2, train_per_class=1, val_per_class=1, frames=3, min_frames=2, height=32, width=32
+    )
     generate_sthv2(root, config, progress=False)
     assert _load(root / MARKER_NAME) == config.fingerprint_fields()
     with pytest.raises(DataError, match="not empty"):

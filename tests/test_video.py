@@ -55,8 +55,13 @@ def test_failed_encode_leaves_no_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "frames",
-    [np.zeros((2, 31, 48, 3), np.uint8), np.zeros((2, 32, 47, 3), np.uint8), np.zeros((2, 32, 48, 3), np.float32),
-     np.zeros((0, 32, 48, 3), np.uint8), np.zeros((32, 48, 3), np.uint8)],
+    [
+        np.zeros((2, 31, 48, 3), np.uint8),
+        np.zeros((2, 32, 47, 3), np.uint8),
+        np.zeros((2, 32, 48, 3), np.float32),
+        np.zeros((0, 32, 48, 3), np.uint8),
+        np.zeros((32, 48, 3), np.uint8),
+    ],
 )
 def test_encode_rejects_bad_frames(tmp_path: Path, frames: np.ndarray) -> None:
     with pytest.raises(ValueError):
@@ -70,12 +75,15 @@ def test_encode_rejects_unknown_codec(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("height", "width", "short_side", "expected"),
-    [(32, 48, 16, (16, 24)), (32, 48, 64, (64, 96)), (48, 32, 16, (24, 16)), (32, 48, 32, (32, 48)),
-     (32, 48, 21, (21, 32))],
+    [
+        (32, 48, 16, (16, 24)),
+        (32, 48, 64, (64, 96)),
+        (48, 32, 16, (24, 16)),
+        (32, 48, 32, (32, 48)),
+        (32, 48, 21, (21, 32)),
+    ],
 )
-def test_short_side_resize(
-    tmp_path: Path, height: int, width: int, short_side: int, expected: tuple[int, int]
-) -> None:
+def test_short_side_resize(tmp_path: Path, height: int, width: int, short_side: int, expected: tuple[int, int]) -> None:
     path = tmp_path / "clip.webm"
     clip = _clip(3, height, width)
     encode_video(path, clip, fps=12)

@@ -70,9 +70,7 @@ class FrameCache:
     def missing(self, records: Sequence[VideoRecord], with_flow: bool) -> list[VideoRecord]:
         """The records whose frames (or flow, when `with_flow`) are not cached yet."""
         return [
-            r
-            for r in records
-            if not self.frames_path(r).is_file() or (with_flow and not self.flow_path(r).is_file())
+            r for r in records if not self.frames_path(r).is_file() or (with_flow and not self.flow_path(r).is_file())
         ]
 
     def prepare(self, records: Sequence[VideoRecord], with_flow: bool, workers: int, progress: bool = True) -> None:

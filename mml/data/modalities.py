@@ -76,8 +76,9 @@ def build_input(
     frames = torch.as_tensor(source)
     channels = _source_channels(modality)
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != channels or len(frames) == 0:
-        raise ValueError(f"{modality.name} needs (N, H, W, {channels}) uint8 frames, got "
-                         f"{tuple(frames.shape)} {frames.dtype}")
+        raise ValueError(
+            f"{modality.name} needs (N, H, W, {channels}) uint8 frames, got {tuple(frames.shape)} {frames.dtype}"
+        )
     height, width = frames.shape[1:3]
     inside = 0 <= crop.top and 0 <= crop.left and crop.top + crop.height <= height and crop.left + crop.width <= width
     if not inside or min(crop.height, crop.width) < 1:
@@ -86,7 +87,7 @@ def build_input(
         raise ValueError(f"output size must be positive, got {size}")
     indices = frame_indices(starts, modality.new_length, len(frames))
     segments = len(indices)
-    window = frames[:, crop.top:crop.top + crop.height, crop.left:crop.left + crop.width]  # a view: copies nothing
+    window = frames[:, crop.top : crop.top + crop.height, crop.left : crop.left + crop.width]  # a view: copies nothing
     cropped = window[torch.as_tensor(indices.reshape(-1), device=frames.device)]
     images = cropped.permute(0, 3, 1, 2).float()
     resized = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=False) / 255

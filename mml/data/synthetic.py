@@ -68,13 +68,29 @@ _COLOURS: dict[str, tuple[int, int, int]] = {
 _CROSS_ARM = 0.35
 _SHAPES: dict[str, np.ndarray] = {
     "square": np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=np.float64) * 0.8,
-    "disc": np.stack([np.cos(np.linspace(0, 2 * np.pi, 24, endpoint=False)),
-                      np.sin(np.linspace(0, 2 * np.pi, 24, endpoint=False))], axis=1),
-    "triangle": np.stack([np.cos(np.pi / 2 + np.arange(3) * 2 * np.pi / 3),
-                          np.sin(np.pi / 2 + np.arange(3) * 2 * np.pi / 3)], axis=1),
-    "cross": np.array([[-_CROSS_ARM, -1], [_CROSS_ARM, -1], [_CROSS_ARM, -_CROSS_ARM], [1, -_CROSS_ARM],
-                       [1, _CROSS_ARM], [_CROSS_ARM, _CROSS_ARM], [_CROSS_ARM, 1], [-_CROSS_ARM, 1],
-                       [-_CROSS_ARM, _CROSS_ARM], [-1, _CROSS_ARM], [-1, -_CROSS_ARM], [-_CROSS_ARM, -_CROSS_ARM]]),
+    "disc": np.stack(
+        [np.cos(np.linspace(0, 2 * np.pi, 24, endpoint=False)), np.sin(np.linspace(0, 2 * np.pi, 24, endpoint=False))],
+        axis=1,
+    ),
+    "triangle": np.stack(
+        [np.cos(np.pi / 2 + np.arange(3) * 2 * np.pi / 3), np.sin(np.pi / 2 + np.arange(3) * 2 * np.pi / 3)], axis=1
+    ),
+    "cross": np.array(
+        [
+            [-_CROSS_ARM, -1],
+            [_CROSS_ARM, -1],
+            [_CROSS_ARM, -_CROSS_ARM],
+            [1, -_CROSS_ARM],
+            [1, _CROSS_ARM],
+            [_CROSS_ARM, _CROSS_ARM],
+            [_CROSS_ARM, 1],
+            [-_CROSS_ARM, 1],
+            [-_CROSS_ARM, _CROSS_ARM],
+            [-1, _CROSS_ARM],
+            [-1, -_CROSS_ARM],
+            [-_CROSS_ARM, -_CROSS_ARM],
+        ]
+    ),
 }
 _DRAW_SHIFT = 4  # cv2 fixed-point bits: sub-pixel positions make slow motion smooth.
 
@@ -290,8 +306,11 @@ def ensure_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -> 
     expected = config.fingerprint_fields()
     if not isinstance(found, dict):
         raise DataError(f"{marker}: synthetic dataset marker is not a JSON object")
-    differences = [f"{key}={found.get(key)!r} (wanted {expected.get(key)!r})"
-                   for key in sorted(expected.keys() | found.keys()) if found.get(key) != expected.get(key)]
+    differences = [
+        f"{key}={found.get(key)!r} (wanted {expected.get(key)!r})"
+        for key in sorted(expected.keys() | found.keys())
+        if found.get(key) != expected.get(key)
+    ]
     if differences:
         raise DataError(f"{root}: holds a synthetic dataset from other settings: {', '.join(differences)}")
     return root
@@ -320,12 +339,14 @@ def _write_dataset(folder: Path, config: SyntheticConfig, progress: bool) -> Non
                 next_id += 1
                 encode_video(videos / f"{video_id}.webm", render_clip(config, split, index), config.fps)
                 template = templates[plan.label]
-                entries.append({
-                    "id": video_id,
-                    "label": template.replace("[something]", plan.placeholder).lower(),
-                    "template": template,
-                    "placeholders": [plan.placeholder],
-                })
+                entries.append(
+                    {
+                        "id": video_id,
+                        "label": template.replace("[something]", plan.placeholder).lower(),
+                        "template": template,
+                        "placeholders": [plan.placeholder],
+                    }
+                )
                 bar.update()
             annotations[split] = entries
     _write_json(folder / LABELS_FILE, labels)

@@ -53,9 +53,7 @@ def decode_video(path: Path, short_side: int | None = None) -> np.ndarray:
     return np.stack(frames)
 
 
-def _decode_frames(
-    path: Path, short_side: int | None
-) -> tuple[list[np.ndarray], float | None, float | None, float]:
+def _decode_frames(path: Path, short_side: int | None) -> tuple[list[np.ndarray], float | None, float | None, float]:
     """Decode (and resize) all frames; also return when they end, when the header says they end, and the interval.
 
     The two end times let the caller spot files cut short, which FFmpeg decodes silently up to the cut.

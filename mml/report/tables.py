@@ -106,9 +106,20 @@ def to_markdown(table: RenderedTable) -> str:
 
 
 _LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "Δ": r"$\Delta$",
-    "−": "-", "—": "---",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "−": "-",
+    "—": "---",
 }
 
 
@@ -150,7 +161,9 @@ def write_table(table: RenderedTable, directory: Path) -> list[Path]:
     return paths
 
 
-def render(spec: TableSpec, profile: Profile, stored: dict[str, Sequence[tuple[str, dict]]], command: str) -> RenderedTable:
+def render(
+    spec: TableSpec, profile: Profile, stored: dict[str, Sequence[tuple[str, dict]]], command: str
+) -> RenderedTable:
     """Fill a spec's result cells.
 
     Args:
