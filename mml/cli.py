@@ -60,12 +60,12 @@ def reproduce(args: argparse.Namespace) -> None:
     cpus = os.cpu_count() or 1
     workers = args.workers if args.workers is not None else (8 if args.device.startswith("cuda") else 0)
     run = Execution(device=args.device, workers=workers, prepare_workers=cpus, progress=progress)
-    summary = execute(plan, dataset, store, run, args.imagenet, args.force)
+    summary = execute(plan, profile.views, dataset, store, run, args.imagenet, args.force)
     command = f"nox -s reproduce -- {' '.join(names)} --profile {profile.name}"
     written = []
     for table in tables:
         stored = {
-            name: [(rid, store.metrics(rid)) for rid in (plan.run_id(table.id, name, s) for s in profile.seeds)]
+            name: [(rid, store.evaluation(rid, profile.views.key)) for rid in plan.run_ids(table.id, name)]
             for name in table.runs
         }
         written += write_table(render(table, profile, stored, command), args.out / profile.name)

@@ -1,14 +1,16 @@
 """Evaluation: per-video scores over a view protocol, and top-k accuracy.
 
 A model's score for a video is the mean of its logits over the test views (as the original `test_models.py`);
-the scores of every video are stored with the run, so ensembles are post-processing of the store.
+the scores of every video are stored with the run, per view protocol, so ensembles are post-processing of the
+store and a new protocol evaluates stored models without retraining them.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,11 +20,12 @@ from tqdm import tqdm
 
 from mml.data.cache import FrameCache
 from mml.data.clips import TestViews
-from mml.runs import write_atomic
+from mml.runs import RunConfig, Store, publish, write_atomic, write_json
+from mml.spec import ViewProtocol
+from mml.train import Execution, stored_models
 
 if TYPE_CHECKING:
     from mml.data.datasets import VideoDataset
-    from mml.runs import RunConfig
 
 EVAL_BATCH = 8
 
@@ -60,23 +63,34 @@ def load_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return data["video_ids"], data["labels"], data["logits"]
 
 
-def evaluate_run(
+def evaluate_stored(
+    store: Store,
     config: RunConfig,
-    models: list[nn.Module],
+    views: ViewProtocol,
     dataset: VideoDataset,
     cache: FrameCache,
-    out_dir: Path,
-    device: str,
-    workers: int,
-    progress: bool,
-) -> list[dict[str, float]]:
-    """Score every model of a run on the validation videos; write `scores<i>.npz`; return top-1/top-5 per model."""
+    run: Execution,
+) -> dict[str, Any]:
+    """Top-1/top-5 of every model of a finished run under a view protocol, computing and storing them once.
+
+    Writes `eval/<protocol>/scores<i>.npz` (per-video logits) and `metrics.json` into the run's folder through a
+    staging folder and one rename, so an interrupted evaluation leaves nothing behind.
+    """
+    rid = config.run_id
+    stored = store.evaluation(rid, views.key)
+    if stored is not None:
+        return stored
+    staging = store.evaluation_dir(rid, f".{views.key}.tmp{os.getpid()}")
+    staging.mkdir(parents=True, exist_ok=True)
     labels = np.array([r.label for r in dataset.validation])
     ids = [r.video_id for r in dataset.validation]
     metrics = []
-    for index, (model, spec) in enumerate(zip(models, config.models, strict=True)):
-        views = TestViews(dataset.validation, cache, spec.modality, config.recipe, config.views)
-        logits = predict(model, views, device, workers, progress, f"{config.run_id} eval model {index}")
-        save_scores(out_dir / f"scores{index}.npz", ids, labels, logits)
+    for index, (model, spec) in enumerate(zip(stored_models(store, config), config.models, strict=True)):
+        clips = TestViews(dataset.validation, cache, spec.modality, config.recipe, views)
+        logits = predict(model.to(run.device), clips, run.device, run.workers, run.progress, f"{rid} eval {index}")
+        save_scores(staging / f"scores{index}.npz", ids, labels, logits)
         metrics.append({"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)})
-    return metrics
+    result = {"views": views.key, "models": metrics}
+    write_json(staging / "metrics.json", result)
+    publish(staging, store.evaluation_dir(rid, views.key))
+    return result

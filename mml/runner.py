@@ -19,10 +19,11 @@ from safetensors.torch import load_file
 from mml.data.cache import FrameCache
 from mml.data.datasets import VideoDataset
 from mml.errors import CheckpointError
+from mml.evaluate import evaluate_stored
 from mml.models.init import imagenet_state_dict
 from mml.models.tsm import ARCHS
 from mml.runs import ModelConfig, RunConfig, Store
-from mml.spec import Profile, TableSpec
+from mml.spec import Profile, TableSpec, ViewProtocol
 from mml.train import Execution, train_run
 
 
@@ -48,6 +49,10 @@ class Plan:
 
     def run_id(self, table: str, run: str, seed: int) -> str:
         return self.cells[(table, run, seed)]
+
+    def run_ids(self, table: str, run: str) -> list[str]:
+        """The ids of spec run `run` of `table`, one per seed, in seed order."""
+        return [rid for (t, r, _), rid in sorted(self.cells.items()) if (t, r) == (table, run)]
 
 
 def file_sha256(path: Path) -> str:
@@ -75,7 +80,6 @@ class Resolver:
             models=tuple(models),
             arch=self.profile.arch,
             recipe=dataclasses.replace(self.profile.recipe, **recipe),
-            views=self.profile.views,
             dataset=self.dataset.fingerprint,
             num_classes=len(self.dataset.classes),
             seed=seed,
@@ -165,22 +169,24 @@ class Summary:
 
 def execute(
     plan: Plan,
+    views: ViewProtocol,
     dataset: VideoDataset,
     store: Store,
     run: Execution,
     imagenet_path: Path | None = None,
     force: bool = False,
 ) -> Summary:
-    """Train (or resume) every run of the plan that is not done, in dependency order."""
+    """Train (or resume) every run of the plan that is not done, in dependency order, and evaluate every run
+    that has no scores under `views` yet."""
     order = plan.order()
     todo = [rid for rid in order if force or not store.is_done(rid)]
+    unevaluated = [rid for rid in order if rid in todo or store.evaluation(rid, views.key) is None]
     print(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
-    if todo:
-        short_sides = {plan.runs[rid].recipe.short_side for rid in todo}
-        with_flow = any(m.modality == "Flow" for rid in todo for m in plan.runs[rid].models)
-        for short_side in sorted(short_sides):
-            cache = dataset_cache(store, dataset, short_side)
-            cache.prepare((*dataset.train, *dataset.validation), with_flow, run.prepare_workers, run.progress)
+    for short_side in sorted({plan.runs[rid].recipe.short_side for rid in unevaluated}):
+        runs = [plan.runs[rid] for rid in unevaluated if plan.runs[rid].recipe.short_side == short_side]
+        with_flow = any(m.modality == "Flow" for config in runs for m in config.models)
+        cache = dataset_cache(store, dataset, short_side)
+        cache.prepare((*dataset.train, *dataset.validation), with_flow, run.prepare_workers, run.progress)
     loader = init_loader(store, imagenet_path)
     trained = []
     for number, rid in enumerate(todo, 1):
@@ -188,17 +194,18 @@ def execute(
         with store.lock(rid):
             if store.is_done(rid) and not force:
                 continue
-            status = store.status(rid)
-            action = "resuming" if status == "partial" and not force else "training"
-            models = " + ".join(f"{m.modality}" for m in config.models)
+            action = "resuming" if store.status(rid) == "partial" and not force else "training"
+            models = " + ".join(m.modality for m in config.models)
             print(f"[{number}/{len(todo)}] {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}")
             if force:
                 store.begin(rid, force=True)
             train_run(config, dataset, dataset_cache(store, dataset, config.recipe.short_side), store, run, loader)
-            metrics = store.metrics(rid)["models"]
-            print(
-                "    "
-                + "; ".join(f"model {i}: top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}" for i, m in enumerate(metrics))
-            )
             trained.append(rid)
+        cache = dataset_cache(store, dataset, config.recipe.short_side)
+        metrics = evaluate_stored(store, config, views, dataset, cache, run)["models"]
+        print("    " + "; ".join(f"model {i}: top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}" for i, m in enumerate(metrics)))
+    for rid in unevaluated:
+        if rid not in trained:
+            config = plan.runs[rid]
+            evaluate_stored(store, config, views, dataset, dataset_cache(store, dataset, config.recipe.short_side), run)
     return Summary(needed=len(order), trained=trained, reused=[rid for rid in order if rid not in trained])

@@ -1,12 +1,13 @@
 """Run identity and the run store.
 
 A run's identity is the sha256 of the canonical JSON of everything that changes its result: method, models (with
-the identity of the run or weight file each is initialised from), backbone, recipe, dataset fingerprint, seed,
-test views and the hand-bumped `SEMANTICS` integer. Same identity means the same result: a stored run is reused,
+the identity of the run or weight file each is initialised from), backbone, recipe, dataset fingerprint, seed
+and the hand-bumped `SEMANTICS` integer. Same identity means the same result: a stored run is reused,
 never retrained.
 
 Layout of a store:
-    runs/<id>/        finished runs: run.json, model<i>.safetensors, scores<i>.npz, metrics.json, DONE (written last)
+    runs/<id>/        finished runs: run.json, model<i>.safetensors, metrics.json (training history), DONE (last)
+    runs/<id>/eval/<views>/  per view protocol: scores<i>.npz (per-video logits) and metrics.json (top-1/top-5)
     .partial/<id>/    unfinished runs: checkpoint.safetensors after each epoch (models, optimisers, epoch; resumable)
     locks/<id>.lock   one lock file per run: two runners never train the same run at once
     cache/            decoded frames and optical flow, keyed by dataset fingerprint and frame size
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mml.spec import Recipe, ViewProtocol, identity
+from mml.spec import Recipe, identity
 
 # Bump when training or evaluation behaviour changes in a way that changes results: every run id changes with it.
 SEMANTICS = 1
@@ -64,7 +65,6 @@ class RunConfig:
     models: tuple[ModelConfig, ...] = identity()
     arch: str = identity()
     recipe: Recipe = identity()
-    views: ViewProtocol = identity()
     dataset: str = identity()
     num_classes: int = identity()
     seed: int = identity()
@@ -148,8 +148,13 @@ class Store:
             return "done"
         return "partial" if (self.partial_dir(rid) / "checkpoint.safetensors").is_file() else "missing"
 
-    def metrics(self, rid: str) -> dict[str, Any]:
-        return json.loads((self.run_dir(rid) / "metrics.json").read_text())
+    def evaluation_dir(self, rid: str, views_key: str) -> Path:
+        return self.run_dir(rid) / "eval" / views_key
+
+    def evaluation(self, rid: str, views_key: str) -> dict[str, Any] | None:
+        """The stored top-1/top-5 of a run's models under a view protocol, or None if not evaluated yet."""
+        path = self.evaluation_dir(rid, views_key) / "metrics.json"
+        return json.loads(path.read_text()) if path.is_file() else None
 
     @contextlib.contextmanager
     def lock(self, rid: str) -> Iterator[None]:
@@ -176,9 +181,13 @@ class Store:
         partial = self.partial_dir(rid)
         (partial / "checkpoint.safetensors").unlink(missing_ok=True)
         write_atomic(partial / "DONE", b"")
-        final = self.run_dir(rid)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
-        return final
+        return publish(partial, self.run_dir(rid))
+
+
+def publish(staging: Path, final: Path) -> Path:
+    """Move a fully written folder into place with one rename, replacing an older one."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    return final

@@ -69,6 +69,11 @@ class ViewProtocol:
     uniform: int = identity(default=1)
     uniform_offset: float = identity(default=0.5)
 
+    @property
+    def key(self) -> str:
+        """A folder name for this protocol's evaluations, e.g. `dense0-uniform1-offset0.5`."""
+        return f"dense{self.dense}-uniform{self.uniform}-offset{self.uniform_offset:g}"
+
 
 @dataclass(frozen=True)
 class ImagenetSource:
@@ -258,6 +263,8 @@ def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
         uniform=views.positive("uniform", int, 1, zero=True),
         uniform_offset=views.positive("uniform_offset", float, 0.5, zero=True),
     )
+    if protocol.uniform_offset >= 1:
+        raise views.error("uniform_offset", f"must be below 1 (a fraction of a segment), got {protocol.uniform_offset}")
     if protocol.dense + protocol.uniform < 1:
         raise views.error("uniform", "at least one test view is needed")
     views.finish()

@@ -27,7 +27,6 @@ from mml.data.clips import TrainClips
 from mml.data.datasets import VideoDataset
 from mml.data.modalities import MODALITIES
 from mml.errors import CheckpointError, MMLError
-from mml.evaluate import evaluate_run
 from mml.losses import cross_entropy, mutual_kl
 from mml.models.init import param_groups, transfer_weights
 from mml.models.tsm import TSMResNet, build_tsm
@@ -54,6 +53,27 @@ def derive_seed(*parts: int) -> int:
 _INIT_SEED, _EPOCH_SEED, _ORDER_SEED, _SAMPLE_SEED = 1, 2, 3, 4
 
 
+def new_model(config: RunConfig, index: int) -> TSMResNet:
+    """Model `index` of a run, freshly initialised (uses the current torch RNG state)."""
+    return build_tsm(
+        config.arch,
+        in_channels=MODALITIES[config.models[index].modality].channels,
+        num_classes=config.num_classes,
+        segments=config.recipe.segments,
+        dropout=config.recipe.dropout,
+    )
+
+
+def stored_models(store: Store, config: RunConfig) -> list[TSMResNet]:
+    """The trained models of a finished run, loaded from the store."""
+    models = []
+    for index in range(len(config.models)):
+        model = new_model(config, index)
+        model.load_state_dict(load_file(str(store.run_dir(config.run_id) / f"model{index}.safetensors")))
+        models.append(model)
+    return models
+
+
 def build_models(config: RunConfig, load_init: Callable[[str, str], dict[str, torch.Tensor]]) -> list[TSMResNet]:
     """Build and initialise the run's models.
 
@@ -65,13 +85,7 @@ def build_models(config: RunConfig, load_init: Callable[[str, str], dict[str, to
     models = []
     for index, spec in enumerate(config.models):
         torch.manual_seed(derive_seed(config.seed, config.replica, _INIT_SEED, index))
-        model = build_tsm(
-            config.arch,
-            in_channels=MODALITIES[spec.modality].channels,
-            num_classes=config.num_classes,
-            segments=config.recipe.segments,
-            dropout=config.recipe.dropout,
-        )
+        model = new_model(config, index)
         if spec.init_kind != "random":
             # The fc of a model trained on this dataset is kept (the original MML stage 2); ImageNet's is not.
             transfer_weights(
@@ -154,7 +168,7 @@ def train_run(
     load_init: Callable[[str, str], dict[str, torch.Tensor]],
     stop_after_epoch: int | None = None,
 ) -> Path:
-    """Train, evaluate and store one run (resuming its partial state if any); returns the finished run folder.
+    """Train and store one run (resuming its partial state if any); returns the finished run folder.
 
     Args:
         stop_after_epoch: stop (as if interrupted) once this many epochs are checkpointed; used by tests.
@@ -219,26 +233,10 @@ def train_run(
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": (totals / max(len(loader), 1)).tolist()})
         _save_checkpoint(checkpoint, models, optimizers, state)
-    return _finish(config, dataset, cache, store, run, models, state)
-
-
-def _finish(
-    config: RunConfig,
-    dataset: VideoDataset,
-    cache: FrameCache,
-    store: Store,
-    run: Execution,
-    models: list[TSMResNet],
-    state: dict,
-) -> Path:
-    """Evaluate, write weights, scores and metrics, then move the run into the store."""
-    rid = config.run_id
-    partial = store.partial_dir(rid)
     for index, model in enumerate(models):
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         write_atomic(partial / f"model{index}.safetensors", save(weights))
-    metrics = evaluate_run(config, models, dataset, cache, partial, run.device, run.workers, run.progress)
-    write_json(partial / "metrics.json", {"models": metrics, "history": state["history"]})
+    write_json(partial / "metrics.json", {"history": state["history"]})
     write_json(partial / "run.json", {"run_id": rid, "config": dataclasses.asdict(config), **provenance()})
     return store.finish(rid)
 

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+from safetensors.torch import load_file
 
 from mml.cli import main
 from mml.data.datasets import open_dataset
+from mml.evaluate import evaluate_stored, load_scores
 from mml.runner import dataset_cache, init_loader, plan_tables
 from mml.runs import Store
 from mml.spec import load_profile, load_table
@@ -101,27 +105,32 @@ def test_resume_after_interruption_equals_uninterrupted_run(specs: Path, tmp_pat
     table = load_table(specs / "table07.toml")
     dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
     plan = plan_tables([table], profile, dataset)
-    order = plan.order()
     run = Execution(progress=False)
-    metrics = {}
+    # The MML run A (RGB + Flow) after its upstream chain: the ImageNet stand-in, then "RGB from ImageNet".
+    target = plan.run_id("table07", "A", 0)
+    rgb = plan.run_id("table07", "rgb", 0)
+    chain = [plan.runs[rgb].upstream[0], rgb, target]
+    results = {}
     for name, interrupt in (("straight", False), ("interrupted", True)):
         store = Store(tmp_path / name)
         cache = dataset_cache(store, dataset, profile.recipe.short_side)
         cache.prepare((*dataset.train, *dataset.validation), with_flow=True, workers=1, progress=False)
         loader = init_loader(store, None)
-        # Train the pretraining stand-in and "RGB from ImageNet", then the MML run A (RGB + Flow).
-        target = plan.run_id("table07", "A", 0)
-        for rid in order[: order.index(target) + 1]:
-            if rid not in (target, *plan.runs[target].upstream, *plan.runs[plan.runs[target].upstream[0]].upstream):
-                continue
+        for rid in chain:
             if interrupt and rid == target:
                 partial = train_run(plan.runs[rid], dataset, cache, store, run, loader, stop_after_epoch=1)
-                assert store.status(rid) == "partial" and partial.is_dir()
+                assert store.status(rid) == "partial" and (partial / "checkpoint.safetensors").is_file()
             train_run(plan.runs[rid], dataset, cache, store, run, loader)
-        metrics[name] = json.loads((store.run_dir(target) / "metrics.json").read_text())
-        scores = np.load(store.run_dir(target) / "scores1.npz")["logits"]
-        metrics[name]["flow_logits"] = scores.tolist()
-    assert metrics["straight"] == metrics["interrupted"]
+        evaluation = evaluate_stored(store, plan.runs[target], profile.views, dataset, cache, run)
+        history = json.loads((store.run_dir(target) / "metrics.json").read_text())
+        _, _, flow_logits = load_scores(store.evaluation_dir(target, profile.views.key) / "scores1.npz")
+        weights = load_file(str(store.run_dir(target) / "model0.safetensors"))
+        results[name] = (evaluation, history, flow_logits, weights)
+    straight, interrupted = results["straight"], results["interrupted"]
+    assert straight[0] == interrupted[0] and straight[1] == interrupted[1]
+    assert len(straight[1]["history"]) == profile.recipe.epochs
+    np.testing.assert_array_equal(straight[2], interrupted[2])
+    assert all(torch.equal(straight[3][k], interrupted[3][k]) for k in straight[3])
 
 
 def test_bad_spec_is_a_one_line_error(specs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,6 +1,7 @@
 """Run identity, the run store and the run DAG."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,6 @@ def config(**changes: object) -> RunConfig:
         models=(ModelConfig("RGB", "run:0123456789abcdef/0"), ModelConfig("Flow", "run:0123456789abcdef/0")),
         arch="tsm_tiny",
         recipe=RECIPE,
-        views=ViewProtocol(),
         dataset="f" * 64,
         num_classes=10,
         seed=0,
@@ -36,12 +36,11 @@ def test_identity_is_stable_and_independent_of_key_order() -> None:
 
 
 def _variants() -> list[tuple[str, RunConfig]]:
-    """One changed copy of the base config per result-changing field, recipe and views included."""
+    """One changed copy of the base config per result-changing field, recipe included."""
     changed = {
         "method": "ce",
         "models": (ModelConfig("RGB", "random"),),
         "arch": "tsm_r50",
-        "views": ViewProtocol(dense=1),
         "dataset": "e" * 64,
         "num_classes": 11,
         "seed": 1,
@@ -99,12 +98,12 @@ def test_store_finish_is_atomic_and_done_last(tmp_path: Path) -> None:
     partial = store.begin(rid)
     (partial / "checkpoint.safetensors").write_bytes(b"x")
     assert store.status(rid) == "partial"
-    (partial / "metrics.json").write_text('{"models": []}')
+    (partial / "metrics.json").write_text('{"history": []}')
     final = store.finish(rid)
     assert store.status(rid) == "done"
     assert (final / "DONE").is_file() and not partial.exists()
     assert not (final / "checkpoint.safetensors").exists()
-    assert store.metrics(rid) == {"models": []}
+    assert json.loads((final / "metrics.json").read_text()) == {"history": []}
 
 
 def test_table7_dag_order_and_shared_runs() -> None:
