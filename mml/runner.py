@@ -203,7 +203,9 @@ def execute(
             trained.append(rid)
         cache = dataset_cache(store, dataset, config.recipe.short_side)
         metrics = evaluate_stored(store, config, views, dataset, cache, run)["models"]
-        print("    " + "; ".join(f"model {i}: top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}" for i, m in enumerate(metrics)))
+        print(
+            "    " + "; ".join(f"model {i}: top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}" for i, m in enumerate(metrics))
+        )
     for rid in unevaluated:
         if rid not in trained:
             config = plan.runs[rid]
