@@ -1,4 +1,4 @@
-"""Losses of the single-label methods: cross-entropy and the mutual-learning KL term (paper §2.2, eq. 1-4)."""
+"""Losses: cross-entropy, the mutual-learning KL term (paper §2.2, eq. 1-4) and the MARS / D3D distillation terms."""
 
 import math
 from collections.abc import Sequence
@@ -52,3 +52,15 @@ def mutual_kl(logits: Sequence[Tensor], index: int, form: str = "probs") -> Tens
     else:
         log_q = F.log_softmax(others.mean(dim=0), dim=-1)
     return F.kl_div(F.log_softmax(own.to(dtype), dim=-1), log_q, reduction="batchmean", log_target=True)
+
+
+def mars_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
+    """MARS (Crasto et al.): mean squared error between the student's and the frozen teacher's feature maps
+    before global pooling, averaged over every element. The teacher's features are detached."""
+    return F.mse_loss(student_features.float(), teacher_features.detach().float())
+
+
+def d3d_loss(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """D3D (Stroud et al.): squared L2 distance between the student's and the frozen teacher's logits, summed over
+    classes and averaged over the batch (the scale of the batch-mean cross-entropy, like the KL term)."""
+    return (student_logits.float() - teacher_logits.detach().float()).pow(2).sum(dim=1).mean()

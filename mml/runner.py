@@ -73,7 +73,13 @@ class Resolver:
             self.imagenet = f"imagenet:sha256:{file_sha256(imagenet_path)}" if imagenet_path else f"imagenet:{weights}"
 
     def _config(
-        self, method: str, models: Sequence[ModelConfig], seed: int, replica: int, **recipe: object
+        self,
+        method: str,
+        models: Sequence[ModelConfig],
+        seed: int,
+        replica: int,
+        target: str = "action",
+        **recipe: object,
     ) -> RunConfig:
         return RunConfig(
             method=method,
@@ -81,13 +87,15 @@ class Resolver:
             arch=self.profile.arch,
             recipe=dataclasses.replace(self.profile.recipe, **recipe),
             dataset=self.dataset.fingerprint,
-            num_classes=len(self.dataset.classes),
+            num_classes=len(self.dataset.for_target(target).classes),
+            target=target,
             seed=seed,
             replica=replica,
         )
 
     def imagenet_init(self, seed: int) -> str:
-        """The `init` string of "from ImageNet": real weights, or the synthetic single-frame pretraining run."""
+        """The `init` string of "from ImageNet": real weights, or the synthetic pretraining run (single-frame RGB
+        object recognition on the training videos: an appearance task, as ImageNet is)."""
         source = self.profile.imagenet
         if source.source == "torchvision":
             return self.imagenet
@@ -97,6 +105,7 @@ class Resolver:
             [ModelConfig(modality="RGB", init="random")],
             seed,
             0,
+            target="object",
             segments=source.segments,
             epochs=source.epochs,
             lr_steps=tuple(step for step in recipe.lr_steps if step < source.epochs),
@@ -191,6 +200,8 @@ def execute(
     trained = []
     for number, rid in enumerate(todo, 1):
         config = plan.runs[rid]
+        data = dataset.for_target(config.target)
+        cache = dataset_cache(store, dataset, config.recipe.short_side)
         with store.lock(rid):
             if store.is_done(rid) and not force:
                 continue
@@ -199,15 +210,14 @@ def execute(
             print(f"[{number}/{len(todo)}] {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}")
             if force:
                 store.begin(rid, force=True)
-            train_run(config, dataset, dataset_cache(store, dataset, config.recipe.short_side), store, run, loader)
+            train_run(config, data, cache, store, run, loader)
             trained.append(rid)
-        cache = dataset_cache(store, dataset, config.recipe.short_side)
-        metrics = evaluate_stored(store, config, views, dataset, cache, run)["models"]
+        metrics = evaluate_stored(store, config, views, data, cache, run)["models"]
         print(
             "    " + "; ".join(f"model {i}: top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}" for i, m in enumerate(metrics))
         )
     for rid in unevaluated:
-        if rid not in trained:
-            config = plan.runs[rid]
-            evaluate_stored(store, config, views, dataset, dataset_cache(store, dataset, config.recipe.short_side), run)
+        config = plan.runs[rid]
+        cache = dataset_cache(store, dataset, config.recipe.short_side)
+        evaluate_stored(store, config, views, dataset.for_target(config.target), cache, run)
     return Summary(needed=len(order), trained=trained, reused=[rid for rid in order if rid not in trained])

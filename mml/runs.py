@@ -69,6 +69,7 @@ class RunConfig:
     num_classes: int = identity()
     seed: int = identity()
     replica: int = identity(default=0)
+    target: str = identity(default="action")  # `action` classes, or `object` (the synthetic ImageNet stand-in)
 
     @property
     def run_id(self) -> str:

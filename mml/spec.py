@@ -79,8 +79,8 @@ class ViewProtocol:
 class ImagenetSource:
     """Where "from ImageNet" weights come from: torchvision's weights API / a file, or a synthetic pretraining run.
 
-    `pretrain` trains a single-frame RGB model on the profile's own training videos (the stand-in for ImageNet
-    in the synthetic profiles); `epochs` and `segments` configure that run.
+    `pretrain` trains a single-frame RGB model to recognise the object of each training video (its first
+    placeholder): the stand-in for ImageNet in the synthetic profiles. `epochs` and `segments` configure that run.
     """
 
     source: str

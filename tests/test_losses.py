@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mml.losses import KL_FORMS, cross_entropy, mutual_kl
+from mml.losses import KL_FORMS, cross_entropy, d3d_loss, mars_loss, mutual_kl
 
 LN3, LN9 = math.log(3), math.log(9)
 
@@ -134,3 +134,19 @@ def test_half_precision_logits_are_computed_in_float32() -> None:
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     loss.backward()
     assert own.grad is not None and own.grad.dtype == torch.bfloat16
+
+
+def test_mars_is_the_elementwise_mean_squared_error_and_stops_at_the_teacher() -> None:
+    student = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]], requires_grad=True)
+    teacher = torch.tensor([[[[0.0, 2.0], [5.0, 4.0]]]], requires_grad=True)
+    loss = mars_loss(student, teacher)
+    assert loss.item() == pytest.approx((1 + 0 + 4 + 0) / 4)
+    loss.backward()
+    assert teacher.grad is None
+    assert torch.allclose(student.grad, torch.tensor([[[[0.5, 0.0], [-1.0, 0.0]]]]))
+
+
+def test_d3d_sums_over_classes_and_averages_over_the_batch() -> None:
+    student = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], requires_grad=True)
+    teacher = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    assert d3d_loss(student, teacher).item() == pytest.approx(((0 + 4 + 9) + (1 + 1 + 1)) / 2)

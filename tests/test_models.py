@@ -65,7 +65,7 @@ def test_tiny_forward_and_features_shapes(in_channels: int) -> None:
     model = build_tsm("tsm_tiny", in_channels=in_channels, num_classes=7, segments=3).eval()
     x = torch.randn(2, 3 * in_channels, 64, 64)
     assert model(x).shape == (2, 7)
-    assert model.features(x).shape == (2 * 3, 64 * 4, 2, 2)
+    assert model.features(x).shape == (2 * 3, 128 * 4, 2, 2)
 
 
 def test_forward_rejects_wrong_channel_count() -> None:
@@ -121,11 +121,11 @@ def test_init_is_deterministic_and_follows_recipe() -> None:
     b = build_tsm("tsm_tiny", in_channels=10, num_classes=5, segments=2)
     for (name, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(va, vb), name
-    assert torch.equal(a.bn1.weight, torch.ones(8)) and torch.equal(a.layer2[0].bn3.bias, torch.zeros(64))
+    assert torch.equal(a.bn1.weight, torch.ones(16)) and torch.equal(a.layer2[0].bn3.bias, torch.zeros(128))
     assert torch.equal(a.fc.bias, torch.zeros(5))
     assert a.fc.weight.std().item() == pytest.approx(0.001, rel=0.3)
-    conv = a.layer4[0].conv3  # 1x1, 64 -> 256: kaiming fan_out (256) differs from fan_in (64) by 4x
-    assert conv.weight.std().item() == pytest.approx((2 / 256) ** 0.5, rel=0.1)
+    conv = a.layer4[0].conv3  # 1x1, 128 -> 512: kaiming fan_out (512) differs from fan_in (128) by 4x
+    assert conv.weight.std().item() == pytest.approx((2 / 512) ** 0.5, rel=0.1)
 
 
 def test_dropout_only_in_training() -> None:

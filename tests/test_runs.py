@@ -45,6 +45,7 @@ def _variants() -> list[tuple[str, RunConfig]]:
         "num_classes": 11,
         "seed": 1,
         "replica": 1,
+        "target": "object",
     }
     variants = [(name, config(**{name: value})) for name, value in changed.items()]
     for item in dataclasses.fields(Recipe):
@@ -134,3 +135,19 @@ def test_upstream_change_changes_downstream_ids() -> None:
     after = plan_tables([table], longer, dataset)
     for name in table.runs:
         assert before.run_id("table07", name, 0) != after.run_id("table07", name, 0)
+
+
+def test_object_task_relabels_by_first_placeholder(tmp_path: Path) -> None:
+    from mml.data.sthv2 import VideoRecord
+
+    def record(number: int, label: int, obj: str) -> VideoRecord:
+        return VideoRecord(str(number), tmp_path / f"{number}.webm", label, (obj, "table"))
+
+    train = (record(1, 0, "Red Square"), record(2, 1, "blue disc"), record(3, 1, "red square"))
+    validation = (record(4, 0, "blue disc"), record(5, 1, "green cross"))
+    dataset = VideoDataset(tmp_path, ("left", "right"), train, validation, "d" * 64)
+    objects = dataset.for_target("object")
+    assert objects.classes == ("blue disc", "red square")
+    assert [r.label for r in objects.train] == [1, 0, 1]
+    assert [r.video_id for r in objects.validation] == ["4"]  # an object unseen in training is left out
+    assert dataset.for_target("action") is dataset

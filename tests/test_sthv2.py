@@ -42,6 +42,7 @@ def test_reads_generated_splits(generated: Path) -> None:
             video_id=entry["id"],
             path=generated / "20bn-something-something-v2" / f"{entry['id']}.webm",
             label=TEMPLATES.index(entry["template"]),
+            placeholders=tuple(entry["placeholders"]),
         )
         assert record.path.is_file()
     assert {record.label for record in validation.records} == {0, 1, 2, 3}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,6 +23,30 @@ class VideoDataset:
     train: tuple[VideoRecord, ...]
     validation: tuple[VideoRecord, ...]
     fingerprint: str
+
+    def for_target(self, target: str) -> VideoDataset:
+        """The dataset labelled for a run's target: `action` (the classes) or `object` (see `object_task`)."""
+        return self if target == "action" else self.object_task()
+
+    def object_task(self) -> VideoDataset:
+        """Single-label object recognition: each video labelled by its first placeholder (e.g. "red square").
+
+        The synthetic profiles pretrain on it as their stand-in for ImageNet: an appearance task that single
+        frames solve. Validation videos naming an object unseen in training are left out.
+        """
+        objects = tuple(sorted({r.placeholders[0].lower() for r in self.train if r.placeholders}))
+        index = {name: i for i, name in enumerate(objects)}
+
+        def relabel(records: tuple[VideoRecord, ...]) -> tuple[VideoRecord, ...]:
+            return tuple(
+                dataclasses.replace(r, label=index[r.placeholders[0].lower()])
+                for r in records
+                if r.placeholders and r.placeholders[0].lower() in index
+            )
+
+        return dataclasses.replace(
+            self, classes=objects, train=relabel(self.train), validation=relabel(self.validation)
+        )
 
 
 def synthetic_root(config: SyntheticConfig, parent: Path) -> Path:

@@ -21,11 +21,12 @@ ANNOTATION_FILES = (LABELS_FILE, *SPLIT_FILES.values(), TEST_FILE)
 
 @dataclass(frozen=True)
 class VideoRecord:
-    """One annotated video: its id, its file (which may not exist) and its class index."""
+    """One annotated video: its id, its file (which may not exist), its class index and the objects it names."""
 
     video_id: str
     path: Path
     label: int
+    placeholders: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,11 @@ def _parse_entry(entry: object, label_index: dict[str, int], videos: Path) -> Vi
     if name not in label_index:
         return f"template {template!r} is not in the labels file"
     video_id = str(entry["id"])
-    return VideoRecord(video_id=video_id, path=videos / f"{video_id}.webm", label=label_index[name])
+    placeholders = entry.get("placeholders")
+    objects = tuple(str(p) for p in placeholders) if isinstance(placeholders, list) else ()
+    return VideoRecord(
+        video_id=video_id, path=videos / f"{video_id}.webm", label=label_index[name], placeholders=objects
+    )
 
 
 def class_name(template: str) -> str:

@@ -204,7 +204,7 @@ class ArchSpec:
 ARCHS = {
     "tsm_r50": ArchSpec((3, 4, 6, 3), (64, 128, 256, 512), "ResNet50_Weights.IMAGENET1K_V1"),
     "tsm_r101": ArchSpec((3, 4, 23, 3), (64, 128, 256, 512), "ResNet101_Weights.IMAGENET1K_V1"),
-    "tsm_tiny": ArchSpec((1, 1, 1, 1), (8, 16, 32, 64), None),
+    "tsm_tiny": ArchSpec((1, 1, 1, 1), (16, 32, 64, 128), None),
 }
 
 
