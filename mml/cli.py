@@ -13,7 +13,8 @@ import torch
 
 from mml.data.datasets import open_dataset
 from mml.errors import MMLError
-from mml.report.tables import render, write_table
+from mml.report.build import write_outputs, write_summary
+from mml.report.results import StoredResults
 from mml.runner import execute, plan_tables
 from mml.runs import Store
 from mml.spec import all_table_paths, load_profile, load_table, table_path
@@ -62,13 +63,13 @@ def reproduce(args: argparse.Namespace) -> None:
     run = Execution(device=args.device, workers=workers, prepare_workers=cpus, progress=progress)
     summary = execute(plan, profile.views, dataset, store, run, args.imagenet, args.force)
     command = f"nox -s reproduce -- {' '.join(names)} --profile {profile.name}"
-    written = []
+    written, reports = [], []
     for table in tables:
-        stored = {
-            name: [(rid, store.evaluation(rid, profile.views.key)) for rid in plan.run_ids(table.id, name)]
-            for name in table.runs
-        }
-        written += write_table(render(table, profile, stored, command), args.out / profile.name)
+        report, paths = write_outputs(StoredResults(store, plan, profile, table), command, args.out / profile.name)
+        reports.append(report)
+        written += paths
+    if names == ["all"]:
+        written.append(write_summary(reports, args.out / profile.name))
     minutes = (time.monotonic() - started) / 60
     print(
         f"Done in {minutes:.1f} min: {summary.needed} runs needed, {len(summary.trained)} trained, "

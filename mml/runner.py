@@ -34,6 +34,7 @@ class Plan:
     runs: dict[str, RunConfig] = field(default_factory=dict)
     names: dict[str, list[str]] = field(default_factory=dict)
     cells: dict[tuple[str, str, int], str] = field(default_factory=dict)
+    evaluations: dict[str, set[ViewProtocol]] = field(default_factory=dict)
 
     def add(self, config: RunConfig, name: str) -> str:
         rid = config.run_id
@@ -79,18 +80,21 @@ class Resolver:
         seed: int,
         replica: int,
         target: str = "action",
+        teacher: ModelConfig | None = None,
+        deep: bool = False,
         **recipe: object,
     ) -> RunConfig:
         return RunConfig(
             method=method,
             models=tuple(models),
-            arch=self.profile.arch,
+            arch=self.profile.deep_arch if deep else self.profile.arch,
             recipe=dataclasses.replace(self.profile.recipe, **recipe),
             dataset=self.dataset.fingerprint,
             num_classes=len(self.dataset.for_target(target).classes),
             target=target,
             seed=seed,
             replica=replica,
+            teacher=teacher,
         )
 
     def imagenet_init(self, seed: int) -> str:
@@ -129,7 +133,14 @@ class Resolver:
             else:
                 init = model.init
             models.append(ModelConfig(modality=model.modality, init=init))
-        config = self._config(spec.method, models, seed, spec.replica)
+        teacher = None
+        if spec.teacher:
+            name, index = spec.teacher
+            modality = table.runs[name].models[index].modality
+            teacher = ModelConfig(modality=modality, init=f"run:{self.resolve(table, name, seed)}/{index}")
+        config = self._config(
+            spec.method, models, seed, spec.replica, teacher=teacher, deep=spec.deep, **dict(spec.recipe)
+        )
         self.plan.cells[key] = self.plan.add(config, f"{table.id}:{name}")
         return self.plan.cells[key]
 
@@ -137,13 +148,21 @@ class Resolver:
 def plan_tables(
     tables: Sequence[TableSpec], profile: Profile, dataset: VideoDataset, imagenet_path: Path | None = None
 ) -> Plan:
-    """Every run (and upstream run) that the result cells of `tables` need, for each seed of the profile."""
+    """Every run (and upstream run) that `tables` need for each seed of the profile, and the view protocols each
+    run is evaluated with: the profile's, and those that result cells ask for."""
     plan = Plan()
     resolver = Resolver(profile, dataset, imagenet_path, plan)
     for seed in profile.seeds:
         for table in tables:
             for name in table.runs:
                 resolver.resolve(table, name, seed)
+            for cell in table.cells():
+                for run, _ in cell.members:
+                    plan.evaluations.setdefault(plan.run_id(table.id, run, seed), set()).add(
+                        cell.views or profile.views
+                    )
+    for rid in plan.runs:
+        plan.evaluations.setdefault(rid, set()).add(profile.views)
     return plan
 
 
@@ -185,15 +204,21 @@ def execute(
     imagenet_path: Path | None = None,
     force: bool = False,
 ) -> Summary:
-    """Train (or resume) every run of the plan that is not done, in dependency order, and evaluate every run
-    that has no scores under `views` yet."""
+    """Train (or resume) every run of the plan that is not done, in dependency order, then evaluate every run
+    under each view protocol it needs that has no stored scores yet. `views` is the profile's protocol, whose
+    metrics are printed after each training."""
     order = plan.order()
     todo = [rid for rid in order if force or not store.is_done(rid)]
-    unevaluated = [rid for rid in order if rid in todo or store.evaluation(rid, views.key) is None]
+    pending = [
+        (rid, protocol)
+        for rid in order
+        for protocol in sorted(plan.evaluations[rid], key=lambda p: p.key)
+        if rid in todo or store.evaluation(rid, protocol.key) is None
+    ]
     print(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
-    for short_side in sorted({plan.runs[rid].recipe.short_side for rid in unevaluated}):
-        runs = [plan.runs[rid] for rid in unevaluated if plan.runs[rid].recipe.short_side == short_side]
-        with_flow = any(m.modality == "Flow" for config in runs for m in config.models)
+    for short_side in sorted({plan.runs[rid].recipe.short_side for rid, _ in pending}):
+        runs = [plan.runs[rid] for rid, _ in pending if plan.runs[rid].recipe.short_side == short_side]
+        with_flow = any(m.modality == "Flow" for config in runs for m in (*config.models, config.teacher) if m)
         cache = dataset_cache(store, dataset, short_side)
         cache.prepare((*dataset.train, *dataset.validation), with_flow, run.prepare_workers, run.progress)
     loader = init_loader(store, imagenet_path)
@@ -216,8 +241,8 @@ def execute(
         print(
             "    " + "; ".join(f"model {i}: top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}" for i, m in enumerate(metrics))
         )
-    for rid in unevaluated:
+    for rid, protocol in pending:
         config = plan.runs[rid]
         cache = dataset_cache(store, dataset, config.recipe.short_side)
-        evaluate_stored(store, config, views, dataset.for_target(config.target), cache, run)
+        evaluate_stored(store, config, protocol, dataset.for_target(config.target), cache, run)
     return Summary(needed=len(order), trained=trained, reused=[rid for rid in order if rid not in trained])

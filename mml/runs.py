@@ -69,6 +69,7 @@ class RunConfig:
     num_classes: int = identity()
     seed: int = identity()
     replica: int = identity(default=0)
+    teacher: ModelConfig | None = identity(default=None)  # the frozen teacher of a MARS / D3D run
     target: str = identity(default="action")  # `action` classes, or `object` (the synthetic ImageNet stand-in)
 
     @property
@@ -78,7 +79,8 @@ class RunConfig:
     @property
     def upstream(self) -> tuple[str, ...]:
         """Ids of the runs whose models initialise this run's models (its DAG parents)."""
-        return tuple(dict.fromkeys(m.init_run[0] for m in self.models if m.init_run))
+        models = (*self.models, *([self.teacher] if self.teacher else []))
+        return tuple(dict.fromkeys(m.init_run[0] for m in models if m.init_run))
 
 
 def identity_dict(value: Any) -> Any:

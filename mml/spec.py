@@ -17,13 +17,15 @@ from typing import Any
 
 from mml.errors import SpecError
 
-METHODS = ("ce", "ml")
+METHODS = ("ce", "ml", "mars", "d3d")
+DISTILLATION = ("mars", "d3d")
 MODALITY_NAMES = ("RGB", "Flow", "Diff")
 SAMPLINGS = ("uniform", "dense", "both")
 KL_FORMS = ("probs", "logits")
 DATASET_KINDS = ("synthetic-sthv2", "sthv2")
 IMAGENET_SOURCES = ("torchvision", "pretrain")
 _INIT = re.compile(r"^(random|imagenet|run:(?P<run>[A-Za-z0-9_\-]+)/(?P<model>\d+))$")
+_MODEL_REF = re.compile(r"^(?P<run>[A-Za-z0-9_\-]+)/(?P<model>\d+)$")
 
 
 def identity(**kwargs: Any) -> Any:
@@ -55,6 +57,8 @@ class Recipe:
     sampling: str = identity(default="both")
     dense_stride: int = identity(default=4)
     kl_form: str = identity(default="probs")
+    mars_weight: float = identity(default=50.0)  # MARS feature-MSE weight (Crasto et al.)
+    d3d_weight: float = identity(default=1.0)  # D3D logit-L2 weight (Stroud et al.)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class Profile:
     description: str
     dataset: DatasetConfig
     arch: str
+    deep_arch: str  # the backbone of runs marked `deep` (Tab. 9's ResNet-101 where the profile allows)
     recipe: Recipe
     imagenet: ImagenetSource
     views: ViewProtocol
@@ -136,15 +141,62 @@ class RunSpec:
     method: str
     models: tuple[ModelSpec, ...]
     replica: int = 0
+    teacher: tuple[str, int] | None = None  # mars / d3d: the frozen teacher, (run name, model index)
+    recipe: tuple[tuple[str, Any], ...] = ()  # overrides of the profile's recipe, e.g. (("sampling", "dense"),)
+    deep: bool = False  # train the profile's deep backbone (ResNet-101 in the paper profile, Tab. 9)
+
+
+ModelRef = tuple[str, int]
 
 
 @dataclass(frozen=True)
 class ResultCell:
-    """A table cell filled by the metrics of model `model` of run `run`; `paper` holds the paper's values."""
+    """A table cell: the metrics of one model, or of the ensemble (averaged probabilities) of several.
 
-    run: str
-    model: int
+    `members` are (run name, model index) pairs; `views` overrides the profile's test views; `id` names the cell
+    for the claims; `paper` holds the paper's values.
+    """
+
+    members: tuple[ModelRef, ...]
     paper: tuple[float, ...]
+    views: ViewProtocol | None = None
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    """A matrix of two-model ensembles (paper Tab. 11/12): every row model with every column model.
+
+    `paper[i][j]` holds the paper's (top-1, top-5) of row i with column j, or () where the paper has none.
+    """
+
+    rows: tuple[tuple[str, ModelRef], ...]
+    columns: tuple[tuple[str, ModelRef], ...]
+    paper: tuple[tuple[tuple[float, ...], ...], ...]
+    baseline: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class TriplesSpec:
+    """Every triple of one model per group ranked by ensemble top-1 (paper Tab. 13); `paper` maps
+    "group: label" to the paper's sum of positions."""
+
+    groups: tuple[tuple[str, tuple[tuple[str, ModelRef], ...]], ...]
+    paper: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A claim of the paper that the table supports: `better` beats `worse` on `metric`.
+
+    `better` and `worse` are cell ids (`id` of a result cell) or, in a matrix table, "row label | column label".
+    """
+
+    text: str
+    better: str
+    worse: str
+    metric: str = "top1"
+    margin: float = 0.0  # the claim holds when mean(better - worse) > margin; negative: "not worse by more than"
 
 
 @dataclass(frozen=True)
@@ -159,6 +211,13 @@ class TableSpec:
     rows: tuple[tuple[str | ResultCell, ...], ...]
     runs: dict[str, RunSpec]
     notes: str = ""
+    matrix: MatrixSpec | None = None
+    triples: TriplesSpec | None = None
+    claims: tuple[ClaimSpec, ...] = ()
+
+    def cells(self) -> list[ResultCell]:
+        """Every result cell of the row layout."""
+        return [cell for row in self.rows for cell in row if isinstance(cell, ResultCell)]
 
 
 class _Reader:
@@ -242,6 +301,20 @@ def _read_recipe(reader: _Reader) -> Recipe:
     return recipe
 
 
+def _read_views(views: _Reader) -> ViewProtocol:
+    protocol = ViewProtocol(
+        dense=views.positive("dense", int, 0, zero=True),
+        uniform=views.positive("uniform", int, 1, zero=True),
+        uniform_offset=views.positive("uniform_offset", float, 0.5, zero=True),
+    )
+    if protocol.uniform_offset >= 1:
+        raise views.error("uniform_offset", f"must be below 1 (a fraction of a segment), got {protocol.uniform_offset}")
+    if protocol.dense + protocol.uniform < 1:
+        raise views.error("uniform", "at least one test view is needed")
+    views.finish()
+    return protocol
+
+
 def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
     dataset = reader.sub("dataset")
     kind = dataset.choice("kind", DATASET_KINDS)
@@ -257,17 +330,7 @@ def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
         segments=imagenet.positive("segments", int, 1),
     )
     imagenet.finish()
-    views = reader.sub("views", {})
-    protocol = ViewProtocol(
-        dense=views.positive("dense", int, 0, zero=True),
-        uniform=views.positive("uniform", int, 1, zero=True),
-        uniform_offset=views.positive("uniform_offset", float, 0.5, zero=True),
-    )
-    if protocol.uniform_offset >= 1:
-        raise views.error("uniform_offset", f"must be below 1 (a fraction of a segment), got {protocol.uniform_offset}")
-    if protocol.dense + protocol.uniform < 1:
-        raise views.error("uniform", "at least one test view is needed")
-    views.finish()
+    protocol = _read_views(reader.sub("views", {}))
     seeds = reader.get("seeds", list, [0])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise reader.error("seeds", f"expected a non-empty list of non-negative integers, got {seeds!r}")
@@ -275,7 +338,8 @@ def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
         name=name,
         description=reader.get("description", str, ""),
         dataset=DatasetConfig(kind=kind, synthetic=dict(synthetic)),
-        arch=reader.get("arch", str),
+        arch=(arch := reader.get("arch", str)),
+        deep_arch=reader.get("deep_arch", str, arch),
         recipe=_read_recipe(reader.sub("recipe")),
         imagenet=image,
         views=protocol,
@@ -312,13 +376,54 @@ def _read_run(name: str, reader: _Reader, runs: dict[str, Any]) -> RunSpec:
         if not isinstance(item, dict):
             raise reader.error(f"models[{index}]", "expected a table {modality = ..., init = ...}")
         models.append(_read_model(_Reader(reader.path, item, f"{reader.prefix}models[{index}]."), runs))
-    if method == "ce" and len(models) != 1:
-        raise reader.error("models", f"method ce trains exactly one model, got {len(models)}")
+    if method in ("ce", *DISTILLATION) and len(models) != 1:
+        raise reader.error("models", f"method {method} trains exactly one model, got {len(models)}")
     if method == "ml" and len(models) < 2:
         raise reader.error("models", f"method ml trains two or more models, got {len(models)}")
-    run = RunSpec(name=name, method=method, models=tuple(models), replica=reader.positive("replica", int, 0, True))
+    teacher = reader.get("teacher", str, None)
+    if (teacher is None) != (method not in DISTILLATION):
+        raise reader.error("teacher", f"methods {' and '.join(DISTILLATION)} need a teacher, others none")
+    run = RunSpec(
+        name=name,
+        method=method,
+        models=tuple(models),
+        replica=reader.positive("replica", int, 0, True),
+        teacher=_model_ref(reader, "teacher", teacher, runs) if teacher else None,
+        recipe=_read_overrides(reader),
+        deep=reader.get("deep", bool, False),
+    )
     reader.finish()
     return run
+
+
+def _model_ref(reader: _Reader, key: str, text: str, runs: dict[str, Any]) -> ModelRef:
+    """`<run name>/<model index>` checked against the spec's runs (models counted when the run is known)."""
+    match = _MODEL_REF.match(text)
+    if not match:
+        raise reader.error(key, f"{text!r} is not <run name>/<model index>")
+    run, model = match["run"], int(match["model"])
+    if run not in runs:
+        raise reader.error(key, f"run {run!r} is not defined in [runs]")
+    count = len(runs[run].models) if isinstance(runs[run], RunSpec) else len(runs[run].get("models", []))
+    if model >= count:
+        raise reader.error(key, f"run {run!r} has {count} models, no model {model}")
+    return run, model
+
+
+def _read_overrides(reader: _Reader) -> tuple[tuple[str, Any], ...]:
+    """A run's `recipe = {...}` overrides, checked against the recipe's fields and types."""
+    overrides = reader.get("recipe", dict, {})
+    types = {item.name: item.type for item in dataclasses.fields(Recipe)}
+    for key, value in overrides.items():
+        if key not in types:
+            raise reader.error(f"recipe.{key}", "unknown recipe setting")
+        expected = {"int": int, "float": (int, float), "str": str}.get(types[key], list)
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise reader.error(f"recipe.{key}", f"expected {types[key]}, got {value!r}")
+        choices = {"sampling": SAMPLINGS, "kl_form": KL_FORMS}.get(key)
+        if choices and value not in choices:
+            raise reader.error(f"recipe.{key}", f"{value!r} is not one of {', '.join(choices)}")
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()))
 
 
 def _check_acyclic(path: Path, runs: dict[str, RunSpec]) -> None:
@@ -330,13 +435,20 @@ def _check_acyclic(path: Path, runs: dict[str, RunSpec]) -> None:
         if state.get(name) == "active":
             raise SpecError(f"{path}: runs.{name}: initialisation cycle {' -> '.join([*trail, name])}")
         state[name] = "active"
-        for model in runs[name].models:
-            if model.init_run:
-                visit(model.init_run[0], [*trail, name])
+        run = runs[name]
+        for upstream in [m.init_run[0] for m in run.models if m.init_run] + ([run.teacher[0]] if run.teacher else []):
+            visit(upstream, [*trail, name])
         state[name] = "done"
 
     for name in runs:
         visit(name, [])
+
+
+def _read_paper(reader: _Reader, key: str, value: Any, metrics: int, allow_empty: bool = False) -> tuple[float, ...]:
+    numbers = isinstance(value, list) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    if not numbers or not (len(value) == metrics or (allow_empty and not value)):
+        raise reader.error(key, f"expected {metrics} numbers (one per metric), got {value!r}")
+    return tuple(float(v) for v in value)
 
 
 def _read_cell(reader: _Reader, key: str, value: Any, runs: dict[str, RunSpec], metrics: int) -> str | ResultCell:
@@ -345,17 +457,102 @@ def _read_cell(reader: _Reader, key: str, value: Any, runs: dict[str, RunSpec], 
     if not isinstance(value, dict):
         raise reader.error(key, f"expected text or a table {{run, model, paper}}, got {value!r}")
     cell = _Reader(reader.path, value, f"{reader.prefix}{key}.")
-    run = cell.get("run", str)
-    if run not in runs:
-        raise cell.error("run", f"run {run!r} is not defined in [runs]")
-    model = cell.positive("model", int, zero=True)
-    if model >= len(runs[run].models):
-        raise cell.error("model", f"run {run!r} has {len(runs[run].models)} models, no model {model}")
-    paper = cell.get("paper", list)
-    if len(paper) != metrics or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in paper):
-        raise cell.error("paper", f"expected {metrics} numbers (one per metric), got {paper!r}")
+    if "ensemble" in value:
+        members = cell.get("ensemble", list)
+        if len(members) < 2 or not all(isinstance(m, str) for m in members):
+            raise cell.error("ensemble", f"expected two or more '<run>/<model>' names, got {members!r}")
+        refs = tuple(_model_ref(cell, "ensemble", m, runs) for m in members)
+    else:
+        run = cell.get("run", str)
+        if run not in runs:
+            raise cell.error("run", f"run {run!r} is not defined in [runs]")
+        refs = (_model_ref(cell, "model", f"{run}/{cell.positive('model', int, zero=True)}", runs),)
+    result = ResultCell(
+        members=refs,
+        paper=_read_paper(cell, "paper", cell.get("paper", list), metrics),
+        views=_read_views(cell.sub("views")) if "views" in value else None,
+        id=cell.get("id", str, ""),
+    )
     cell.finish()
-    return ResultCell(run=run, model=model, paper=tuple(float(v) for v in paper))
+    return result
+
+
+def _read_labelled_models(reader: _Reader, key: str, runs: dict[str, RunSpec]) -> list[tuple[str, ModelRef, Any]]:
+    """A list of `{label, model = "<run>/<index>", paper?}` tables."""
+    items = []
+    for index, value in enumerate(reader.get(key, list)):
+        if not isinstance(value, dict):
+            raise reader.error(f"{key}[{index}]", "expected a table {label, model}")
+        item = _Reader(reader.path, value, f"{reader.prefix}{key}[{index}].")
+        items.append((item.get("label", str), _model_ref(item, "model", item.get("model", str), runs), item))
+    labels = [label for label, _, _ in items]
+    if len(set(labels)) != len(labels):
+        raise reader.error(key, "labels must be unique")
+    return items
+
+
+def _read_matrix(reader: _Reader, runs: dict[str, RunSpec], metrics: int) -> MatrixSpec:
+    rows, columns = (_read_labelled_models(reader, key, runs) for key in ("rows", "columns"))
+    for _, _, item in (*rows, *columns):
+        item.finish()
+    paper = reader.get("paper", list)
+    if len(paper) != len(rows) or not all(isinstance(r, list) and len(r) == len(columns) for r in paper):
+        raise reader.error("paper", f"expected {len(rows)} rows of {len(columns)} cells")
+    values = tuple(
+        tuple(_read_paper(reader, f"paper[{i}][{j}]", v, metrics, allow_empty=True) for j, v in enumerate(row))
+        for i, row in enumerate(paper)
+    )
+    baseline = tuple(reader.get("baseline", list))
+    if len(baseline) != 2 or baseline[0] not in [r[0] for r in rows] or baseline[1] not in [c[0] for c in columns]:
+        raise reader.error("baseline", f"expected [row label, column label] of the matrix, got {list(baseline)!r}")
+    reader.finish()
+    return MatrixSpec(
+        rows=tuple((label, ref) for label, ref, _ in rows),
+        columns=tuple((label, ref) for label, ref, _ in columns),
+        paper=values,
+        baseline=(baseline[0], baseline[1]),
+    )
+
+
+def _read_triples(reader: _Reader, runs: dict[str, RunSpec]) -> TriplesSpec:
+    groups, paper = [], {}
+    for index, value in enumerate(reader.get("groups", list)):
+        if not isinstance(value, dict):
+            raise reader.error(f"groups[{index}]", "expected a table {name, models}")
+        group = _Reader(reader.path, value, f"{reader.prefix}groups[{index}].")
+        name = group.get("name", str)
+        members = []
+        for label, ref, item in _read_labelled_models(group, "models", runs):
+            members.append((label, ref))
+            paper[f"{name}: {label}"] = item.positive("paper", int)
+            item.finish()
+        group.finish()
+        groups.append((name, tuple(members)))
+    if len(groups) != 3:
+        raise reader.error("groups", f"expected three groups (one model of each per triple), got {len(groups)}")
+    reader.finish()
+    return TriplesSpec(groups=tuple(groups), paper=paper)
+
+
+def _read_claims(reader: _Reader, cell_ids: set[str]) -> tuple[ClaimSpec, ...]:
+    claims = []
+    for index, value in enumerate(reader.get("claims", list, [])):
+        if not isinstance(value, dict):
+            raise reader.error(f"claims[{index}]", "expected a table {text, better, worse}")
+        item = _Reader(reader.path, value, f"{reader.prefix}claims[{index}].")
+        claim = ClaimSpec(
+            text=item.get("text", str),
+            better=item.get("better", str),
+            worse=item.get("worse", str),
+            metric=item.choice("metric", ("top1", "top5"), "top1"),
+            margin=item.get("margin", float, 0.0),
+        )
+        for key in ("better", "worse"):
+            if getattr(claim, key) not in cell_ids:
+                raise item.error(key, f"{getattr(claim, key)!r} names no result cell of this table")
+        item.finish()
+        claims.append(claim)
+    return tuple(claims)
 
 
 def load_table(path: Path) -> TableSpec:
@@ -373,16 +570,22 @@ def load_table(path: Path) -> TableSpec:
     metrics = tuple(reader.get("metrics", list, ["top1", "top5"]))
     if not metrics or not all(m in ("top1", "top5") for m in metrics):
         raise reader.error("metrics", f"expected a list of top1/top5, got {list(metrics)!r}")
-    columns = tuple(reader.get("columns", list))
-    if not columns or not all(isinstance(c, str) for c in columns):
+    matrix = _read_matrix(reader.sub("matrix"), runs, len(metrics)) if "matrix" in reader.data else None
+    triples = _read_triples(reader.sub("triples"), runs) if "triples" in reader.data else None
+    layout = "rows" if matrix is None and triples is None else None
+    columns = tuple(reader.get("columns", list, [] if layout is None else dataclasses.MISSING))
+    if not all(isinstance(c, str) for c in columns) or (layout and not columns):
         raise reader.error("columns", "expected a non-empty list of column names")
     rows = []
-    for index, row in enumerate(reader.get("rows", list)):
+    for index, row in enumerate(reader.get("rows", list, [])):
         if not isinstance(row, list) or len(row) != len(columns):
             raise reader.error(f"rows[{index}]", f"expected a list of {len(columns)} cells, got {row!r}")
         rows.append(tuple(_read_cell(reader, f"rows[{index}][{j}]", v, runs, len(metrics)) for j, v in enumerate(row)))
-    if not any(isinstance(cell, ResultCell) for row in rows for cell in row):
+    if layout and not any(isinstance(cell, ResultCell) for row in rows for cell in row):
         raise reader.error("rows", "no result cell: a table needs at least one {run, model, paper} cell")
+    ids = {cell.id for row in rows for cell in row if isinstance(cell, ResultCell) and cell.id}
+    if matrix:
+        ids |= {f"{row} | {column}" for row, _ in matrix.rows for column, _ in matrix.columns}
     table = TableSpec(
         id=reader.get("id", str),
         title=reader.get("title", str),
@@ -392,6 +595,9 @@ def load_table(path: Path) -> TableSpec:
         rows=tuple(rows),
         runs=runs,
         notes=reader.get("notes", str, ""),
+        matrix=matrix,
+        triples=triples,
+        claims=_read_claims(reader, ids),
     )
     if table.id != path.stem:
         raise reader.error("id", f"{table.id!r} differs from the file name {path.stem!r}")

@@ -27,7 +27,7 @@ from mml.data.clips import TrainClips
 from mml.data.datasets import VideoDataset
 from mml.data.modalities import MODALITIES
 from mml.errors import CheckpointError, MMLError
-from mml.losses import cross_entropy, mutual_kl
+from mml.losses import cross_entropy, d3d_loss, mars_loss, mutual_kl
 from mml.models.init import param_groups, transfer_weights
 from mml.models.tsm import TSMResNet, build_tsm
 from mml.runs import RunConfig, Store, write_atomic, write_json
@@ -120,11 +120,44 @@ def set_learning_rate(config: RunConfig, optimizers: list[torch.optim.SGD], epoc
     return lr
 
 
-def group_losses(config: RunConfig, logits: list[torch.Tensor], labels: torch.Tensor) -> list[torch.Tensor]:
-    """Each model's loss: CE, plus the mutual KL term when the group has two or more models."""
+def build_teacher(config: RunConfig, load_init: Callable[[str, str], dict[str, torch.Tensor]]) -> TSMResNet:
+    """The frozen teacher of a MARS / D3D run, in eval mode, loaded from the run it names."""
+    teacher = build_tsm(
+        config.arch,
+        in_channels=MODALITIES[config.teacher.modality].channels,
+        num_classes=config.num_classes,
+        segments=config.recipe.segments,
+        dropout=config.recipe.dropout,
+    )
+    transfer_weights(teacher, load_init(config.teacher.init, config.arch), keep_fc=True, origin=config.teacher.init)
+    return teacher.requires_grad_(False).eval()
+
+
+def group_step(
+    config: RunConfig,
+    models: list[TSMResNet],
+    teacher: TSMResNet | None,
+    inputs: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+) -> list[torch.Tensor]:
+    """Each model's loss on one batch.
+
+    CE for every model; plus the mutual KL term when the group has two or more models (ML / MML); plus, for a
+    MARS / D3D student, the weighted distance to the frozen teacher's features / logits on the same clip.
+    """
+    features = [model.features(inputs[spec.modality]) for model, spec in zip(models, config.models)]
+    logits = [model.head(f) for model, f in zip(models, features)]
     losses = [cross_entropy(output, labels) for output in logits]
     if len(logits) >= 2:
         losses = [loss + mutual_kl(logits, i, config.recipe.kl_form) for i, loss in enumerate(losses)]
+    if teacher is not None:
+        with torch.no_grad():
+            teacher_features = teacher.features(inputs[config.teacher.modality])
+            teacher_logits = teacher.head(teacher_features)
+        if config.method == "mars":
+            losses[0] = losses[0] + config.recipe.mars_weight * mars_loss(features[0], teacher_features)
+        else:
+            losses[0] = losses[0] + config.recipe.d3d_weight * d3d_loss(logits[0], teacher_logits)
     return losses
 
 
@@ -176,9 +209,8 @@ def train_run(
     rid = config.run_id
     partial = store.begin(rid)
     device = torch.device(run.device)
-    models = build_models(config, load_init)
-    for model in models:
-        model.to(device)
+    models = [model.to(device) for model in build_models(config, load_init)]
+    teacher = build_teacher(config, load_init).to(device) if config.teacher else None
     optimizers = build_optimizers(config, models)
     checkpoint = partial / "checkpoint.safetensors"
     state = {"run_id": rid, "epoch": 0, "history": []}
@@ -187,7 +219,7 @@ def train_run(
     clips = TrainClips(
         dataset.train,
         cache,
-        [m.modality for m in config.models],
+        [m.modality for m in (*config.models, *([config.teacher] if config.teacher else []))],
         config.recipe,
         derive_seed(config.seed, config.replica, _SAMPLE_SEED),
     )
@@ -213,9 +245,8 @@ def train_run(
         totals = np.zeros(len(models))
         bar = tqdm(loader, desc=f"{rid} epoch {epoch + 1}/{recipe.epochs}", leave=False, disable=not run.progress)
         for step, (inputs, labels) in enumerate(bar):
-            labels = labels.to(device)
-            logits = [model(inputs[spec.modality].to(device)) for model, spec in zip(models, config.models)]
-            losses = group_losses(config, logits, labels)
+            inputs = {modality: tensor.to(device) for modality, tensor in inputs.items()}
+            losses = group_step(config, models, teacher, inputs, labels.to(device))
             total = torch.stack(losses).sum()
             if not torch.isfinite(total):
                 raise MMLError(

@@ -46,6 +46,7 @@ def _variants() -> list[tuple[str, RunConfig]]:
         "seed": 1,
         "replica": 1,
         "target": "object",
+        "teacher": ModelConfig("Flow", "run:0123456789abcdef/0"),
     }
     variants = [(name, config(**{name: value})) for name, value in changed.items()]
     for item in dataclasses.fields(Recipe):

@@ -54,7 +54,7 @@ def test_table7_has_seven_rows_and_the_relaunch_chain() -> None:
 
 def test_valid_spec_loads(tmp_path: Path) -> None:
     table = load_table(write(tmp_path, VALID))
-    assert table.rows[0][1] == ResultCell(run="rgb", model=0, paper=(50.0, 80.0))
+    assert table.rows[0][1] == ResultCell(members=(("rgb", 0),), paper=(50.0, 80.0))
 
 
 @pytest.mark.parametrize(

@@ -29,18 +29,18 @@ def adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
     paper's ``W_new[:, i] = (W[:, 1] + W[:, 2] + W[:, 3]) / 3`` and TSN's code, for any source channel count.
 
     Args:
-        weight: Source weight ``(C_out, C_src, k, k)``.
+        weight: Source weight ``(C_out, C_src, k, k)``, or ``(C_out, C_src, t, k, k)`` for an inflated 3D conv.
         in_channels: Input channels of the new weight.
 
     Returns:
-        A new tensor ``(C_out, in_channels, k, k)``; a copy of ``weight`` when the channel counts already match.
+        A new tensor with ``in_channels`` input channels; a copy of ``weight`` when the counts already match.
     """
-    if weight.ndim != 4 or in_channels < 1:
+    if weight.ndim not in (4, 5) or in_channels < 1:
         shape = tuple(weight.shape)
-        raise ValueError(f"adapt_first_conv: need a 4-d weight and in_channels >= 1, got {shape} and {in_channels}")
+        raise ValueError(f"adapt_first_conv: need a 4-d or 5-d weight and in_channels >= 1, got {shape}, {in_channels}")
     if weight.shape[1] == in_channels:
         return weight.clone()
-    return weight.mean(dim=1, keepdim=True).expand(-1, in_channels, -1, -1).contiguous()
+    return weight.mean(dim=1, keepdim=True).expand(-1, in_channels, *weight.shape[2:]).contiguous()
 
 
 def _names(keys: list[str]) -> str:
@@ -77,7 +77,7 @@ def transfer_weights(model: nn.Module, source: Mapping[str, Tensor], *, keep_fc:
         src = {k: v for k, v in src.items() if not k.startswith("fc.")}
     if "conv1.weight" in src and "conv1.weight" in target:
         have, want = src["conv1.weight"].shape, target["conv1.weight"].shape
-        if len(have) == len(want) == 4 and have[1] != want[1] and (have[0], *have[2:]) == (want[0], *want[2:]):
+        if len(have) == len(want) in (4, 5) and have[1] != want[1] and (have[0], *have[2:]) == (want[0], *want[2:]):
             src["conv1.weight"] = adapt_first_conv(src["conv1.weight"], want[1])
     unexpected = sorted(set(src) - set(target))
     if unexpected:

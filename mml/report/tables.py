@@ -1,108 +1,127 @@
 """Paper tables as Markdown (pandas + tabulate) and LaTeX (booktabs): paper value, reproduced value, difference.
 
-Each result column of a spec becomes three columns: the paper's value, ours (mean ± std over seeds when there are
-several) and the difference. A note under the table names the profile, the seeds and the run behind each spec run.
+Row tables expand each result column into three: the paper's value, ours (mean ± std over seeds when there are
+several) and the difference. Ensemble matrices (Tab. 11/12) show "ours (paper)" per cell, triple rankings (Tab. 13)
+each model's sum of positions and rank beside the paper's. Under every table: the verdicts on the paper's claims,
+then the profile, the seeds and the run behind each spec run.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from mml.report.claims import Verdict, verdict_lines
 from mml.spec import Profile, ResultCell, TableSpec
 
 METRIC_NAMES = {"top1": "Top-1", "top5": "Top-5"}
 
 
+def mean(values: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
+    """Per-metric mean over seeds."""
+    return tuple(statistics.fmean(column) for column in zip(*values, strict=True))
+
+
+def _ours(values: Sequence[tuple[float, ...]]) -> str:
+    if len(values) == 1:
+        return " / ".join(f"{v:.2f}" for v in values[0])
+    spread = (statistics.stdev(column) for column in zip(*values, strict=True))
+    return " / ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(mean(values), spread, strict=True))
+
+
+def _numbers(values: Sequence[float], sign: bool = False) -> str:
+    return " / ".join(f"{v:+.2f}" if sign else f"{v:.2f}" for v in values)
+
+
 @dataclass(frozen=True)
-class CellResult:
-    """The reproduced values of one result cell: one tuple of metrics per seed."""
-
-    cell: ResultCell
-    values: tuple[tuple[float, ...], ...]
-
-    def mean(self) -> tuple[float, ...]:
-        return tuple(statistics.fmean(column) for column in zip(*self.values, strict=True))
-
-    def std(self) -> tuple[float, ...]:
-        return tuple(statistics.stdev(column) if len(column) > 1 else 0.0 for column in zip(*self.values, strict=True))
-
-
-@dataclass(frozen=True)
-class RenderedTable:
-    """A table filled with results, ready to be written."""
+class Report:
+    """A filled table, ready to be written."""
 
     spec: TableSpec
     profile: Profile
-    rows: tuple[tuple[str | CellResult, ...], ...]
+    data: pd.DataFrame
     run_ids: dict[str, tuple[str, ...]]
     command: str
+    verdicts: tuple[Verdict, ...] = ()
 
 
-def _paper(result: CellResult) -> str:
-    return " / ".join(f"{v:.2f}" for v in result.cell.paper)
-
-
-def _ours(result: CellResult) -> str:
-    if len(result.values) == 1:
-        return " / ".join(f"{v:.2f}" for v in result.mean())
-    return " / ".join(f"{m:.2f} ± {s:.2f}" for m, s in zip(result.mean(), result.std(), strict=True))
-
-
-def _delta(result: CellResult) -> str:
-    return " / ".join(f"{m - p:+.2f}" for m, p in zip(result.mean(), result.cell.paper, strict=True))
-
-
-def frame(table: RenderedTable) -> pd.DataFrame:
-    """The table as a DataFrame of strings, each result column expanded into paper / ours / Δ."""
-    metrics = " / ".join(METRIC_NAMES[m] for m in table.spec.metrics)
+def rows_frame(spec: TableSpec, values: Callable[[ResultCell], Sequence[tuple[float, ...]]]) -> pd.DataFrame:
+    """A row table as strings, each result column expanded into paper / ours / Δ."""
+    result_columns = {j for row in spec.rows for j, cell in enumerate(row) if isinstance(cell, ResultCell)}
     columns: list[str] = []
-    for index, name in enumerate(table.spec.columns):
-        if any(isinstance(row[index], CellResult) for row in table.rows):
-            columns += [f"{name}: paper", f"{name}: ours", f"{name}: Δ"]
-        else:
-            columns.append(name)
+    for index, name in enumerate(spec.columns):
+        columns += [f"{name}: paper", f"{name}: ours", f"{name}: Δ"] if index in result_columns else [name]
     records = []
-    for row in table.rows:
+    for row in spec.rows:
         record: list[str] = []
         for index, cell in enumerate(row):
-            result_column = any(isinstance(r[index], CellResult) for r in table.rows)
-            if isinstance(cell, CellResult):
-                record += [_paper(cell), _ours(cell), _delta(cell)]
+            if isinstance(cell, ResultCell):
+                ours = values(cell)
+                delta = [m - p for m, p in zip(mean(ours), cell.paper, strict=True)]
+                record += [_numbers(cell.paper), _ours(ours), _numbers(delta, sign=True)]
             else:
-                record += [cell, "", ""] if result_column else [cell]
+                record += [cell, "", ""] if index in result_columns else [cell]
         records.append(record)
-    data = pd.DataFrame(records, columns=columns)
-    data.attrs["metrics"] = metrics
-    return data
+    return pd.DataFrame(records, columns=columns)
 
 
-def notes(table: RenderedTable) -> list[str]:
+def matrix_frame(spec: TableSpec, matrices: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """An ensemble matrix as strings: "ours top-1/top-5 (paper top-1/top-5)" per cell, means over seeds."""
+    matrix = spec.matrix
+    records = []
+    for i, (row, _) in enumerate(matrix.rows):
+        record = [row]
+        for j, (column, _) in enumerate(matrix.columns):
+            ours = "/".join(f"{v:.2f}" for v in mean([m.loc[row, column] for m in matrices]))
+            paper = matrix.paper[i][j]
+            record.append(f"{ours} ({'/'.join(f'{v:.2f}' for v in paper)})" if paper else ours)
+        records.append(record)
+    return pd.DataFrame(records, columns=["", *(column for column, _ in matrix.columns)])
+
+
+def triples_frame(spec: TableSpec, sums: dict[str, list[int]]) -> pd.DataFrame:
+    """A triple ranking as strings: per group and model, the sum of positions and the rank, ours and the paper's."""
+    records = []
+    for name, members in spec.triples.groups:
+        keys = [f"{name}: {label}" for label, _ in members]
+        ours = {key: statistics.fmean(sums[key]) for key in keys}
+        our_rank = {key: rank for rank, key in enumerate(sorted(keys, key=lambda k: (ours[k], k)), start=1)}
+        paper_rank = {key: rank for rank, key in enumerate(sorted(keys, key=lambda k: spec.triples.paper[k]), 1)}
+        for key, (label, _) in zip(keys, members, strict=True):
+            records.append(
+                [name, label, str(spec.triples.paper[key]), str(paper_rank[key]), f"{ours[key]:g}", str(our_rank[key])]
+            )
+    columns = ["Modality", "Model", "Paper: sum of positions", "Paper: rank", "Ours: sum of positions", "Ours: rank"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def notes(report: Report) -> list[str]:
     """Lines under the table: metrics, profile, seeds, run ids, how it was generated."""
-    profile = table.profile
-    runs = "; ".join(f"{name} = {', '.join(ids)}" for name, ids in table.run_ids.items())
+    profile = report.profile
+    runs = "; ".join(f"{name} = {', '.join(ids)}" for name, ids in report.run_ids.items())
     lines = [
-        f"Values: {' / '.join(METRIC_NAMES[m] for m in table.spec.metrics)} (%) on the validation videos; "
+        f"Values: {' / '.join(METRIC_NAMES[m] for m in report.spec.metrics)} (%) on the validation videos; "
         f"Δ = ours − paper.",
         f"Profile `{profile.name}`: {profile.description}",
         f"Seeds: {', '.join(map(str, profile.seeds))}. Runs (store ids): {runs}.",
-        f"Generated by `{table.command}` — do not edit.",
+        f"Generated by `{report.command}` — do not edit.",
     ]
-    if table.spec.notes:
-        lines.insert(1, table.spec.notes)
+    if report.spec.notes:
+        lines.insert(1, report.spec.notes)
     return lines
 
 
-def to_markdown(table: RenderedTable) -> str:
-    """GitHub-flavoured Markdown: a title, the table, the notes."""
-    data = frame(table)
+def to_markdown(report: Report) -> str:
+    """GitHub-flavoured Markdown: a title, the table, the claims' verdicts, the notes."""
+    data = report.data
     body = data.to_markdown(index=False, tablefmt="pipe", colalign=["left"] * len(data.columns))
-    text = "\n".join(f"- {line}" for line in notes(table))
-    return f"# {table.spec.title}\n\n{body}\n\n{text}\n"
+    claims = "\n".join(["", "Claims of the paper:", "", *verdict_lines(report.verdicts), ""]) if report.verdicts else ""
+    text = "\n".join(f"- {line}" for line in notes(report))
+    return f"# {report.spec.title}\n\n{body}\n{claims}\n{text}\n"
 
 
 _LATEX_ESCAPES = {
@@ -120,24 +139,27 @@ _LATEX_ESCAPES = {
     "Δ": r"$\Delta$",
     "−": "-",
     "—": "---",
+    "✓": r"$\checkmark$",
+    "✗": r"$\times$",
 }
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters (and spell ±, Δ in math mode)."""
+    """Escape LaTeX's special characters (and spell ±, Δ, ✓, ✗ in math mode)."""
     return "".join(_LATEX_ESCAPES.get(char, char) for char in text)
 
 
-def to_latex(table: RenderedTable) -> str:
-    """A booktabs `table` environment with the notes as a footnote-size paragraph."""
-    data = frame(table)
+def to_latex(report: Report) -> str:
+    """A booktabs `table` environment with the verdicts and notes as a footnote-size paragraph."""
+    data = report.data
     header = " & ".join(latex_escape(c) for c in data.columns) + r" \\"
     body = [" & ".join(latex_escape(str(v)) for v in row) + r" \\" for row in data.itertuples(index=False)]
-    text = r" \\ ".join(latex_escape(line).replace("`", "") for line in notes(table))
+    lines_below = [line.removeprefix("- ") for line in verdict_lines(report.verdicts)] + notes(report)
+    text = r" \\ ".join(latex_escape(line).replace("`", "") for line in lines_below)
     lines = [
         r"\begin{table}[ht]",
         r"\centering",
-        rf"\caption{{{latex_escape(table.spec.title)}}}",
+        rf"\caption{{{latex_escape(report.spec.title)}}}",
         r"\resizebox{\textwidth}{!}{%",
         rf"\begin{{tabular}}{{{'l' * len(data.columns)}}}",
         r"\toprule",
@@ -152,33 +174,10 @@ def to_latex(table: RenderedTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: RenderedTable, directory: Path) -> list[Path]:
+def write_table(report: Report, directory: Path) -> list[Path]:
     """Write `<id>.md` and `<id>.tex` into `directory`; returns their paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"{table.spec.id}.md", directory / f"{table.spec.id}.tex"]
-    paths[0].write_text(to_markdown(table))
-    paths[1].write_text(to_latex(table))
+    paths = [directory / f"{report.spec.id}.md", directory / f"{report.spec.id}.tex"]
+    paths[0].write_text(to_markdown(report))
+    paths[1].write_text(to_latex(report))
     return paths
-
-
-def render(
-    spec: TableSpec, profile: Profile, stored: dict[str, Sequence[tuple[str, dict]]], command: str
-) -> RenderedTable:
-    """Fill a spec's result cells.
-
-    Args:
-        stored: spec run name → per seed, (run id, metrics.json content) of that run.
-    """
-    rows = []
-    for row in spec.rows:
-        filled: list[str | CellResult] = []
-        for cell in row:
-            if isinstance(cell, ResultCell):
-                per_seed = [metrics["models"][cell.model] for _, metrics in stored[cell.run]]
-                values = tuple(tuple(m[name] for name in spec.metrics) for m in per_seed)
-                filled.append(CellResult(cell=cell, values=values))
-            else:
-                filled.append(cell)
-        rows.append(tuple(filled))
-    run_ids = {name: tuple(rid for rid, _ in runs) for name, runs in stored.items()}
-    return RenderedTable(spec=spec, profile=profile, rows=tuple(rows), run_ids=run_ids, command=command)

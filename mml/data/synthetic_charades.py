@@ -1,0 +1,325 @@
+"""Synthetic Charades: multi-label videos whose actions are motions that each span only part of the video.
+
+Each video shows one to three objects over a static textured background. Every object performs one action (a class
+of the synthetic sthv2 motions: left to right, up, towards the camera, ...) during its own random time interval and
+stands still before and after it, so a clip's classes (PySlowFast's per-clip training target) generally differ from
+the video's. The dataset is written in the real Charades layout: CSV files, a classes file and H.264 ``.mp4`` videos.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mml.data.charades import CLASSES_FILE, CSV_COLUMNS, SPLIT_FILES, VIDEO_DIR
+from mml.data.sthv2 import class_name
+from mml.data.synthetic import _COLOURS, _MOTIONS, _SHAPES, MARKER_NAME, TEMPLATES, _background, _draw, _holds_data
+from mml.data.video import encode_video
+from mml.errors import DataError
+
+GENERATOR_VERSION = 1
+SPLITS = tuple(SPLIT_FILES)
+_SPLIT_CODES = {"train": 0, "test": 1}
+_ID_PREFIXES = {"train": "TR", "test": "TE"}
+_PLAN_STREAM, _RENDER_STREAM = 0, 1
+_MAX_OBJECTS = 3
+
+
+@dataclass(frozen=True)
+class SyntheticCharadesConfig:
+    """Size and randomness of a synthetic Charades dataset.
+
+    Attributes:
+        num_classes: Number of classes, taken in order from the synthetic sthv2 motions (2..10).
+        train_videos: Videos in the train split.
+        test_videos: Videos in the test split.
+        min_frames: Minimum frames per video; lengths are uniform in [min_frames, frames].
+        frames: Maximum frames per video.
+        height: Frame height in pixels (even, >= 32).
+        width: Frame width in pixels (even, >= 32).
+        fps: Frame rate written into the videos (Charades: 24).
+        seed: Root seed of every random choice.
+    """
+
+    num_classes: int = 10
+    train_videos: int = 60
+    test_videos: int = 20
+    min_frames: int = 32
+    frames: int = 48
+    height: int = 48
+    width: int = 64
+    fps: int = 24
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"SyntheticCharadesConfig.{field.name} must be an int, got {value!r}")
+        if not 2 <= self.num_classes <= len(_MOTIONS):
+            raise ValueError(
+                f"SyntheticCharadesConfig.num_classes must be in 2..{len(_MOTIONS)}, got {self.num_classes}"
+            )
+        for name in ("train_videos", "test_videos", "fps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SyntheticCharadesConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 4 <= self.min_frames <= self.frames:
+            raise ValueError(
+                f"SyntheticCharadesConfig needs 4 <= min_frames <= frames, got {self.min_frames}, {self.frames}"
+            )
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if value < 32 or value % 2:
+                raise ValueError(f"SyntheticCharadesConfig.{name} must be even and >= 32, got {value}")
+        if self.seed < 0:
+            raise ValueError(f"SyntheticCharadesConfig.seed must be >= 0, got {self.seed}")
+
+    def fingerprint_fields(self) -> dict[str, int]:
+        """All fields plus the generator version: equal fingerprints mean byte-identical datasets."""
+        return {**dataclasses.asdict(self), "generator_version": GENERATOR_VERSION}
+
+    def split_size(self, split: str) -> int:
+        """Number of videos in a split ("train" or "test")."""
+        if split not in _SPLIT_CODES:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return self.train_videos if split == "train" else self.test_videos
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectPlan:
+    """One object, the action it performs and its trajectory over the whole video.
+
+    Attributes:
+        label: Class index of its action (into the synthetic sthv2 motions).
+        shape: Shape name.
+        colour: Colour name.
+        angle: Rotation of the shape in radians (constant).
+        first: Frame at which the action starts (the object is still up to and including it).
+        last: Frame at which the action ends (the object is still from it on); first < last.
+        centres: Per-frame centre (x, y) in pixels, shape (T, 2); y grows downwards.
+        radii: Per-frame radius in pixels, shape (T,).
+    """
+
+    label: int
+    shape: str
+    colour: str
+    angle: float
+    first: int
+    last: int
+    centres: np.ndarray
+    radii: np.ndarray
+
+    @property
+    def name(self) -> str:
+        """The object's name, e.g. "yellow square"."""
+        return f"{self.colour} {self.shape}"
+
+
+@dataclass(frozen=True, eq=False)
+class VideoPlan:
+    """The objects of one video (distinct classes) and its length in frames."""
+
+    frames: int
+    objects: tuple[ObjectPlan, ...]
+
+
+def video_id(split: str, index: int) -> str:
+    """Id of video `index` of `split`, e.g. "TR0007" (Charades ids are short upper-case strings too)."""
+    return f"{_ID_PREFIXES[split]}{index:04d}"
+
+
+def plan_video(config: SyntheticCharadesConfig, split: str, index: int) -> VideoPlan:
+    """Draw the objects, actions, intervals and trajectories of video `index` of `split`; pure and cheap.
+
+    The first object's class is `index % num_classes`, so every class occurs; further objects take other classes.
+    Each action lasts between a quarter and three quarters of the video, so no action spans the whole video.
+    """
+    if not 0 <= index < config.split_size(split):
+        raise ValueError(f"index must be in [0, {config.split_size(split)}) for split {split!r}, got {index}")
+    rng = _rng(config, split, index, _PLAN_STREAM)
+    length = int(rng.integers(config.min_frames, config.frames + 1))
+    count = int(rng.integers(1, min(_MAX_OBJECTS, config.num_classes) + 1))
+    others = [label for label in range(config.num_classes) if label != index % config.num_classes]
+    labels = [index % config.num_classes, *(int(c) for c in rng.choice(others, count - 1, replace=False))]
+    colours = rng.choice(list(_COLOURS), count, replace=False)
+    objects = []
+    for label, colour in zip(labels, colours):
+        duration = int(rng.integers(max(2, length // 4), max(2, 3 * length // 4) + 1))
+        first = int(rng.integers(0, length - duration + 1))
+        last = first + duration - 1
+        progress = np.clip((np.arange(length) - first) / (last - first), 0.0, 1.0)
+        centres, radii = _trajectory(rng, config, label, progress)
+        objects.append(
+            ObjectPlan(
+                label=label,
+                shape=str(rng.choice(list(_SHAPES))),
+                colour=str(colour),
+                angle=float(rng.uniform(0.0, 2 * np.pi)),
+                first=first,
+                last=last,
+                centres=centres,
+                radii=radii,
+            )
+        )
+    return VideoPlan(frames=length, objects=tuple(objects))
+
+
+def _trajectory(
+    rng: np.random.Generator, config: SyntheticCharadesConfig, label: int, progress: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (T, 2) and radii (T,) of an object doing motion `label` as `progress` goes from 0 to 1.
+
+    As in the sthv2 generator, the start is uniform over the positions from which the whole path stays in frame,
+    and a reversed motion runs its forward path backwards.
+    """
+    motion = _MOTIONS[label]
+    along = 1.0 - progress if motion.reverse else progress
+    scale = min(config.height, config.width)
+    size = np.array([config.width, config.height])
+    if motion.direction is None:
+        radii = rng.uniform(0.05, 0.07) * scale * rng.uniform(1.8, 2.4) ** along
+        displacement = rng.uniform(-0.05, 0.05, size=2) * scale
+    else:
+        radii = np.full(len(progress), rng.uniform(0.06, 0.09) * scale)
+        room = size - 2 * (radii.max() + 1)
+        displacement = rng.uniform(0.35, 0.65) * room * np.array(motion.direction)
+    margin = radii.max() + 1
+    start = rng.uniform(margin + np.maximum(0.0, -displacement), size - margin - np.maximum(0.0, displacement))
+    return start + along[:, None] * displacement, radii
+
+
+def render_video(config: SyntheticCharadesConfig, split: str, index: int) -> np.ndarray:
+    """Render video `index` of `split` as uint8 RGB frames (T, H, W, 3), drawing the objects along `plan_video`."""
+    plan = plan_video(config, split, index)
+    rng = _rng(config, split, index, _RENDER_STREAM)
+    frames = np.repeat(_background(rng, config.height, config.width)[None], plan.frames, axis=0)
+    for t, frame in enumerate(frames):
+        for obj in plan.objects:
+            _draw(frame, obj.shape, _COLOURS[obj.colour], obj.centres[t], obj.radii[t], obj.angle)
+    noise = rng.normal(0.0, 2.0, size=frames.shape)
+    return np.clip(frames + noise, 0, 255).round().astype(np.uint8)
+
+
+def _rng(config: SyntheticCharadesConfig, split: str, index: int, stream: int) -> np.random.Generator:
+    """Independent generator per (seed, split, video, stream), so videos do not depend on generation order."""
+    return np.random.default_rng(np.random.SeedSequence((config.seed, _SPLIT_CODES[split], index, stream)))
+
+
+def generate_charades(root: Path, config: SyntheticCharadesConfig, progress: bool = True) -> None:
+    """Generate the dataset in the real Charades layout under `root`, atomically.
+
+    Everything (videos, annotation files, then the fingerprint marker) is written into a temporary sibling folder
+    that is renamed to `root` at the end, so an interrupted run never leaves a partial dataset under `root`.
+
+    Raises:
+        DataError: `root` already exists and is not an empty folder.
+    """
+    if _holds_data(root):
+        raise DataError(f"{root}: already exists and is not empty; refusing to overwrite it")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = root.with_name(f".{root.name}.{os.getpid()}.{uuid.uuid4().hex}.partial")
+    try:
+        _write_dataset(staging, config, progress)
+        os.replace(staging, root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def ensure_charades(root: Path, config: SyntheticCharadesConfig, progress: bool = True) -> Path:
+    """Return `root` holding the dataset of `config`, generating it only if `root` is absent or empty.
+
+    Raises:
+        DataError: `root` holds other data: no marker, an unreadable one, or one from different settings.
+            Existing data is never deleted.
+    """
+    if not _holds_data(root):
+        generate_charades(root, config, progress)
+        return root
+    marker = root / MARKER_NAME
+    if not marker.is_file():
+        raise DataError(f"{root}: exists without a {MARKER_NAME} marker, so it is not a generated synthetic dataset")
+    try:
+        found = json.loads(marker.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{marker}: unreadable synthetic dataset marker ({error})") from error
+    if not isinstance(found, dict):
+        raise DataError(f"{marker}: synthetic dataset marker is not a JSON object")
+    expected = config.fingerprint_fields()
+    differences = [
+        f"{key}={found.get(key)!r} (wanted {expected.get(key)!r})"
+        for key in sorted(expected.keys() | found.keys())
+        if found.get(key) != expected.get(key)
+    ]
+    if differences:
+        raise DataError(f"{root}: holds a synthetic dataset from other settings: {', '.join(differences)}")
+    return root
+
+
+def _write_dataset(folder: Path, config: SyntheticCharadesConfig, progress: bool) -> None:
+    """Write videos, the classes file, the split CSV files and, last, the marker into a fresh `folder`."""
+    videos = folder / VIDEO_DIR
+    videos.mkdir(parents=True)
+    names = [class_name(template).replace("something", "an object") for template in TEMPLATES[: config.num_classes]]
+    (folder / CLASSES_FILE).write_text("".join(f"c{index:03d} {name}\n" for index, name in enumerate(names)))
+    total = sum(config.split_size(split) for split in SPLITS)
+    with tqdm(total=total, desc="synthetic charades", unit="video", disable=not progress) as bar:
+        for split in SPLITS:
+            rows = []
+            for index in range(config.split_size(split)):
+                frames = render_video(config, split, index)
+                encode_video(videos / f"{video_id(split, index)}.mp4", frames, config.fps, codec="libx264")
+                rows.append(_csv_row(config, split, index, names))
+                bar.update()
+            (folder / SPLIT_FILES[split]).write_text(_csv_text(rows))
+    (folder / MARKER_NAME).write_text(json.dumps(config.fingerprint_fields(), indent=2) + "\n")
+
+
+def _csv_row(config: SyntheticCharadesConfig, split: str, index: int, names: list[str]) -> dict[str, str]:
+    """The CSV row of one video; action times are in seconds with two decimals, as in Charades."""
+    plan = plan_video(config, split, index)
+    script = " ".join(f"{names[obj.label].replace('an object', f'the {obj.name}')}." for obj in plan.objects)
+    return {
+        "id": video_id(split, index),
+        "subject": "SYNTH",
+        "scene": "Synthetic",
+        "quality": "7",
+        "relevance": "7",
+        "verified": "Yes",
+        "script": script,
+        "objects": ";".join(obj.name for obj in plan.objects),
+        "descriptions": script,
+        "actions": ";".join(
+            f"c{obj.label:03d} {_centiseconds(obj.first, config.fps, up=False)} "
+            f"{_centiseconds(obj.last, config.fps, up=True)}"
+            for obj in plan.objects
+        ),
+        "length": f"{plan.frames / config.fps:.2f}",
+    }
+
+
+def _centiseconds(frame: int, fps: int, *, up: bool) -> str:
+    """Time of `frame` in seconds, two decimals, rounded down (action start) or up (action end).
+
+    Rounding outwards keeps every frame of the action inside the written interval and, as a frame lasts longer
+    than 0.01 s at any fps <= 100, no frame outside it.
+    """
+    hundredths = -(-frame * 100 // fps) if up else frame * 100 // fps
+    return f"{hundredths // 100}.{hundredths % 100:02d}"
+
+
+def _csv_text(rows: list[dict[str, str]]) -> str:
+    """CSV text with the Charades header, quoting only where needed, with stable line endings."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,67 @@
+"""The reproduced values of a table's cells, read from the run store: single models, ensembles, ensemble matrices
+and triple rankings, one value per seed of the profile."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from mml.ensemble import Scores, ensemble_accuracy, pair_matrix, rank_triples
+from mml.runner import Plan
+from mml.runs import Store
+from mml.spec import ModelRef, Profile, ResultCell, TableSpec, ViewProtocol
+
+METRIC_INDEX = {"top1": 0, "top5": 1}
+
+
+class StoredResults:
+    """Per-seed results of one table under one profile."""
+
+    def __init__(self, store: Store, plan: Plan, profile: Profile, table: TableSpec) -> None:
+        self.store, self.plan, self.profile, self.table = store, plan, profile, table
+
+    def run_ids(self, run: str) -> list[str]:
+        """The store ids of spec run `run`, one per seed."""
+        return self.plan.run_ids(self.table.id, run)
+
+    def scores(self, ref: ModelRef, seed: int, views: ViewProtocol | None = None, name: str = "") -> Scores:
+        """The stored per-video scores of model `ref` for the `seed`-th seed."""
+        views = views or self.profile.views
+        rid = self.run_ids(ref[0])[seed]
+        path = self.store.evaluation_dir(rid, views.key) / f"scores{ref[1]}.npz"
+        return Scores.load(name or f"{ref[0]}/{ref[1]}", path)
+
+    def cell(self, cell: ResultCell) -> tuple[tuple[float, ...], ...]:
+        """The cell's metrics (in the table's metric order) for each seed."""
+        views = cell.views or self.profile.views
+        values = []
+        for seed in range(len(self.profile.seeds)):
+            if len(cell.members) == 1:
+                run, model = cell.members[0]
+                stored = self.store.evaluation(self.run_ids(run)[seed], views.key)["models"][model]
+                pair = (stored["top1"], stored["top5"])
+            else:
+                pair = ensemble_accuracy([self.scores(ref, seed, views) for ref in cell.members])
+            values.append(tuple(pair[METRIC_INDEX[m]] for m in self.table.metrics))
+        return tuple(values)
+
+    def matrices(self) -> list[pd.DataFrame]:
+        """The two-model ensemble matrix of each seed (cells are (top1, top5) tuples)."""
+        matrix = self.table.matrix
+        return [
+            pair_matrix(
+                [self.scores(ref, seed, name=label) for label, ref in matrix.rows],
+                [self.scores(ref, seed, name=label) for label, ref in matrix.columns],
+            )
+            for seed in range(len(self.profile.seeds))
+        ]
+
+    def triple_sums(self) -> dict[str, list[int]]:
+        """Each model's sum of positions in the triple ranking, per seed, keyed "group: label"."""
+        groups = self.table.triples.groups
+        sums: dict[str, list[int]] = {}
+        for seed in range(len(self.profile.seeds)):
+            frames = rank_triples([[self.scores(ref, seed, name=label) for label, ref in g] for _, g in groups])
+            for (name, _), frame in zip(groups, frames, strict=True):
+                for label, total in frame["sum of positions"].items():
+                    sums.setdefault(f"{name}: {label}", []).append(int(total))
+        return sums
