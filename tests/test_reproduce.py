@@ -145,3 +145,47 @@ def test_bad_spec_is_a_one_line_error(specs: Path, tmp_path: Path, capsys: pytes
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"mml: error: {broken / 'table07.toml'}: runs.B.models[0].init: run 'Z' is not defined")
     assert "\n" not in error
+
+
+@pytest.mark.slow
+def test_every_cell_kind_end_to_end(specs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """MARS, D3D, ML, ensembles, other test views, an ensemble matrix with heatmaps, a triple ranking, claims."""
+    folder = tmp_path / "specs"
+    shutil.copytree(Path(__file__).parent / "specs", folder)
+    shutil.copy(specs / "profiles.toml", folder)
+    args = [
+        "reproduce",
+        "all",
+        "--profile",
+        "micro",
+        "--specs",
+        str(folder),
+        "--store",
+        str(tmp_path / "store"),
+        "--out",
+        str(tmp_path / "tables"),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    # rgb, flow, mars, d3d, mml, dense, diff + the ImageNet stand-in: shared runs are trained once.
+    assert "8 runs needed: 0 already in" in out and "8 trained" in out
+    tables = tmp_path / "tables" / "micro"
+    rows = (tables / "table90.md").read_text()
+    assert rows.count("| RGB") == 6 and "RGB + Flow ensemble" in rows
+    assert re.search(r"- [✓✗] (not )?held: MML beats CE \(top1: [+−]\d+\.\d\d mean over 1 seed, [01]/1 seeds\)", rows)
+    matrix = (tables / "table91.md").read_text()
+    assert re.search(r"\| Flow CE +\| \d+\.\d\d/\d+\.\d\d \(60\.00/85\.00\)", matrix)
+    assert all((tables / f"table91_{kind}.{ext}").is_file() for kind in ("heatmap",) for ext in ("png", "pdf"))
+    assert not (tables / "table91_paper_heatmap.png").exists()  # the paper matrix has an empty cell
+    triples = (tables / "table92.md").read_text()
+    # 2 x 2 x 1 triples: the single Diff model is in all four, positions 1 + 2 + 3 + 4 = 10.
+    assert re.search(r"\| Diff +\| CE +\| 8 +\| 1 +\| 10 +\| 1 +\|", triples)
+    assert re.search(r"\| RGB +\| MML +\| 3 +\| 1 +\| [34567] +\| [12] +\|", triples)
+    assert "RGB CE is a better partner than RGB MML" in (tables / "REPORT.md").read_text()
+    # Each run is evaluated once per view protocol it needs: the dense run under both protocols.
+    store = Store(tmp_path / "store")
+    evaluated = sorted(p.name for p in store.root.glob("runs/*/eval/*"))
+    assert evaluated.count("dense1-uniform2-offset0") == 1
+    assert main(args) == 0
+    assert "8 runs needed: 8 already in" in capsys.readouterr().out
