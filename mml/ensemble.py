@@ -125,7 +125,7 @@ def rank_triples(groups: Sequence[Sequence[Scores]]) -> list[pd.DataFrame]:
     """Each model's sum of positions over the ranking of all ensembles with one model per group (paper Tab. 13).
 
     Every combination of one model from each group (RGB, Flow, Diff in the paper) is ranked by ensemble top-1,
-    descending, ties broken by top-5 (descending) and then by the members' names; positions count from 1. A model's
+    descending, ties broken by top-5 (descending) and then by the members' names; positions count from 0, as the paper's sums do. A model's
     score is the sum of the positions of all combinations it belongs to: the smaller, the better it ensembles.
 
     Returns:
@@ -145,7 +145,7 @@ def rank_triples(groups: Sequence[Sequence[Scores]]) -> list[pd.DataFrame]:
         ranked.append(((-top1, -top5, members), combination))
     ranked.sort()
     sums = [[0] * len(group) for group in groups]
-    for position, (_, combination) in enumerate(ranked, start=1):
+    for position, (_, combination) in enumerate(ranked):
         for g, m in enumerate(combination):
             sums[g][m] += position
     frames = []

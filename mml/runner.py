@@ -135,9 +135,9 @@ class Resolver:
             models.append(ModelConfig(modality=model.modality, init=init))
         teacher = None
         if spec.teacher:
-            name, index = spec.teacher
-            modality = table.runs[name].models[index].modality
-            teacher = ModelConfig(modality=modality, init=f"run:{self.resolve(table, name, seed)}/{index}")
+            teacher_run, index = spec.teacher
+            modality = table.runs[teacher_run].models[index].modality
+            teacher = ModelConfig(modality=modality, init=f"run:{self.resolve(table, teacher_run, seed)}/{index}")
         config = self._config(
             spec.method, models, seed, spec.replica, teacher=teacher, deep=spec.deep, **dict(spec.recipe)
         )

@@ -114,7 +114,8 @@ def test_rank_triples_sums_positions_by_hand() -> None:
     #                    ("RGB strong", "flow 1", "diff") < ("RGB strong", "flow 2", "diff")
     #   (weak, F1, D):   2+1+1+0 -> 25 %
     #   (weak, F2, D):   1+1+0+1 -> 0 %
-    # Positions 1..4 in that order: strong 1+2 = 3, weak 3+4 = 7; flow 1: 1+3 = 4, flow 2: 2+4 = 6; diff 1+2+3+4 = 10.
+    # Positions 0..3 in that order (the paper counts from 0): strong 0+1 = 1, weak 2+3 = 5; flow 1: 0+2 = 2,
+    # flow 2: 1+3 = 4; diff 0+1+2+3 = 6.
     rgb = [voter("RGB weak", "0000"), voter("RGB strong", "1111")]
     flow = [voter("flow 2", "0001"), voter("flow 1", "1010")]
     diff = [voter("diff", "1100")]
@@ -122,7 +123,7 @@ def test_rank_triples_sums_positions_by_hand() -> None:
     assert ensemble_accuracy([rgb[1], flow[0], diff[0]])[0] == 75.0
     frames = rank_triples([rgb, flow, diff])
     assert [list(frame.index) for frame in frames] == [["RGB strong", "RGB weak"], ["flow 1", "flow 2"], ["diff"]]
-    assert [list(frame[SUM_OF_POSITIONS]) for frame in frames] == [[3, 7], [4, 6], [10]]
+    assert [list(frame[SUM_OF_POSITIONS]) for frame in frames] == [[1, 5], [2, 4], [6]]
     assert all(frame.index.name == "model" for frame in frames)
 
 
