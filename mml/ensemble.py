@@ -125,8 +125,9 @@ def rank_triples(groups: Sequence[Sequence[Scores]]) -> list[pd.DataFrame]:
     """Each model's sum of positions over the ranking of all ensembles with one model per group (paper Tab. 13).
 
     Every combination of one model from each group (RGB, Flow, Diff in the paper) is ranked by ensemble top-1,
-    descending, ties broken by top-5 (descending) and then by the members' names; positions count from 0, as the paper's sums do. A model's
-    score is the sum of the positions of all combinations it belongs to: the smaller, the better it ensembles.
+    descending, ties broken by top-5 (descending) and then by the members' names; positions count from 0, as the
+    paper's sums do. A model's score is the sum of the positions of all combinations it belongs to: the smaller,
+    the better it ensembles.
 
     Returns:
         One frame per group, indexed by model name (index name "model"), with the column "sum of positions",

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -266,10 +267,18 @@ def _draw(
 
 
 def generate_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -> None:
-    """Generate the dataset in the real sthv2 layout under `root`, atomically.
+    """Generate the dataset in the real sthv2 layout under `root`, atomically (see `generate_atomically`)."""
+    generate_atomically(root, lambda staging: _write_dataset(staging, config, progress))
 
-    Everything (videos, annotation files, then the fingerprint marker) is written into a temporary sibling folder
-    that is renamed to `root` at the end, so an interrupted run never leaves a partial dataset under `root`.
+
+def ensure_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -> Path:
+    """Return `root` holding the dataset of `config`, generating it only if `root` is absent or empty."""
+    return ensure_generated(root, config.fingerprint_fields(), lambda: generate_sthv2(root, config, progress))
+
+
+def generate_atomically(root: Path, write: Callable[[Path], None]) -> None:
+    """Run `write` into a temporary sibling folder (videos, annotations, then the marker) and rename it to `root`,
+    so an interrupted generation never leaves a partial dataset under `root`.
 
     Raises:
         DataError: `root` already exists and is not an empty folder.
@@ -279,22 +288,23 @@ def generate_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = root.with_name(f".{root.name}.{os.getpid()}.{uuid.uuid4().hex}.partial")
     try:
-        _write_dataset(staging, config, progress)
+        write(staging)
         os.replace(staging, root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
-def ensure_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -> Path:
-    """Return `root` holding the dataset of `config`, generating it only if `root` is absent or empty.
+def ensure_generated(root: Path, expected: dict[str, int], generate: Callable[[], None]) -> Path:
+    """Return `root` if it holds the synthetic dataset whose marker equals `expected`; call `generate` if `root` is
+    absent or empty.
 
     Raises:
         DataError: `root` holds other data: no marker, an unreadable one, or one from different settings.
             Existing data is never deleted.
     """
     if not _holds_data(root):
-        generate_sthv2(root, config, progress)
+        generate()
         return root
     marker = root / MARKER_NAME
     if not marker.is_file():
@@ -303,7 +313,6 @@ def ensure_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -> 
         found = json.loads(marker.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DataError(f"{marker}: unreadable synthetic dataset marker ({error})") from error
-    expected = config.fingerprint_fields()
     if not isinstance(found, dict):
         raise DataError(f"{marker}: synthetic dataset marker is not a JSON object")
     differences = [

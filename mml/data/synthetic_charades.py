@@ -10,9 +10,6 @@ import csv
 import dataclasses
 import io
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +18,18 @@ from tqdm import tqdm
 
 from mml.data.charades import CLASSES_FILE, CSV_COLUMNS, SPLIT_FILES, VIDEO_DIR
 from mml.data.sthv2 import class_name
-from mml.data.synthetic import _COLOURS, _MOTIONS, _SHAPES, MARKER_NAME, TEMPLATES, _background, _draw, _holds_data
+from mml.data.synthetic import (
+    _COLOURS,
+    _MOTIONS,
+    _SHAPES,
+    MARKER_NAME,
+    TEMPLATES,
+    _background,
+    _draw,
+    ensure_generated,
+    generate_atomically,
+)
 from mml.data.video import encode_video
-from mml.errors import DataError
 
 GENERATOR_VERSION = 1
 SPLITS = tuple(SPLIT_FILES)
@@ -214,54 +220,13 @@ def _rng(config: SyntheticCharadesConfig, split: str, index: int, stream: int) -
 
 
 def generate_charades(root: Path, config: SyntheticCharadesConfig, progress: bool = True) -> None:
-    """Generate the dataset in the real Charades layout under `root`, atomically.
-
-    Everything (videos, annotation files, then the fingerprint marker) is written into a temporary sibling folder
-    that is renamed to `root` at the end, so an interrupted run never leaves a partial dataset under `root`.
-
-    Raises:
-        DataError: `root` already exists and is not an empty folder.
-    """
-    if _holds_data(root):
-        raise DataError(f"{root}: already exists and is not empty; refusing to overwrite it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = root.with_name(f".{root.name}.{os.getpid()}.{uuid.uuid4().hex}.partial")
-    try:
-        _write_dataset(staging, config, progress)
-        os.replace(staging, root)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    """Generate the dataset in the real Charades layout under `root`, atomically (see `generate_atomically`)."""
+    generate_atomically(root, lambda staging: _write_dataset(staging, config, progress))
 
 
 def ensure_charades(root: Path, config: SyntheticCharadesConfig, progress: bool = True) -> Path:
-    """Return `root` holding the dataset of `config`, generating it only if `root` is absent or empty.
-
-    Raises:
-        DataError: `root` holds other data: no marker, an unreadable one, or one from different settings.
-            Existing data is never deleted.
-    """
-    if not _holds_data(root):
-        generate_charades(root, config, progress)
-        return root
-    marker = root / MARKER_NAME
-    if not marker.is_file():
-        raise DataError(f"{root}: exists without a {MARKER_NAME} marker, so it is not a generated synthetic dataset")
-    try:
-        found = json.loads(marker.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{marker}: unreadable synthetic dataset marker ({error})") from error
-    if not isinstance(found, dict):
-        raise DataError(f"{marker}: synthetic dataset marker is not a JSON object")
-    expected = config.fingerprint_fields()
-    differences = [
-        f"{key}={found.get(key)!r} (wanted {expected.get(key)!r})"
-        for key in sorted(expected.keys() | found.keys())
-        if found.get(key) != expected.get(key)
-    ]
-    if differences:
-        raise DataError(f"{root}: holds a synthetic dataset from other settings: {', '.join(differences)}")
-    return root
+    """Return `root` holding the dataset of `config`, generating it only if `root` is absent or empty."""
+    return ensure_generated(root, config.fingerprint_fields(), lambda: generate_charades(root, config, progress))
 
 
 def _write_dataset(folder: Path, config: SyntheticCharadesConfig, progress: bool) -> None:
