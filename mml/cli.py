@@ -17,7 +17,7 @@ from mml.report.build import write_outputs, write_summary
 from mml.report.results import StoredResults
 from mml.runner import execute, plan_tables
 from mml.runs import Store
-from mml.spec import all_table_paths, load_profile, load_table, table_path
+from mml.spec import SETUPS, all_table_paths, load_profile, load_table, table_path
 from mml.train import Execution
 
 # Defaults point into the project checkout when mml runs from one (editable install), else the working directory.
@@ -31,6 +31,7 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--profile", default="smoke", help="scale profile from profiles.toml (default: smoke)")
     parser.add_argument("--store", type=Path, default=_HOME / "store", help="run store folder (default: ./store)")
     parser.add_argument("--data", type=Path, help="dataset folder (real datasets; synthetic ones are generated here)")
+    parser.add_argument("--charades-data", type=Path, help="Charades folder for the charades setup (Tab. 6)")
     parser.add_argument("--imagenet", type=Path, help="ImageNet weights file instead of torchvision's download")
     parser.add_argument("--specs", type=Path, default=_HOME / "reproductions", help="folder of specs and profiles")
     parser.add_argument("--out", type=Path, default=_HOME / "tables", help="output folder (default: ./tables)")
@@ -50,31 +51,39 @@ def reproduce(args: argparse.Namespace) -> None:
     profile = load_profile(args.specs / "profiles.toml", args.profile)
     store = Store(args.store)
     progress = not args.no_progress
-    dataset = open_dataset(profile.dataset, args.data, store.root / "data", progress)
-    plan = plan_tables(tables, profile, dataset, args.imagenet)
+    work = []  # per setup (sthv2, charades): its profile, tables, dataset and plan
+    for setup in SETUPS:
+        chosen = [table for table in tables if table.setup == setup]
+        if chosen:
+            scale = profile.setup(setup)
+            data = args.data if setup == "sthv2" else args.charades_data
+            dataset = open_dataset(scale.dataset, data, store.root / "data", progress)
+            work.append((scale, chosen, dataset, plan_tables(chosen, scale, dataset, args.imagenet)))
     if args.dry_run:
-        for rid in plan.order():
-            config = plan.runs[rid]
-            models = " + ".join(f"{m.modality} from {m.init}" for m in config.models)
-            print(f"{store.status(rid):8} {rid}  {config.method}: {models}  [{', '.join(plan.names[rid])}]")
+        for _, _, _, plan in work:
+            for rid in plan.order():
+                config = plan.runs[rid]
+                models = " + ".join(f"{m.modality} from {m.init}" for m in config.models)
+                print(f"{store.status(rid):8} {rid}  {config.method}: {models}  [{', '.join(plan.names[rid])}]")
         return
     cpus = os.cpu_count() or 1
     workers = args.workers if args.workers is not None else (8 if args.device.startswith("cuda") else 0)
     run = Execution(device=args.device, workers=workers, prepare_workers=cpus, progress=progress)
-    summary = execute(plan, profile.views, dataset, store, run, args.imagenet, args.force)
     command = f"nox -s reproduce -- {' '.join(names)} --profile {profile.name}"
-    written, reports = [], []
-    for table in tables:
-        report, paths = write_outputs(StoredResults(store, plan, profile, table), command, args.out / profile.name)
-        reports.append(report)
-        written += paths
+    needed = trained = 0
+    written, reports = [], {}
+    for scale, chosen, dataset, plan in work:
+        summary = execute(plan, scale.views, dataset, store, run, args.imagenet, args.force)
+        needed, trained = needed + summary.needed, trained + len(summary.trained)
+        for table in chosen:
+            results = StoredResults(store, plan, scale, table)
+            reports[table.id], paths = write_outputs(results, command, args.out / profile.name)
+            written += paths
     if names == ["all"]:
-        written.append(write_summary(reports, args.out / profile.name))
+        written.append(write_summary([reports[table.id] for table in tables], args.out / profile.name))
     minutes = (time.monotonic() - started) / 60
-    print(
-        f"Done in {minutes:.1f} min: {summary.needed} runs needed, {len(summary.trained)} trained, "
-        f"{summary.needed - len(summary.trained)} reused from {store.root}."
-    )
+    reused = needed - trained
+    print(f"Done in {minutes:.1f} min: {needed} runs needed, {trained} trained, {reused} reused from {store.root}.")
     print("Tables: " + ", ".join(str(p) for p in written))
 
 

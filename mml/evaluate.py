@@ -19,7 +19,9 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mml.data.cache import FrameCache
+from mml.data.charades import targets
 from mml.data.clips import TestViews
+from mml.metrics import charades_map
 from mml.runs import RunConfig, Store, publish, write_atomic, write_json
 from mml.spec import ViewProtocol
 from mml.train import Execution, stored_models
@@ -31,15 +33,19 @@ EVAL_BATCH = 8
 
 
 @torch.no_grad()
-def predict(model: nn.Module, views: TestViews, device: str, workers: int, progress: bool, desc: str) -> np.ndarray:
-    """Logits (videos, classes) of `model` averaged over each video's views."""
+def predict(
+    model: nn.Module, views: TestViews, device: str, workers: int, progress: bool, desc: str, fuse_max: bool = False
+) -> np.ndarray:
+    """Logits (videos, classes) of `model` averaged over each video's views, or their maximum with `fuse_max`
+    (PySlowFast's Charades fusion: the max of sigmoid scores, which is the sigmoid of the max logit)."""
     model.eval()
     loader = DataLoader(views, EVAL_BATCH, shuffle=False, num_workers=workers)
     scores = []
     for clips, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
         batch, count = clips.shape[:2]
         logits = model(clips.flatten(0, 1).to(device)).float()
-        scores.append(logits.view(batch, count, -1).mean(1).cpu())
+        per_view = logits.view(batch, count, -1)
+        scores.append((per_view.amax(1) if fuse_max else per_view.mean(1)).cpu())
     return torch.cat(scores).numpy()
 
 
@@ -82,14 +88,22 @@ def evaluate_stored(
         return stored
     staging = store.evaluation_dir(rid, f".{views.key}.tmp{os.getpid()}")
     staging.mkdir(parents=True, exist_ok=True)
-    labels = np.array([r.label for r in dataset.validation])
+    multilabel = dataset.multilabel
+    if multilabel:
+        labels = targets(dataset.validation, config.num_classes)
+    else:
+        labels = np.array([r.label for r in dataset.validation])
     ids = [r.video_id for r in dataset.validation]
     metrics = []
     for index, (model, spec) in enumerate(zip(stored_models(store, config), config.models, strict=True)):
-        clips = TestViews(dataset.validation, cache, spec.modality, config.recipe, views)
-        logits = predict(model.to(run.device), clips, run.device, run.workers, run.progress, f"{rid} eval {index}")
+        clips = TestViews(dataset.validation, cache, spec.modality, config.recipe, views, config.num_classes)
+        model = model.to(run.device)
+        logits = predict(model, clips, run.device, run.workers, run.progress, f"{rid} eval {index}", multilabel)
         save_scores(staging / f"scores{index}.npz", ids, labels, logits)
-        metrics.append({"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)})
+        if multilabel:
+            metrics.append({"map": charades_map(logits, labels)})
+        else:
+            metrics.append({"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)})
     result = {"views": views.key, "models": metrics}
     write_json(staging / "metrics.json", result)
     publish(staging, store.evaluation_dir(rid, views.key))

@@ -54,6 +54,12 @@ def mutual_kl(logits: Sequence[Tensor], index: int, form: str = "probs") -> Tens
     return F.kl_div(F.log_softmax(own.to(dtype), dim=-1), log_q, reduction="batchmean", log_target=True)
 
 
+def binary_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Multi-label BCE of logits ``(B, C)`` against 0/1 targets ``(B, C)``, averaged over batch and classes
+    (PySlowFast's Charades loss)."""
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+
+
 def mars_loss(student_features: Tensor, teacher_features: Tensor) -> Tensor:
     """MARS (Crasto et al.): mean squared error between the student's and the frozen teacher's feature maps
     before global pooling, averaged over every element. The teacher's features are detached."""

@@ -20,6 +20,7 @@ from mml.data.cache import FrameCache
 from mml.data.datasets import VideoDataset
 from mml.errors import CheckpointError
 from mml.evaluate import evaluate_stored
+from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
 from mml.models.init import imagenet_state_dict
 from mml.models.tsm import ARCHS
 from mml.runs import ModelConfig, RunConfig, Store
@@ -70,7 +71,7 @@ class Resolver:
     def __init__(self, profile: Profile, dataset: VideoDataset, imagenet_path: Path | None, plan: Plan) -> None:
         self.profile, self.dataset, self.plan = profile, dataset, plan
         if profile.imagenet.source == "torchvision":
-            weights = ARCHS[profile.arch].imagenet
+            weights = {**ARCHS, **I3D_ARCHS}[profile.arch].imagenet
             self.imagenet = f"imagenet:sha256:{file_sha256(imagenet_path)}" if imagenet_path else f"imagenet:{weights}"
 
     def _config(
@@ -98,8 +99,9 @@ class Resolver:
         )
 
     def imagenet_init(self, seed: int) -> str:
-        """The `init` string of "from ImageNet": real weights, or the synthetic pretraining run (single-frame RGB
-        object recognition on the training videos: an appearance task, as ImageNet is)."""
+        """The `init` string of "from ImageNet" ("from Kinetics" in the Charades setup): real weights, or the
+        synthetic pretraining run — single-frame RGB object recognition on the training videos (an appearance
+        task, as ImageNet is), or for multi-label data a clip classification of each video's first action."""
         source = self.profile.imagenet
         if source.source == "torchvision":
             return self.imagenet
@@ -109,7 +111,7 @@ class Resolver:
             [ModelConfig(modality="RGB", init="random")],
             seed,
             0,
-            target="object",
+            target="primary" if self.dataset.multilabel else "object",
             segments=source.segments,
             epochs=source.epochs,
             lr_steps=tuple(step for step in recipe.lr_steps if step < source.epochs),
@@ -176,9 +178,14 @@ def init_loader(store: Store, imagenet_path: Path | None):
             if not path.is_file():
                 raise CheckpointError(f"{path}: initialisation weights of {init} not found in the store")
             return load_file(str(path))
-        return imagenet_state_dict(arch, imagenet_path)
+        return imagenet_state_dict(I3D_2D_TWINS.get(arch, arch), imagenet_path)
 
     return load
+
+
+def _metrics_text(metrics: dict[str, float]) -> str:
+    names = {"top1": "top-1", "top5": "top-5", "map": "mAP"}
+    return " ".join(f"{names[key]} {value:.2f}" for key, value in metrics.items())
 
 
 def dataset_cache(store: Store, dataset: VideoDataset, short_side: int) -> FrameCache:
@@ -238,9 +245,7 @@ def execute(
             train_run(config, data, cache, store, run, loader)
             trained.append(rid)
         metrics = evaluate_stored(store, config, views, data, cache, run)["models"]
-        print(
-            "    " + "; ".join(f"model {i}: top-1 {m['top1']:.2f} top-5 {m['top5']:.2f}" for i, m in enumerate(metrics))
-        )
+        print("    " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)))
     for rid, protocol in pending:
         config = plan.runs[rid]
         cache = dataset_cache(store, dataset, config.recipe.short_side)

@@ -22,7 +22,9 @@ DISTILLATION = ("mars", "d3d")
 MODALITY_NAMES = ("RGB", "Flow", "Diff")
 SAMPLINGS = ("uniform", "dense", "both")
 KL_FORMS = ("probs", "logits")
-DATASET_KINDS = ("synthetic-sthv2", "sthv2")
+DATASET_KINDS = ("synthetic-sthv2", "sthv2", "synthetic-charades", "charades")
+SETUPS = ("sthv2", "charades")
+METRICS = ("top1", "top5", "map")
 IMAGENET_SOURCES = ("torchvision", "pretrain")
 _INIT = re.compile(r"^(random|imagenet|run:(?P<run>[A-Za-z0-9_\-]+)/(?P<model>\d+))$")
 _MODEL_REF = re.compile(r"^(?P<run>[A-Za-z0-9_\-]+)/(?P<model>\d+)$")
@@ -113,6 +115,15 @@ class Profile:
     imagenet: ImagenetSource
     views: ViewProtocol
     seeds: tuple[int, ...]
+    charades: Profile | None = None  # the multi-label setup (I3D on Charades, paper §3.1.2) of this scale
+
+    def setup(self, name: str) -> Profile:
+        """The profile of a table's setup: this one for `sthv2`, its `charades` section for `charades`."""
+        if name == "sthv2":
+            return self
+        if self.charades is None:
+            raise SpecError(f"profile {self.name!r} has no [{self.name}.charades] section for the charades setup")
+        return self.charades
 
 
 @dataclass(frozen=True)
@@ -211,6 +222,7 @@ class TableSpec:
     rows: tuple[tuple[str | ResultCell, ...], ...]
     runs: dict[str, RunSpec]
     notes: str = ""
+    setup: str = "sthv2"  # `charades`: the multi-label setup (the profile's [<name>.charades] section)
     matrix: MatrixSpec | None = None
     triples: TriplesSpec | None = None
     claims: tuple[ClaimSpec, ...] = ()
@@ -319,7 +331,7 @@ def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
     dataset = reader.sub("dataset")
     kind = dataset.choice("kind", DATASET_KINDS)
     synthetic = dataset.get("synthetic", dict, {})
-    if kind == "synthetic-sthv2" and not all(isinstance(v, int) for v in synthetic.values()):
+    if kind.startswith("synthetic") and not all(isinstance(v, int) for v in synthetic.values()):
         raise dataset.error("synthetic", "expected integer settings")
     dataset.finish()
     imagenet = reader.sub("imagenet")
@@ -344,6 +356,7 @@ def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
         imagenet=image,
         views=protocol,
         seeds=tuple(seeds),
+        charades=_read_profile(path, f"{name}.charades", reader.sub("charades")) if "charades" in reader.data else None,
     )
     reader.finish()
     return profile
@@ -544,7 +557,7 @@ def _read_claims(reader: _Reader, cell_ids: set[str]) -> tuple[ClaimSpec, ...]:
             text=item.get("text", str),
             better=item.get("better", str),
             worse=item.get("worse", str),
-            metric=item.choice("metric", ("top1", "top5"), "top1"),
+            metric=item.choice("metric", METRICS, "top1"),
             margin=item.get("margin", float, 0.0),
         )
         for key in ("better", "worse"):
@@ -568,8 +581,8 @@ def load_table(path: Path) -> TableSpec:
     runs_reader.finish()
     _check_acyclic(path, runs)
     metrics = tuple(reader.get("metrics", list, ["top1", "top5"]))
-    if not metrics or not all(m in ("top1", "top5") for m in metrics):
-        raise reader.error("metrics", f"expected a list of top1/top5, got {list(metrics)!r}")
+    if not metrics or not all(m in METRICS for m in metrics):
+        raise reader.error("metrics", f"expected a list of {', '.join(METRICS)}, got {list(metrics)!r}")
     matrix = _read_matrix(reader.sub("matrix"), runs, len(metrics)) if "matrix" in reader.data else None
     triples = _read_triples(reader.sub("triples"), runs) if "triples" in reader.data else None
     layout = "rows" if matrix is None and triples is None else None
@@ -595,6 +608,7 @@ def load_table(path: Path) -> TableSpec:
         rows=tuple(rows),
         runs=runs,
         notes=reader.get("notes", str, ""),
+        setup=reader.choice("setup", SETUPS, "sthv2"),
         matrix=matrix,
         triples=triples,
         claims=_read_claims(reader, ids),

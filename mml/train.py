@@ -27,7 +27,8 @@ from mml.data.clips import TrainClips
 from mml.data.datasets import VideoDataset
 from mml.data.modalities import MODALITIES
 from mml.errors import CheckpointError, MMLError
-from mml.losses import cross_entropy, d3d_loss, mars_loss, mutual_kl
+from mml.losses import binary_cross_entropy, cross_entropy, d3d_loss, mars_loss, mutual_kl
+from mml.models.i3d import I3D_ARCHS, I3DResNet, build_i3d, inflate_2d_state_dict
 from mml.models.init import param_groups, transfer_weights
 from mml.models.tsm import TSMResNet, build_tsm
 from mml.runs import RunConfig, Store, write_atomic, write_json
@@ -53,15 +54,25 @@ def derive_seed(*parts: int) -> int:
 _INIT_SEED, _EPOCH_SEED, _ORDER_SEED, _SAMPLE_SEED = 1, 2, 3, 4
 
 
-def new_model(config: RunConfig, index: int) -> TSMResNet:
-    """Model `index` of a run, freshly initialised (uses the current torch RNG state)."""
+def network(config: RunConfig, modality: str) -> TSMResNet | I3DResNet:
+    """A fresh network of the run's backbone for `modality` (uses the current torch RNG state)."""
+    channels = MODALITIES[modality].channels
+    if config.arch in I3D_ARCHS:
+        return build_i3d(
+            config.arch, in_channels=channels, num_classes=config.num_classes, dropout=config.recipe.dropout
+        )
     return build_tsm(
         config.arch,
-        in_channels=MODALITIES[config.models[index].modality].channels,
+        in_channels=channels,
         num_classes=config.num_classes,
         segments=config.recipe.segments,
         dropout=config.recipe.dropout,
     )
+
+
+def new_model(config: RunConfig, index: int) -> TSMResNet | I3DResNet:
+    """Model `index` of a run, freshly initialised (uses the current torch RNG state)."""
+    return network(config, config.models[index].modality)
 
 
 def stored_models(store: Store, config: RunConfig) -> list[TSMResNet]:
@@ -87,10 +98,11 @@ def build_models(config: RunConfig, load_init: Callable[[str, str], dict[str, to
         torch.manual_seed(derive_seed(config.seed, config.replica, _INIT_SEED, index))
         model = new_model(config, index)
         if spec.init_kind != "random":
+            state = load_init(spec.init, config.arch)
+            if isinstance(model, I3DResNet) and state["conv1.weight"].ndim == 4:
+                state = inflate_2d_state_dict(state, model)  # ImageNet's 2D weights into the 3D network
             # The fc of a model trained on this dataset is kept (the original MML stage 2); ImageNet's is not.
-            transfer_weights(
-                model, load_init(spec.init, config.arch), keep_fc=spec.init_kind == "run", origin=spec.init
-            )
+            transfer_weights(model, state, keep_fc=spec.init_kind == "run", origin=spec.init)
         models.append(model)
     return models
 
@@ -122,13 +134,7 @@ def set_learning_rate(config: RunConfig, optimizers: list[torch.optim.SGD], epoc
 
 def build_teacher(config: RunConfig, load_init: Callable[[str, str], dict[str, torch.Tensor]]) -> TSMResNet:
     """The frozen teacher of a MARS / D3D run, in eval mode, loaded from the run it names."""
-    teacher = build_tsm(
-        config.arch,
-        in_channels=MODALITIES[config.teacher.modality].channels,
-        num_classes=config.num_classes,
-        segments=config.recipe.segments,
-        dropout=config.recipe.dropout,
-    )
+    teacher = network(config, config.teacher.modality)
     transfer_weights(teacher, load_init(config.teacher.init, config.arch), keep_fc=True, origin=config.teacher.init)
     return teacher.requires_grad_(False).eval()
 
@@ -142,22 +148,27 @@ def group_step(
 ) -> list[torch.Tensor]:
     """Each model's loss on one batch.
 
-    CE for every model; plus the mutual KL term when the group has two or more models (ML / MML); plus, for a
-    MARS / D3D student, the weighted distance to the frozen teacher's features / logits on the same clip.
+    CE for every model (BCE for multi-label targets); plus the mutual KL term when the group has two or more
+    models (ML / MML); plus, for a MARS / D3D student, the weighted distance to the frozen teacher's features /
+    logits on the same clip. With BCE the extra terms are divided by the number of classes, so that they keep the
+    magnitude of the classification loss (paper Appendix 2).
     """
     features = [model.features(inputs[spec.modality]) for model, spec in zip(models, config.models)]
     logits = [model.head(f) for model, f in zip(models, features)]
-    losses = [cross_entropy(output, labels) for output in logits]
+    multilabel = labels.is_floating_point()
+    scale = 1 / config.num_classes if multilabel else 1.0
+    losses = [(binary_cross_entropy if multilabel else cross_entropy)(output, labels) for output in logits]
     if len(logits) >= 2:
-        losses = [loss + mutual_kl(logits, i, config.recipe.kl_form) for i, loss in enumerate(losses)]
+        losses = [loss + scale * mutual_kl(logits, i, config.recipe.kl_form) for i, loss in enumerate(losses)]
     if teacher is not None:
         with torch.no_grad():
             teacher_features = teacher.features(inputs[config.teacher.modality])
             teacher_logits = teacher.head(teacher_features)
         if config.method == "mars":
-            losses[0] = losses[0] + config.recipe.mars_weight * mars_loss(features[0], teacher_features)
+            extra = config.recipe.mars_weight * mars_loss(features[0], teacher_features)
         else:
-            losses[0] = losses[0] + config.recipe.d3d_weight * d3d_loss(logits[0], teacher_logits)
+            extra = config.recipe.d3d_weight * d3d_loss(logits[0], teacher_logits)
+        losses[0] = losses[0] + scale * extra
     return losses
 
 
@@ -222,6 +233,7 @@ def train_run(
         [m.modality for m in (*config.models, *([config.teacher] if config.teacher else []))],
         config.recipe,
         derive_seed(config.seed, config.replica, _SAMPLE_SEED),
+        config.num_classes,
     )
     recipe = config.recipe
     for epoch in range(state["epoch"], recipe.epochs):

@@ -127,3 +127,10 @@ def test_ctor_rejects_mismatched_or_even_temporal_kernels() -> None:
         I3DResNet(**common, temporal_kernels=((3,), (2,), (3,), (1,)))
     with pytest.raises(ValueError, match="unknown arch"):
         build_i3d("i3d_r18", in_channels=3, num_classes=2)
+
+
+def test_segment_major_clips_are_viewed_as_3d_clips() -> None:
+    model = build_i3d("i3d_tiny", in_channels=10, num_classes=4).eval()
+    clips = torch.randn(2, 10, 4, 32, 32)
+    segment_major = clips.transpose(1, 2).reshape(2, 4 * 10, 32, 32)
+    assert torch.allclose(model(segment_major), model(clips))

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mml.data.cache import FrameCache
+from mml.data.charades import MultiLabelRecord
 from mml.data.modalities import MODALITIES, build_input, num_frames_for
 from mml.data.sampling import dense_view, train_starts, uniform_view
 from mml.data.sthv2 import VideoRecord
@@ -21,8 +22,24 @@ from mml.data.transforms import center_crop, multiscale_crop
 from mml.spec import Recipe, ViewProtocol
 
 
-def _source(cache: FrameCache, record: VideoRecord, modality: str) -> np.ndarray:
+def _source(cache: FrameCache, record: VideoRecord | MultiLabelRecord, modality: str) -> np.ndarray:
     return cache.flow(record) if modality == "Flow" else cache.frames(record)
+
+
+def multi_hot(labels: tuple[int, ...], num_classes: int) -> torch.Tensor:
+    """A 0/1 float vector of `num_classes` with ones at `labels` (multi-label targets)."""
+    target = torch.zeros(num_classes)
+    target[list(labels)] = 1.0
+    return target
+
+
+def clip_target(record: VideoRecord | MultiLabelRecord, first: int, last: int, frames: int, classes: int):
+    """A training target: the class index, or for a multi-label video the classes of the actions overlapping the
+    clip's time span (frames first..last of `frames`), as PySlowFast's Charades training does."""
+    if isinstance(record, VideoRecord):
+        return record.label
+    seconds = record.length / frames
+    return multi_hot(record.labels_between(first * seconds, (last + 1) * seconds), classes)
 
 
 class TrainClips(Dataset):
@@ -35,8 +52,10 @@ class TrainClips(Dataset):
         modalities: Sequence[str],
         recipe: Recipe,
         seed: int,
+        num_classes: int,
     ) -> None:
         self.records, self.cache, self.recipe, self.seed = list(records), cache, recipe, seed
+        self.num_classes = num_classes
         self.modalities = tuple(dict.fromkeys(modalities))
         self.epoch = 0
 
@@ -63,7 +82,8 @@ class TrainClips(Dataset):
             spec.name: build_input(spec, np.asarray(sources[spec.name]), start, crop, self.recipe.input_size)
             for spec, start in zip(specs, starts, strict=True)
         }
-        return inputs, record.label
+        first, last = int(min(starts[0])), int(max(starts[0])) + specs[0].new_length - 1
+        return inputs, clip_target(record, first, last, len(frames), self.num_classes)
 
 
 class TestViews(Dataset):
@@ -76,9 +96,11 @@ class TestViews(Dataset):
         modality: str,
         recipe: Recipe,
         views: ViewProtocol,
+        num_classes: int,
     ) -> None:
         self.records, self.cache, self.recipe, self.views = list(records), cache, recipe, views
         self.spec = MODALITIES[modality]
+        self.num_classes = num_classes
 
     def __len__(self) -> int:
         return len(self.records)
@@ -105,4 +127,6 @@ class TestViews(Dataset):
             build_input(self.spec, source, starts, crop, self.recipe.input_size)
             for starts in self.view_starts(len(source))
         ]
-        return torch.stack(clips), record.label
+        if isinstance(record, VideoRecord):
+            return torch.stack(clips), record.label
+        return torch.stack(clips), multi_hot(record.labels, self.num_classes)

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,8 +126,11 @@ def _load_json(path: Path) -> object:
         raise DataError(f"{path}: malformed JSON ({error})") from None
 
 
-def dataset_fingerprint(root: Path) -> str:
-    """Hash of the annotation files present and of the video folder's (file name, size) list.
+def dataset_fingerprint(
+    root: Path, annotation_files: Sequence[str] = ANNOTATION_FILES, video_dir: str = VIDEO_DIR
+) -> str:
+    """Hash of the annotation files present and of the video folder's (file name, size) list (by default the
+    sthv2 layout's; other layouts pass theirs).
 
     Stable across calls; it changes when an annotation file changes or a video is added, removed, renamed or resized
     (a same-size edit of a video goes unnoticed: hashing every video would be too slow on the real dataset).
@@ -137,13 +141,13 @@ def dataset_fingerprint(root: Path) -> str:
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     digest = hashlib.sha256()
-    for name in ANNOTATION_FILES:
+    for name in annotation_files:
         path = root / name
         if path.is_file():
             content = path.read_bytes()
             digest.update(f"{name}\0{len(content)}\0".encode())
             digest.update(content)
-    videos = root / VIDEO_DIR
+    videos = root / video_dir
     listing = []
     if videos.is_dir():
         with os.scandir(videos) as entries:

@@ -131,7 +131,14 @@ class I3DResNet(nn.Module):
         nn.init.zeros_(self.fc.bias)
 
     def features(self, x: Tensor) -> Tensor:
-        """Last stage's feature map ``(B, 4*widths[-1], T/2, H/32, W/32)`` of clips ``(B, C, T, H, W)``, T >= 2."""
+        """Last stage's feature map ``(B, 4*widths[-1], T/2, H/32, W/32)`` of clips ``(B, C, T, H, W)``, T >= 2.
+
+        Clips in the 2D models' segment-major layout ``(B, T*C, H, W)`` (what the data pipeline builds) are
+        accepted too and viewed as ``(B, C, T, H, W)``.
+        """
+        if x.ndim == 4 and x.shape[1] % self.in_channels == 0:
+            batch, _, height, width = x.shape
+            x = x.view(batch, -1, self.in_channels, height, width).transpose(1, 2)
         if x.ndim != 5 or x.shape[1] != self.in_channels or x.shape[2] < TEMPORAL_POOL:
             raise ValueError(
                 f"I3DResNet expects clips (B, {self.in_channels}, T >= {TEMPORAL_POOL}, H, W), got {tuple(x.shape)}"
@@ -166,6 +173,8 @@ I3D_ARCHS = {
     "i3d_r50": ArchSpec((3, 4, 6, 3), (64, 128, 256, 512), "ResNet50_Weights.IMAGENET1K_V1"),
     "i3d_tiny": ArchSpec((1, 1, 1, 1), (16, 32, 64, 128), None),
 }
+# The 2D backbone whose (ImageNet) weights each I3D backbone inflates.
+I3D_2D_TWINS = {"i3d_r50": "tsm_r50", "i3d_tiny": "tsm_tiny"}
 
 
 def build_i3d(arch: str, *, in_channels: int, num_classes: int, dropout: float = 0.5) -> I3DResNet:

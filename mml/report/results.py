@@ -38,10 +38,10 @@ class StoredResults:
             if len(cell.members) == 1:
                 run, model = cell.members[0]
                 stored = self.store.evaluation(self.run_ids(run)[seed], views.key)["models"][model]
-                pair = (stored["top1"], stored["top5"])
             else:
-                pair = ensemble_accuracy([self.scores(ref, seed, views) for ref in cell.members])
-            values.append(tuple(pair[METRIC_INDEX[m]] for m in self.table.metrics))
+                top1, top5 = ensemble_accuracy([self.scores(ref, seed, views) for ref in cell.members])
+                stored = {"top1": top1, "top5": top5}
+            values.append(tuple(stored[m] for m in self.table.metrics))
         return tuple(values)
 
     def matrices(self) -> list[pd.DataFrame]:

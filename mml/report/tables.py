@@ -18,7 +18,7 @@ import pandas as pd
 from mml.report.claims import Verdict, verdict_lines
 from mml.spec import Profile, ResultCell, TableSpec
 
-METRIC_NAMES = {"top1": "Top-1", "top5": "Top-5"}
+METRIC_NAMES = {"top1": "Top-1", "top5": "Top-5", "map": "mAP"}
 
 
 def mean(values: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
@@ -118,7 +118,7 @@ def notes(report: Report) -> list[str]:
 def to_markdown(report: Report) -> str:
     """GitHub-flavoured Markdown: a title, the table, the claims' verdicts, the notes."""
     data = report.data
-    body = data.to_markdown(index=False, tablefmt="pipe", colalign=["left"] * len(data.columns))
+    body = data.to_markdown(index=False, tablefmt="pipe", colalign=["left"] * len(data.columns), disable_numparse=True)
     claims = "\n".join(["", "Claims of the paper:", "", *verdict_lines(report.verdicts), ""]) if report.verdicts else ""
     text = "\n".join(f"- {line}" for line in notes(report))
     return f"# {report.spec.title}\n\n{body}\n{claims}\n{text}\n"
