@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mml.report.claims import Verdict, judge, verdict_lines
+from mml.report.claims import Verdict, judge
 from mml.report.heatmap import write_heatmap
 from mml.report.results import METRIC_INDEX, StoredResults
-from mml.report.tables import Report, matrix_frame, mean, rows_frame, triples_frame, write_table
+from mml.report.tables import Report, matrix_frame, mean, rows_frame, to_markdown, triples_frame, write_table
 from mml.spec import ResultCell
 
 
@@ -70,7 +70,7 @@ def write_outputs(results: StoredResults, command: str, directory: Path) -> tupl
 
 
 def write_summary(reports: list[Report], directory: Path) -> Path:
-    """`REPORT.md`: every table's claims with their verdicts, and links to the tables, on one page."""
+    """`REPORT.md`: every table with its claims' verdicts on one page, after a summary of the verdicts."""
     held = sum(v.holds for r in reports for v in r.verdicts)
     total = sum(len(r.verdicts) for r in reports)
     profile = reports[0].profile
@@ -83,9 +83,13 @@ def write_summary(reports: list[Report], directory: Path) -> Path:
         "",
     ]
     for report in reports:
-        lines += [f"## [{report.spec.title}]({report.spec.id}.md)", ""]
-        lines += verdict_lines(report.verdicts) or ["- (no claim attached to this table)"]
-        lines.append("")
+        held_here = sum(v.holds for v in report.verdicts)
+        lines.append(f"- [{report.spec.title}](#{report.spec.id}): {held_here} of {len(report.verdicts)} claims held")
+    for report in reports:
+        body = to_markdown(report).replace(
+            f"# {report.spec.title}", f'## <a id="{report.spec.id}"></a>{report.spec.title}', 1
+        )
+        lines += ["", body]
     path = directory / "REPORT.md"
     path.write_text("\n".join(lines))
     return path
