@@ -199,7 +199,6 @@ class Summary:
 
     needed: int
     trained: list[str]
-    reused: list[str]
 
 
 def execute(
@@ -250,4 +249,4 @@ def execute(
         config = plan.runs[rid]
         cache = dataset_cache(store, dataset, config.recipe.short_side)
         evaluate_stored(store, config, protocol, dataset.for_target(config.target), cache, run)
-    return Summary(needed=len(order), trained=trained, reused=[rid for rid in order if rid not in trained])
+    return Summary(needed=len(order), trained=trained)

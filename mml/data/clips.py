@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from mml.data.cache import FrameCache
 from mml.data.charades import MultiLabelRecord
 from mml.data.modalities import MODALITIES, build_input, num_frames_for
-from mml.data.sampling import dense_view, train_starts, uniform_view
+from mml.data.sampling import test_views, train_starts
 from mml.data.sthv2 import VideoRecord
 from mml.data.transforms import center_crop, multiscale_crop
 from mml.spec import Recipe, ViewProtocol
@@ -107,16 +107,16 @@ class TestViews(Dataset):
 
     def view_starts(self, num_frames: int) -> list[np.ndarray]:
         """The deterministic segment starts of each view: the dense views first, then the uniform ones."""
-        length, segments, views = self.spec.new_length, self.recipe.segments, self.views
-        dense = [
-            dense_view(num_frames, length, segments, self.recipe.dense_stride, i, views.dense)
-            for i in range(views.dense)
-        ]
-        uniform = [
-            uniform_view(num_frames, length, segments, (i + views.uniform_offset) / views.uniform)
-            for i in range(views.uniform)
-        ]
-        return dense + uniform
+        views = self.views
+        return test_views(
+            num_frames,
+            self.spec.new_length,
+            self.recipe.segments,
+            views.dense,
+            views.uniform,
+            self.recipe.dense_stride,
+            views.uniform_offset,
+        )
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         record = self.records[index]

@@ -133,16 +133,23 @@ def dense_view(num_frames: int, new_length: int, segments: int, stride: int, ind
 
 
 def test_views(
-    num_frames: int, new_length: int, segments: int, dense: int, uniform: int, dense_stride: int
+    num_frames: int,
+    new_length: int,
+    segments: int,
+    dense: int,
+    uniform: int,
+    dense_stride: int,
+    uniform_offset: float = 0.0,
 ) -> list[np.ndarray]:
     """All start arrays of Appendix 1's "Dense k + Uniform m" test: the k dense views, then the m uniform views.
 
-    The uniform views use shift i/m for i in 0..m-1; predictions over the k + m views are averaged by the caller.
+    The uniform views use shift (i + uniform_offset)/m for i in 0..m-1 (offset 0: the paper's formula; offset 0.5
+    with m = 1: the original code's centred view); the caller fuses the predictions over the k + m views.
     """
     if dense < 0 or uniform < 0 or dense + uniform < 1:
         raise ValueError(f"need dense >= 0, uniform >= 0 and at least one view, got dense={dense} uniform={uniform}")
     views = [dense_view(num_frames, new_length, segments, dense_stride, i, dense) for i in range(dense)]
-    views += [uniform_view(num_frames, new_length, segments, i / uniform) for i in range(uniform)]
+    views += [uniform_view(num_frames, new_length, segments, (i + uniform_offset) / uniform) for i in range(uniform)]
     return views
 
 
