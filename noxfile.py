@@ -1,4 +1,5 @@
-"""Sessions: `nox -s tests` (the test suite), `nox -s reproduce -- table7` (regenerate paper tables), `nox -s lint`."""
+"""Sessions: `nox -s tests` (the test suite), `nox -s reproduce -- table7` (regenerate paper tables),
+`nox -s prepare -- sthv2 --data DIR` (decode a real dataset and extract its flow beforehand), `nox -s lint`."""
 
 import nox
 
@@ -19,6 +20,13 @@ def reproduce(session: nox.Session) -> None:
     """Regenerate paper tables: `nox -s reproduce -- table7 [--profile smoke] [--store DIR] [--data DIR]`."""
     session.install("-e", ".")
     session.run("python", "-m", "mml", "reproduce", *session.posargs)
+
+
+@nox.session(default=False)
+def prepare(session: nox.Session) -> None:
+    """Fill the frame / flow cache of a real dataset: `nox -s prepare -- sthv2 --data DIR [--workers N]`."""
+    session.install("-e", ".")
+    session.run("python", "-m", "mml", "prepare", *session.posargs)
 
 
 @nox.session(default=False)

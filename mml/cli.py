@@ -1,23 +1,27 @@
-"""The `mml` command: `mml reproduce table7 [--profile smoke] [--store DIR] [--data DIR] ...`."""
+"""The `mml` command: `mml reproduce table7 [--profile smoke] [--store DIR] [--data DIR] ...` trains what tables
+need and writes them; `mml prepare sthv2 --data DIR` decodes a dataset's videos and extracts their flow beforehand."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from mml.data.datasets import open_dataset
+from mml.data.datasets import open_dataset, prepare_frames
+from mml.data.modalities import MODALITIES, frames_needed
 from mml.errors import MMLError
 from mml.report.build import write_outputs, write_summary
 from mml.report.results import StoredResults
 from mml.runner import execute, plan_tables
 from mml.runs import Store
-from mml.spec import SETUPS, all_table_paths, load_profile, load_table, table_path
+from mml.spec import SETUPS, TableSpec, all_table_paths, load_profile, load_table, table_path
 from mml.train import Execution
 
 # Defaults point into the project checkout when mml runs from one (editable install), else the working directory.
@@ -37,6 +41,21 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=_HOME / "tables", help="output folder (default: ./tables)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--workers", type=int, help="data-loading processes (default: 0 on CPU, 8 on GPU)")
+    parser.add_argument("--cache", type=Path, help="frame / flow cache folder (default: STORE/cache)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile value, e.g. --set recipe.epochs=1 --set charades.recipe.batch_size=2",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="[TABLE:]RUN=FILE[,FILE]",
+        help="load a spec run from weight files (one per model; ours, torchvision's or the original TSM/MML code's)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the runs as done / partial / missing and stop")
     parser.add_argument("--force", action="store_true", help="retrain every run the tables need")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -47,9 +66,9 @@ def reproduce(args: argparse.Namespace) -> None:
     started = time.monotonic()
     names = args.tables
     paths = all_table_paths(args.specs) if names == ["all"] else [table_path(args.specs, n) for n in names]
-    tables = [load_table(path) for path in paths]
-    profile = load_profile(args.specs / "profiles.toml", args.profile)
-    store = Store(args.store)
+    tables = with_checkpoints([load_table(path) for path in paths], args.checkpoint)
+    profile = load_profile(args.specs / "profiles.toml", args.profile, args.set)
+    store = Store(args.store, args.cache)
     progress = not args.no_progress
     work = []  # per setup (sthv2, charades): its profile, tables, dataset and plan
     for setup in SETUPS:
@@ -82,9 +101,62 @@ def reproduce(args: argparse.Namespace) -> None:
     if names == ["all"]:
         written.append(write_summary([reports[table.id] for table in tables], args.out / profile.name))
     minutes = (time.monotonic() - started) / 60
-    reused = needed - trained
-    print(f"Done in {minutes:.1f} min: {needed} runs needed, {trained} trained, {reused} reused from {store.root}.")
+    done = f"{needed} runs needed, {trained} trained or loaded, {needed - trained} reused from {store.root}"
+    print(f"Done in {minutes:.1f} min: {done}.")
     print("Tables: " + ", ".join(str(p) for p in written))
+
+
+def _prepare_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "prepare", help="decode a dataset's videos into the frame cache and extract TV-L1 flow, resumably"
+    )
+    parser.add_argument("setup", choices=SETUPS, help="which dataset of the profile: sthv2 or charades")
+    parser.add_argument("--data", type=Path, required=True, help="the dataset folder")
+    parser.add_argument("--profile", default="paper", help="profile whose dataset and short side to use (paper)")
+    parser.add_argument("--specs", type=Path, default=_HOME / "reproductions", help="folder of specs and profiles")
+    parser.add_argument("--store", type=Path, default=_HOME / "store", help="run store folder (default: ./store)")
+    parser.add_argument("--cache", type=Path, help="frame / flow cache folder (default: STORE/cache)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile value")
+    parser.add_argument("--no-flow", action="store_true", help="frames only, no optical flow")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Validate the annotations against the videos, fill the frame (and flow) cache, write the report."""
+    scale = load_profile(args.specs / "profiles.toml", args.profile, args.set).setup(args.setup)
+    store = Store(args.store, args.cache)
+    dataset = open_dataset(scale.dataset, args.data, store.root / "data", not args.no_progress)
+    modalities = [name for name in MODALITIES if not (args.no_flow and name == "Flow")]
+    needed = frames_needed(modalities, scale.recipe.segments)
+    prepare_frames(
+        dataset,
+        store.cache_dir(),
+        scale.recipe.short_side,
+        not args.no_flow,
+        needed,
+        args.workers,
+        not args.no_progress,
+    )
+
+
+def with_checkpoints(tables: list[TableSpec], options: Sequence[str]) -> list[TableSpec]:
+    """The tables with the runs named by `--checkpoint [TABLE:]RUN=FILE[,FILE]` loaded from those files (a RUN
+    without TABLE: in every chosen table that has it)."""
+    for option in options:
+        target, equals, files = option.partition("=")
+        table_id, _, run = target.rpartition(":")
+        if not equals or not run or not files:
+            raise MMLError(f"--checkpoint {option!r}: expected [TABLE:]RUN=FILE[,FILE]")
+        chosen = [t for t in tables if run in t.runs and (not table_id or t.id == table_path(Path(), table_id).stem)]
+        if not chosen:
+            raise MMLError(f"--checkpoint {option!r}: no chosen table has a run {run!r}")
+        paths = [Path(name) for name in files.split(",")]
+        tables = [
+            dataclasses.replace(t, runs={**t.runs, run: t.runs[run].loaded_from(paths)}) if t in chosen else t
+            for t in tables
+        ]
+    return tables
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,10 +164,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mml", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _reproduce_parser(commands)
+    _prepare_parser(commands)
     args = parser.parse_args(argv)
-    try:
-        reproduce(args)
-    except MMLError as err:
-        print(f"mml: error: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_warning
+        try:
+            {"reproduce": reproduce, "prepare": prepare}[args.command](args)
+        except MMLError as err:
+            print(f"mml: error: {err}", file=sys.stderr)
+            return 2
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Bad-input warnings (a skipped annotation, a skipped video) as one line each, without Python's source line."""
+    print(f"mml: warning: {message}", file=sys.stderr)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mml.data.cache import FrameCache
+from mml.data.cache import FrameSource
 from mml.data.charades import targets
 from mml.data.clips import TestViews
 from mml.metrics import charades_map
@@ -29,7 +29,8 @@ from mml.train import Execution, stored_models
 if TYPE_CHECKING:
     from mml.data.datasets import VideoDataset
 
-EVAL_BATCH = 8
+EVAL_BATCH = 8  # videos per loader batch
+EVAL_CLIPS = 32  # clips per forward pass (a Charades video has 30 views of 8 x 256 x 256)
 
 
 @torch.no_grad()
@@ -43,7 +44,7 @@ def predict(
     scores = []
     for clips, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
         batch, count = clips.shape[:2]
-        logits = model(clips.flatten(0, 1).to(device)).float()
+        logits = torch.cat([model(chunk.to(device)).float() for chunk in clips.flatten(0, 1).split(EVAL_CLIPS)])
         per_view = logits.view(batch, count, -1)
         scores.append((per_view.amax(1) if fuse_max else per_view.mean(1)).cpu())
     return torch.cat(scores).numpy()
@@ -74,7 +75,7 @@ def evaluate_stored(
     config: RunConfig,
     views: ViewProtocol,
     dataset: VideoDataset,
-    cache: FrameCache,
+    cache: FrameSource,
     run: Execution,
 ) -> dict[str, Any]:
     """Top-1/top-5 of every model of a finished run under a view protocol, computing and storing them once.

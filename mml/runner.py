@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from mml.data.cache import FrameCache
-from mml.data.datasets import VideoDataset
+from mml.data.datasets import VideoDataset, prepare_frames
+from mml.data.modalities import frames_needed
 from mml.errors import CheckpointError
 from mml.evaluate import evaluate_stored
 from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
@@ -25,7 +25,7 @@ from mml.models.init import imagenet_state_dict
 from mml.models.tsm import ARCHS
 from mml.runs import ModelConfig, RunConfig, Store
 from mml.spec import Profile, TableSpec, ViewProtocol
-from mml.train import Execution, train_run
+from mml.train import Execution, import_run, train_run
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Plan:
     names: dict[str, list[str]] = field(default_factory=dict)
     cells: dict[tuple[str, str, int], str] = field(default_factory=dict)
     evaluations: dict[str, set[ViewProtocol]] = field(default_factory=dict)
+    checkpoints: dict[str, tuple[Path, ...]] = field(default_factory=dict)  # runs loaded from files, not trained
 
     def add(self, config: RunConfig, name: str) -> str:
         rid = config.run_id
@@ -58,6 +59,9 @@ class Plan:
 
 
 def file_sha256(path: Path) -> str:
+    """The sha256 of a weight file (its identity in run ids); CheckpointError naming a missing file."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weight file not found")
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -126,8 +130,10 @@ class Resolver:
             return self.plan.cells[key]
         spec = table.runs[name]
         models = []
-        for model in spec.models:
-            if model.init == "imagenet":
+        for model, file in zip(spec.models, spec.checkpoints or [None] * len(spec.models)):
+            if file is not None:
+                init = f"checkpoint:sha256:{file_sha256(file)}"
+            elif model.init == "imagenet":
                 init = self.imagenet_init(seed)
             elif model.init_run:
                 upstream, index = model.init_run
@@ -144,6 +150,8 @@ class Resolver:
             spec.method, models, seed, spec.replica, teacher=teacher, deep=spec.deep, **dict(spec.recipe)
         )
         self.plan.cells[key] = self.plan.add(config, f"{table.id}:{name}")
+        if spec.checkpoints:
+            self.plan.checkpoints[config.run_id] = spec.checkpoints
         return self.plan.cells[key]
 
 
@@ -188,11 +196,6 @@ def _metrics_text(metrics: dict[str, float]) -> str:
     return " ".join(f"{names[key]} {value:.2f}" for key, value in metrics.items())
 
 
-def dataset_cache(store: Store, dataset: VideoDataset, short_side: int) -> FrameCache:
-    """The store's frame / flow cache of a dataset at one short side."""
-    return FrameCache(store.cache_dir() / dataset.fingerprint[:16], short_side)
-
-
 @dataclass(frozen=True)
 class Summary:
     """What an execution did."""
@@ -224,29 +227,35 @@ def execute(
     print(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
     for short_side in sorted({plan.runs[rid].recipe.short_side for rid, _ in pending}):
         runs = [plan.runs[rid] for rid, _ in pending if plan.runs[rid].recipe.short_side == short_side]
-        with_flow = any(m.modality == "Flow" for config in runs for m in (*config.models, config.teacher) if m)
-        cache = dataset_cache(store, dataset, short_side)
-        cache.prepare((*dataset.train, *dataset.validation), with_flow, run.prepare_workers, run.progress)
+        modalities = {m.modality for config in runs for m in (*config.models, config.teacher) if m}
+        needed = max(frames_needed(sorted(modalities), config.recipe.segments) for config in runs)
+        dataset, _ = prepare_frames(
+            dataset, store.cache_dir(), short_side, "Flow" in modalities, needed, run.prepare_workers, run.progress
+        )
     loader = init_loader(store, imagenet_path)
     trained = []
     for number, rid in enumerate(todo, 1):
         config = plan.runs[rid]
         data = dataset.for_target(config.target)
-        cache = dataset_cache(store, dataset, config.recipe.short_side)
+        cache = dataset.frame_source(store.cache_dir(), config.recipe.short_side)
         with store.lock(rid):
             if store.is_done(rid) and not force:
                 continue
             action = "resuming" if store.status(rid) == "partial" and not force else "training"
+            action = "loading" if rid in plan.checkpoints else action
             models = " + ".join(m.modality for m in config.models)
             print(f"[{number}/{len(todo)}] {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}")
-            if force:
-                store.begin(rid, force=True)
-            train_run(config, data, cache, store, run, loader)
+            if rid in plan.checkpoints:
+                import_run(config, plan.checkpoints[rid], store)
+            else:
+                if force:
+                    store.begin(rid, force=True)
+                train_run(config, data, cache, store, run, loader)
             trained.append(rid)
         metrics = evaluate_stored(store, config, views, data, cache, run)["models"]
         print("    " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)))
     for rid, protocol in pending:
         config = plan.runs[rid]
-        cache = dataset_cache(store, dataset, config.recipe.short_side)
+        cache = dataset.frame_source(store.cache_dir(), config.recipe.short_side)
         evaluate_stored(store, config, protocol, dataset.for_target(config.target), cache, run)
     return Summary(needed=len(order), trained=trained)

@@ -39,7 +39,8 @@ class ModelConfig:
     """One model of a run.
 
     `init` is `random`, `imagenet:<weights name or file sha256>`, `imagenet:run:<run id>/0` (the synthetic
-    pretraining stand-in for ImageNet) or `run:<run id>/<model index>` (another run's model, fc included).
+    pretraining stand-in for ImageNet), `run:<run id>/<model index>` (another run's model, fc included) or
+    `checkpoint:sha256:<file sha256>` (the run is loaded from that weight file instead of trained).
     """
 
     modality: str = identity()
@@ -130,8 +131,9 @@ def write_json(path: Path, value: Any) -> None:
 class Store:
     """A folder of finished runs, resumable partial runs, per-run locks and data caches."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cache: Path | None = None) -> None:
         self.root = Path(root)
+        self.cache = Path(cache) if cache else self.root / "cache"
 
     def run_dir(self, rid: str) -> Path:
         return self.root / "runs" / rid
@@ -140,7 +142,8 @@ class Store:
         return self.root / ".partial" / rid
 
     def cache_dir(self) -> Path:
-        return self.root / "cache"
+        """Where frame and flow caches live: `cache/` in the store unless given (real datasets need room)."""
+        return self.cache
 
     def is_done(self, rid: str) -> bool:
         return (self.run_dir(rid) / "DONE").is_file()

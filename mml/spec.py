@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mml.data.rawframes import RawframesConfig
 from mml.errors import SpecError
 
 METHODS = ("ce", "ml", "mars", "d3d")
@@ -22,10 +24,11 @@ DISTILLATION = ("mars", "d3d")
 MODALITY_NAMES = ("RGB", "Flow", "Diff")
 SAMPLINGS = ("uniform", "dense", "both")
 KL_FORMS = ("probs", "logits")
-DATASET_KINDS = ("synthetic-sthv2", "sthv2", "synthetic-charades", "charades")
+DATASET_KINDS = ("synthetic-sthv2", "sthv2", "rawframes", "synthetic-charades", "charades")
 SETUPS = ("sthv2", "charades")
 METRICS = ("top1", "top5", "map")
 IMAGENET_SOURCES = ("torchvision", "pretrain")
+SPATIAL_CROPS = (1, 3)
 _INIT = re.compile(r"^(random|imagenet|run:(?P<run>[A-Za-z0-9_\-]+)/(?P<model>\d+))$")
 _MODEL_REF = re.compile(r"^(?P<run>[A-Za-z0-9_\-]+)/(?P<model>\d+)$")
 
@@ -65,20 +68,29 @@ class Recipe:
 
 @dataclass(frozen=True)
 class ViewProtocol:
-    """Test-time views "Dense k + Uniform m" (paper Appendix 1) with a centre crop.
+    """Test-time views "Dense k + Uniform m" (paper Appendix 1), each cut into `crops` square spatial crops.
 
     Uniform view i of m starts at shift (i + uniform_offset) / m of a segment: offset 0 gives the paper's formula,
-    offset 0.5 with m = 1 the original code's centred single view used for the ablation tables.
+    offset 0.5 with m = 1 the original code's centred single view used for the ablation tables. `crops` 1 is the
+    centre crop, 3 PySlowFast's / mmaction2's three crops along the longer side (start, centre, end); `crop_size`
+    is their side and the model's test input size, 0 meaning the recipe's `input_size`.
     """
 
     dense: int = identity(default=0)
     uniform: int = identity(default=1)
     uniform_offset: float = identity(default=0.5)
+    crops: int = identity(default=1)
+    crop_size: int = identity(default=0)
 
     @property
     def key(self) -> str:
-        """A folder name for this protocol's evaluations, e.g. `dense0-uniform1-offset0.5`."""
-        return f"dense{self.dense}-uniform{self.uniform}-offset{self.uniform_offset:g}"
+        """A folder name for this protocol's evaluations, e.g. `dense0-uniform1-offset0.5` or
+        `dense10-uniform0-offset0-crops3-size256`; protocols with a single recipe-sized centre crop keep the
+        short form that stored evaluations are filed under."""
+        key = f"dense{self.dense}-uniform{self.uniform}-offset{self.uniform_offset:g}"
+        if self.crops != 1 or self.crop_size != 0:
+            key += f"-crops{self.crops}-size{self.crop_size}"
+        return key
 
 
 @dataclass(frozen=True)
@@ -96,10 +108,16 @@ class ImagenetSource:
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """The dataset of a profile: `synthetic-sthv2` (generated on first use) or `sthv2` (a user's `--data DIR`)."""
+    """The dataset of a profile: generated on first use (`synthetic-sthv2`, `synthetic-charades`) or a user's
+    `--data DIR` (`sthv2`, `charades`, or `rawframes`: TSM-style frame folders listed in rawframe list files).
+
+    `frame_lists` (Charades only) reads PySlowFast's `frame_lists/{train,val}.csv` instead of the official CSVs.
+    """
 
     kind: str
     synthetic: dict[str, int] = field(default_factory=dict)
+    rawframes: RawframesConfig | None = None
+    frame_lists: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +173,16 @@ class RunSpec:
     teacher: tuple[str, int] | None = None  # mars / d3d: the frozen teacher, (run name, model index)
     recipe: tuple[tuple[str, Any], ...] = ()  # overrides of the profile's recipe, e.g. (("sampling", "dense"),)
     deep: bool = False  # train the profile's deep backbone (ResNet-101 in the paper profile, Tab. 9)
+    checkpoints: tuple[Path, ...] = ()  # one weight file per model: the run is loaded from them, not trained
+
+    def loaded_from(self, files: Sequence[Path]) -> RunSpec:
+        """This run loaded from weight files (one per model, in model order) instead of trained."""
+        if len(files) != len(self.models):
+            raise SpecError(
+                f"run {self.name}: {len(self.models)} model(s) need as many checkpoint files, got {len(files)}"
+            )
+        models = tuple(dataclasses.replace(model, init="checkpoint") for model in self.models)
+        return dataclasses.replace(self, models=models, checkpoints=tuple(files), teacher=None)
 
 
 ModelRef = tuple[str, int]
@@ -318,7 +346,11 @@ def _read_views(views: _Reader) -> ViewProtocol:
         dense=views.positive("dense", int, 0, zero=True),
         uniform=views.positive("uniform", int, 1, zero=True),
         uniform_offset=views.positive("uniform_offset", float, 0.5, zero=True),
+        crops=views.get("crops", int, 1),
+        crop_size=views.positive("crop_size", int, 0, zero=True),
     )
+    if protocol.crops not in SPATIAL_CROPS:
+        raise views.error("crops", f"must be 1 (centre crop) or 3 (crops along the longer side), got {protocol.crops}")
     if protocol.uniform_offset >= 1:
         raise views.error("uniform_offset", f"must be below 1 (a fraction of a segment), got {protocol.uniform_offset}")
     if protocol.dense + protocol.uniform < 1:
@@ -333,6 +365,12 @@ def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
     synthetic = dataset.get("synthetic", dict, {})
     if kind.startswith("synthetic") and not all(isinstance(v, int) for v in synthetic.values()):
         raise dataset.error("synthetic", "expected integer settings")
+    rawframes = dataset.get("rawframes", dict, None)
+    if (rawframes is None) == (kind == "rawframes"):
+        raise dataset.error("rawframes", "needed by kind rawframes, and only by it")
+    frame_lists = dataset.get("frame_lists", bool, False)
+    if frame_lists and kind != "charades":
+        raise dataset.error("frame_lists", "only the charades kind reads PySlowFast frame lists")
     dataset.finish()
     imagenet = reader.sub("imagenet")
     source = imagenet.choice("source", IMAGENET_SOURCES)
@@ -349,7 +387,14 @@ def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
     profile = Profile(
         name=name,
         description=reader.get("description", str, ""),
-        dataset=DatasetConfig(kind=kind, synthetic=dict(synthetic)),
+        dataset=DatasetConfig(
+            kind=kind,
+            synthetic=dict(synthetic),
+            rawframes=None
+            if rawframes is None
+            else RawframesConfig.from_mapping(rawframes, f"{path}: {name}.dataset.rawframes"),
+            frame_lists=frame_lists,
+        ),
         arch=(arch := reader.get("arch", str)),
         deep_arch=reader.get("deep_arch", str, arch),
         recipe=_read_recipe(reader.sub("recipe")),
@@ -358,19 +403,51 @@ def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
         seeds=tuple(seeds),
         charades=_read_profile(path, f"{name}.charades", reader.sub("charades")) if "charades" in reader.data else None,
     )
+    if profile.views.crop_size > profile.recipe.short_side:
+        raise reader.error(
+            "views.crop_size", f"{profile.views.crop_size} exceeds the recipe's short_side {profile.recipe.short_side}"
+        )
     reader.finish()
     return profile
 
 
-def load_profile(path: Path, name: str) -> Profile:
-    """Read profile `name` from a profiles TOML file."""
+def load_profile(path: Path, name: str, overrides: Sequence[str] = ()) -> Profile:
+    """Read profile `name` from a profiles TOML file, with `overrides` such as ``recipe.epochs=1`` (keys relative to
+    the profile, values in TOML syntax, bare words taken as strings) applied before validation."""
     data = _load_toml(path)
     if name not in data:
         raise SpecError(f"{path}: {name}: no such profile (known: {', '.join(sorted(data))})")
+    for override in overrides:
+        _apply_override(data[name], override, f"{path}: {name}")
     return _read_profile(path, name, _Reader(path, data).sub(name))
 
 
-def _read_model(reader: _Reader, runs: dict[str, Any]) -> ModelSpec:
+def _apply_override(profile: dict[str, Any], override: str, where: str) -> None:
+    """Set one dotted `key=value` in a profile's TOML tables."""
+    key, equals, text = override.partition("=")
+    parts = key.strip().split(".")
+    if not equals or not all(parts):
+        raise SpecError(f"{where}: override {override!r} is not key=value (e.g. recipe.epochs=1)")
+    try:
+        value = tomllib.loads(f"value = {text.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    table = profile
+    for depth, part in enumerate(parts[:-1]):
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise SpecError(f"{where}: override {override!r}: {'.'.join(parts[: depth + 1])} is not a table")
+    table[parts[-1]] = value
+
+
+def _read_model(reader: _Reader, runs: dict[str, Any], loaded: bool) -> ModelSpec:
+    """A model of a run; `loaded`: the run is loaded from checkpoint files, so its models have no init."""
+    if loaded:
+        if "init" in reader.data:
+            raise reader.error("init", "a run loaded from checkpoint files has no init")
+        model = ModelSpec(modality=reader.choice("modality", MODALITY_NAMES), init="checkpoint")
+        reader.finish()
+        return model
     model = ModelSpec(modality=reader.choice("modality", MODALITY_NAMES), init=reader.get("init", str))
     if not _INIT.match(model.init):
         raise reader.error("init", f"{model.init!r} is not random, imagenet or run:<name>/<model index>")
@@ -384,17 +461,22 @@ def _read_model(reader: _Reader, runs: dict[str, Any]) -> ModelSpec:
 def _read_run(name: str, reader: _Reader, runs: dict[str, Any]) -> RunSpec:
     method = reader.choice("method", METHODS)
     models_data = reader.get("models", list)
+    files = reader.get("checkpoints", list, [])
+    if files and (len(files) != len(models_data) or not all(isinstance(f, str) for f in files)):
+        raise reader.error("checkpoints", f"expected one file name per model ({len(models_data)}), got {files!r}")
     models = []
     for index, item in enumerate(models_data):
         if not isinstance(item, dict):
             raise reader.error(f"models[{index}]", "expected a table {modality = ..., init = ...}")
-        models.append(_read_model(_Reader(reader.path, item, f"{reader.prefix}models[{index}]."), runs))
+        models.append(_read_model(_Reader(reader.path, item, f"{reader.prefix}models[{index}]."), runs, bool(files)))
     if method in ("ce", *DISTILLATION) and len(models) != 1:
         raise reader.error("models", f"method {method} trains exactly one model, got {len(models)}")
     if method == "ml" and len(models) < 2:
         raise reader.error("models", f"method ml trains two or more models, got {len(models)}")
     teacher = reader.get("teacher", str, None)
-    if (teacher is None) != (method not in DISTILLATION):
+    if files and teacher:
+        raise reader.error("teacher", "a run loaded from checkpoint files has no teacher")
+    if (teacher is None) != (method not in DISTILLATION or bool(files)):
         raise reader.error("teacher", f"methods {' and '.join(DISTILLATION)} need a teacher, others none")
     run = RunSpec(
         name=name,
@@ -404,6 +486,7 @@ def _read_run(name: str, reader: _Reader, runs: dict[str, Any]) -> RunSpec:
         teacher=_model_ref(reader, "teacher", teacher, runs) if teacher else None,
         recipe=_read_overrides(reader),
         deep=reader.get("deep", bool, False),
+        checkpoints=tuple(reader.path.parent / name for name in files),  # relative to the spec file
     )
     reader.finish()
     return run

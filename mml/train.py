@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +22,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mml.data.cache import FrameCache
+from mml.data.cache import FrameSource
 from mml.data.clips import TrainClips
 from mml.data.datasets import VideoDataset
 from mml.data.modalities import MODALITIES
 from mml.errors import CheckpointError, MMLError
 from mml.losses import binary_cross_entropy, cross_entropy, d3d_loss, mars_loss, mutual_kl
+from mml.models.convert import fit_checkpoint
 from mml.models.i3d import I3D_ARCHS, I3DResNet, build_i3d, inflate_2d_state_dict
 from mml.models.init import param_groups, transfer_weights
 from mml.models.tsm import TSMResNet, build_tsm
@@ -206,7 +207,7 @@ def _load_checkpoint(path: Path, rid: str, models: list[nn.Module], optimizers: 
 def train_run(
     config: RunConfig,
     dataset: VideoDataset,
-    cache: FrameCache,
+    cache: FrameSource,
     store: Store,
     run: Execution,
     load_init: Callable[[str, str], dict[str, torch.Tensor]],
@@ -280,6 +281,20 @@ def train_run(
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         write_atomic(partial / f"model{index}.safetensors", save(weights))
     write_json(partial / "metrics.json", {"history": state["history"]})
+    write_json(partial / "run.json", {"run_id": rid, "config": dataclasses.asdict(config), **provenance()})
+    return store.finish(rid)
+
+
+def import_run(config: RunConfig, files: Sequence[Path], store: Store) -> Path:
+    """Store a run whose models are loaded from weight files (ours, torchvision's or the original TSM / MML code's)
+    instead of trained; a file that does not fit its model is refused with the keys and shapes at fault."""
+    rid = config.run_id
+    partial = store.begin(rid, force=True)
+    for index, path in enumerate(files):
+        model = new_model(config, index)
+        weights = {k: v.contiguous() for k, v in fit_checkpoint(Path(path), model).items()}
+        write_atomic(partial / f"model{index}.safetensors", save(weights))
+    write_json(partial / "metrics.json", {"history": [], "loaded_from": [str(path) for path in files]})
     write_json(partial / "run.json", {"run_id": rid, "config": dataclasses.asdict(config), **provenance()})
     return store.finish(rid)
 

@@ -154,7 +154,7 @@ def test_unreadable_file_raises_checkpoint_error_naming_it(tmp_path: Path, name:
 
 def test_file_that_is_not_a_state_dict(tmp_path: Path) -> None:
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
-    with pytest.raises(CheckpointError, match="list.pth: not a state dict"):
+    with pytest.raises(CheckpointError, match="list.pth: holds no tensors"):
         imagenet_state_dict("tsm_r50", tmp_path / "list.pth")
 
 

@@ -11,9 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from mml.cli import main
+from mml.data.cache import prepare
 from mml.data.datasets import open_dataset
 from mml.evaluate import evaluate_stored, load_scores
-from mml.runner import dataset_cache, init_loader, plan_tables
+from mml.runner import init_loader, plan_tables
 from mml.runs import Store
 from mml.spec import load_profile, load_table
 from mml.train import Execution, train_run
@@ -125,8 +126,8 @@ def test_resume_after_interruption_equals_uninterrupted_run(specs: Path, tmp_pat
     results = {}
     for name, interrupt in (("straight", False), ("interrupted", True)):
         store = Store(tmp_path / name)
-        cache = dataset_cache(store, dataset, profile.recipe.short_side)
-        cache.prepare((*dataset.train, *dataset.validation), with_flow=True, workers=1, progress=False)
+        cache = dataset.frame_source(store.cache_dir(), profile.recipe.short_side)
+        prepare(cache, (*dataset.train, *dataset.validation), with_flow=True, workers=1, progress=False)
         loader = init_loader(store, None)
         for rid in chain:
             if interrupt and rid == target:

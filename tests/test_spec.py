@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mml.errors import SpecError
-from mml.spec import ResultCell, all_table_paths, load_profile, load_table, table_path
+from mml.spec import ResultCell, ViewProtocol, all_table_paths, load_profile, load_table, table_path
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 
@@ -118,6 +118,53 @@ def test_profile_errors(tmp_path: Path) -> None:
     path = write(tmp_path, text.replace("batch_size = 16", "batch_size = 0", 1), "profiles.toml")
     with pytest.raises(SpecError, match=r"smoke\.recipe\.batch_size: must be positive"):
         load_profile(path, "smoke")
+
+
+def test_view_protocol_keys() -> None:
+    assert ViewProtocol().key == "dense0-uniform1-offset0.5"
+    assert ViewProtocol(dense=10, uniform=0, uniform_offset=0.0, crops=1, crop_size=0).key == "dense10-uniform0-offset0"
+    three = ViewProtocol(dense=10, uniform=0, uniform_offset=0.0, crops=3, crop_size=256)
+    assert three.key == "dense10-uniform0-offset0-crops3-size256"
+    assert ViewProtocol(crop_size=256).key == "dense0-uniform1-offset0.5-crops1-size256"
+
+
+def test_profile_views_crops() -> None:
+    charades = load_profile(REPRODUCTIONS / "profiles.toml", "paper").setup("charades")
+    assert (charades.views.dense, charades.views.crops, charades.views.crop_size) == (10, 3, 256)
+    smoke = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")
+    assert (smoke.views.crops, smoke.views.crop_size) == (1, 0)
+    assert smoke.setup("charades").views.crops == 1
+
+
+def test_cell_views_crops(tmp_path: Path) -> None:
+    views = "views = { dense = 2, uniform = 0, crops = 3, crop_size = 64 }"
+    text = VALID.replace("paper = [50.0, 80.0] }", f"paper = [50.0, 80.0], {views} }}")
+    views = load_table(write(tmp_path, text)).rows[0][1].views
+    assert views == ViewProtocol(dense=2, uniform=0, uniform_offset=0.5, crops=3, crop_size=64)
+
+
+@pytest.mark.parametrize(
+    ("views", "message"),
+    [
+        ("crops = 2", r"views\.crops: must be 1 \(centre crop\) or 3 \(crops along the longer side\), got 2"),
+        ('crops = "3"', r"views\.crops: expected int, got str '3'"),
+        ("crop_size = -1", r"views\.crop_size: must be non-negative, got -1"),
+        ("crop_size = 4.5", r"views\.crop_size: expected int, got float 4\.5"),
+        ("crop_size = 64", r"views\.crop_size: 64 exceeds the recipe's short_side 48"),
+    ],
+)
+def test_profile_views_crop_errors(tmp_path: Path, views: str, message: str) -> None:
+    text = (REPRODUCTIONS / "profiles.toml").read_text()
+    assert text.count("[smoke.views]\n") == 1
+    path = write(tmp_path, text.replace("[smoke.views]\n", f"[smoke.views]\n{views}\n"), "profiles.toml")
+    with pytest.raises(SpecError, match=rf"profiles\.toml: smoke\.{message}"):
+        load_profile(path, "smoke")
+
+
+def test_cell_views_crop_error(tmp_path: Path) -> None:
+    text = VALID.replace("paper = [50.0, 80.0] }", "paper = [50.0, 80.0], views = { crops = 5 } }")
+    with pytest.raises(SpecError, match=r"table99\.toml: rows\[0\]\[1\]\.views\.crops: must be 1"):
+        load_table(write(tmp_path, text))
 
 
 def test_table_ids() -> None:

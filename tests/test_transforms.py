@@ -1,9 +1,9 @@
-"""Tests of the multi-scale crop and the centre crop."""
+"""Tests of the multi-scale crop, the centre crop and the three test crops."""
 
 import numpy as np
 import pytest
 
-from mml.data.transforms import CropBox, center_crop, multiscale_crop
+from mml.data.transforms import CropBox, center_crop, multiscale_crop, three_crops
 
 GRID = {(0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3)}
 
@@ -55,3 +55,29 @@ def test_center_crop_is_centred() -> None:
     assert (box.top, box.left) == (6, 6) and (box.height, box.width) == (50, 50)
     with pytest.raises(ValueError):
         center_crop(100, 40, 50)
+
+
+def test_three_crops_landscape_left_centre_right() -> None:
+    assert three_crops(256, 341, 256) == [
+        CropBox(top=0, left=0, height=256, width=256),
+        CropBox(top=0, left=43, height=256, width=256),  # ceil(85 / 2), as PySlowFast
+        CropBox(top=0, left=85, height=256, width=256),
+    ]
+    assert [(b.top, b.left) for b in three_crops(256, 340, 224)] == [(16, 0), (16, 58), (16, 116)]
+
+
+def test_three_crops_portrait_top_middle_bottom() -> None:
+    assert [(b.top, b.left) for b in three_crops(341, 256, 256)] == [(0, 0), (43, 0), (85, 0)]
+    assert [(b.top, b.left) for b in three_crops(340, 256, 224)] == [(0, 16), (58, 16), (116, 16)]
+
+
+def test_three_crops_square_frame() -> None:
+    assert three_crops(256, 256, 256) == [center_crop(256, 256, 256)] * 3
+    # A smaller crop moves along the width, as PySlowFast's uniform_crop does when height == width.
+    assert [(b.top, b.left) for b in three_crops(256, 256, 224)] == [(16, 0), (16, 16), (16, 32)]
+
+
+@pytest.mark.parametrize(("height", "width", "size"), [(240, 320, 256), (320, 240, 256), (64, 64, 0)])
+def test_three_crops_size_must_fit(height: int, width: int, size: int) -> None:
+    with pytest.raises(ValueError, match=f"three-crop size {size} must be in 1..{min(height, width)} for a "):
+        three_crops(height, width, size)

@@ -1,107 +1,260 @@
-"""Decoded-frame and optical-flow caches: each video decoded once and its TV-L1 flow computed once.
+"""Where training reads frames and flow from: caches filled once from the videos, or frame folders a user has.
 
-Frames are stored as uint8 (N, H, W, 3) `.npy` files resized to the recipe's short side, flow as quantised uint8
-(N - 1, H, W, 2) `.npy` files computed from those frames. Every file is written to a temporary name and renamed, so
-a killed preparation never leaves a half-written entry, and a rerun continues with what is missing.
+- `NpyCache`: packed uint8 arrays, one `.npy` per video and kind, memory-mapped (tiny synthetic videos).
+- `JpegCache`: one folder of JPEG frames per video, short side fixed, and TV-L1 flow as 8-bit x/y greyscale JPEGs
+  (±20 px), with denseflow's names (``img_00001.jpg``, ``flow_x_00001.jpg``), like the original TSM tooling.
+- `FolderFrames`: frames (and flow) extracted beforehand, e.g. the official Charades download or a TSM-style
+  rawframe folder, read as they are.
+
+`prepare` fills a cache with N worker processes. Every entry is written under a temporary name and renamed into
+place, so a killed preparation never leaves a half-written video that counts as done, and a rerun continues with
+what is missing. A video that fails (missing, undecodable, truncated, no frames) is skipped with its reason; the
+others still prepare.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import shutil
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from tqdm import tqdm
 
+from mml.data.charades import MultiLabelRecord
 from mml.data.flow import tvl1_flow
+from mml.data.frames import FolderLayout, FrameSequence, JpegSequence, write_image
 from mml.data.sthv2 import VideoRecord
 from mml.data.video import decode_video
 from mml.errors import DataError
 
+Record = VideoRecord | MultiLabelRecord
+
+
+class FrameSource(Protocol):
+    """The frames and the quantised flow of each video of a dataset."""
+
+    def frames(self, record: Record) -> FrameSequence: ...
+
+    def flow(self, record: Record) -> FrameSequence: ...
+
+    def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
+        """Make the video's frames (and flow) readable; (its frame count, whether anything was written now).
+
+        Raises DataError naming the file and the reason when it cannot."""
+        ...
+
+
+class NpyCache:
+    """Frames (N, H, W, 3) and flow (N - 1, H, W, 2) of each video as uint8 `.npy` files, at one short side."""
+
+    def __init__(self, root: Path, short_side: int) -> None:
+        self.root = Path(root) / f"short{short_side}"
+        self.short_side = short_side
+
+    def _path(self, record: Record, kind: str) -> Path:
+        return self.root / kind / f"{record.video_id}.npy"
+
+    def frames(self, record: Record) -> np.ndarray:
+        """The cached RGB frames, memory-mapped copy-on-write (the file is never modified)."""
+        return np.load(self._path(record, "frames"), mmap_mode="c")
+
+    def flow(self, record: Record) -> np.ndarray:
+        """The cached quantised TV-L1 flow, memory-mapped."""
+        return np.load(self._path(record, "flow"), mmap_mode="c")
+
+    def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
+        frames_path, flow_path = self._path(record, "frames"), self._path(record, "flow")
+        if frames_path.is_file() and (flow_path.is_file() or not with_flow):
+            return len(self.frames(record)), False
+        frames = decode_video(record.path, self.short_side)
+        if with_flow and not flow_path.is_file():
+            _save_npy(flow_path, _flow_of(record, frames))
+        if not frames_path.is_file():
+            _save_npy(frames_path, frames)
+        return len(frames), True
+
+
+class FolderFrames:
+    """Frames and flow already extracted to JPEG folders (`layout`), resized on reading to `short_side` if given."""
+
+    def __init__(self, layout: FolderLayout, short_side: int | None) -> None:
+        self.layout, self.short_side = layout, short_side
+        self._counts: dict[tuple[str, bool], int] = {}
+
+    def _count(self, record: Record, flow: bool) -> int:
+        key = (record.video_id, flow)
+        if key not in self._counts:
+            self._counts[key] = self.layout.count(record.video_id, flow)
+        return self._counts[key]
+
+    def frames(self, record: Record) -> JpegSequence:
+        return self.layout.frame_sequence(record.video_id, self._count(record, False), self.short_side)
+
+    def flow(self, record: Record) -> JpegSequence:
+        return self.layout.flow_sequence(record.video_id, self._count(record, True), self.short_side)
+
+    def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
+        """Check the video has frames (and flow fields) and that its first frame reads; writes nothing."""
+        for flow in (False, True) if with_flow else (False,):
+            kind = "flow" if flow else "frame"
+            first = (
+                self.layout.flow_files(record.video_id, 0)[0] if flow else self.layout.frame_file(record.video_id, 0)
+            )
+            if self._count(record, flow) == 0:
+                raise DataError(f"{first.parent}: no {kind} images (expected names like {first.name})")
+            (self.flow if flow else self.frames)(record)[np.array([0])]
+        return self._count(record, False), False
+
+
+JPEG_CACHE_LAYOUT = {"frames": "frames/{video}/img_{index:05d}.jpg", "flow": "flow/{video}/flow_{axis}_{index:05d}.jpg"}
+
+
+class JpegCache(FolderFrames):
+    """A `FolderFrames` we fill ourselves from the videos: frames at `short_side`, TV-L1 flow computed from them."""
+
+    def __init__(self, root: Path, short_side: int) -> None:
+        super().__init__(FolderLayout(Path(root) / f"jpeg{short_side}", **JPEG_CACHE_LAYOUT), None)
+        self.decode_side = short_side
+
+    def _folder(self, record: Record, kind: str) -> Path:
+        return self.layout.root / kind / record.video_id
+
+    def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
+        frames_done, flow_done = self._folder(record, "frames").is_dir(), self._folder(record, "flow").is_dir()
+        if frames_done and (flow_done or not with_flow):
+            return self._count(record, False), False
+        frames = decode_video(record.path, self.decode_side)
+        if not frames_done:
+            self._write_folder(
+                record, "frames", [(self.layout.frame_file(record.video_id, i), f) for i, f in enumerate(frames)]
+            )
+        if with_flow and not flow_done:
+            flow = _flow_of(record, frames)
+            images = [
+                (path, field[..., axis])
+                for i, field in enumerate(flow)
+                for axis, path in enumerate(self.layout.flow_files(record.video_id, i))
+            ]
+            self._write_folder(record, "flow", images)
+        return len(frames), True
+
+    def _write_folder(self, record: Record, kind: str, images: list[tuple[Path, np.ndarray]]) -> None:
+        """Write a video's images into a temporary folder, then rename it into place (the rename marks it done)."""
+        final = self._folder(record, kind)
+        partial = final.with_name(f".partial-{record.video_id}-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for path, image in images:
+            write_image(partial / path.name, image)
+        try:
+            os.rename(partial, final)
+        except OSError:  # another process finished the same video first
+            shutil.rmtree(partial, ignore_errors=True)
+            if not final.is_dir():
+                raise
+
+
+def _flow_of(record: Record, frames: np.ndarray) -> np.ndarray:
+    if len(frames) < 2:
+        raise DataError(f"{record.path}: {len(frames)} frame(s), optical flow needs at least 2")
+    return tvl1_flow(frames)
+
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(temporary, "wb") as handle:
         np.save(handle, array)
     os.replace(temporary, path)
 
 
-class FrameCache:
-    """Frames and flow of one dataset at one short side, under `root`."""
+@dataclass
+class PrepareReport:
+    """What a preparation did: each usable video's frame count, and each skipped video's reason."""
 
-    def __init__(self, root: Path, short_side: int) -> None:
-        self.root = Path(root) / f"short{short_side}"
-        self.short_side = short_side
+    frames: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    newly: int = 0
 
-    def frames_path(self, record: VideoRecord) -> Path:
-        return self.root / "frames" / f"{record.video_id}.npy"
+    def short(self, needed: int) -> list[str]:
+        """The videos with fewer than `needed` frames (their last frame is repeated when sampled)."""
+        return [video for video, count in self.frames.items() if count < needed]
 
-    def flow_path(self, record: VideoRecord) -> Path:
-        return self.root / "flow" / f"{record.video_id}.npy"
+    def write(self, path: Path, needed: int) -> None:
+        """Save the report as JSON (written atomically)."""
+        content = {
+            "prepared": len(self.frames),
+            "skipped": dict(sorted(self.skipped.items())),
+            "shorter_than_a_sample": {"frames_needed": needed, "videos": sorted(self.short(needed))},
+            "frames": dict(sorted(self.frames.items())),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        temporary.write_text(json.dumps(content, indent=1) + "\n")
+        os.replace(temporary, path)
 
-    def frames(self, record: VideoRecord) -> np.ndarray:
-        """The cached RGB frames (N, H, W, 3) uint8, memory-mapped copy-on-write (the file is never modified)."""
-        return np.load(self.frames_path(record), mmap_mode="c")
+    def lines(self, needed: int) -> list[str]:
+        """One-line messages: the counts, the first skipped videos with their reasons, the short videos."""
+        out = [f"{len(self.frames)} videos ready ({self.newly} prepared now), {len(self.skipped)} skipped"]
+        out += [f"skipped {video}: {reason}" for video, reason in list(self.skipped.items())[:5]]
+        if len(self.skipped) > 5:
+            out.append(f"... and {len(self.skipped) - 5} more skipped videos")
+        short = self.short(needed)
+        if short:
+            out.append(
+                f"{len(short)} videos have fewer than the {needed} frames a sample needs (e.g. {short[0]}): their last "
+                "frame is repeated, as the original code does"
+            )
+        return out
 
-    def flow(self, record: VideoRecord) -> np.ndarray:
-        """The cached quantised TV-L1 flow (N - 1, H, W, 2) uint8, memory-mapped."""
-        return np.load(self.flow_path(record), mmap_mode="c")
 
-    def _prepare_one(self, record: VideoRecord, with_flow: bool) -> str | None:
-        """Decode one video (and compute its flow) if not cached yet; returns an error line instead of raising."""
-        try:
-            frames_path = self.frames_path(record)
-            if frames_path.is_file():
-                frames = self.frames(record)
-            else:
-                frames = decode_video(record.path, self.short_side)
-                _save_npy(frames_path, frames)
-            if with_flow and not self.flow_path(record).is_file():
-                if len(frames) < 2:
-                    raise DataError(f"{record.path}: {len(frames)} frame(s), optical flow needs at least 2")
-                _save_npy(self.flow_path(record), tvl1_flow(np.asarray(frames)))
-        except DataError as err:
-            return str(err)
-        return None
-
-    def missing(self, records: Sequence[VideoRecord], with_flow: bool) -> list[VideoRecord]:
-        """The records whose frames (or flow, when `with_flow`) are not cached yet."""
-        return [
-            r for r in records if not self.frames_path(r).is_file() or (with_flow and not self.flow_path(r).is_file())
-        ]
-
-    def prepare(self, records: Sequence[VideoRecord], with_flow: bool, workers: int, progress: bool = True) -> None:
-        """Fill the cache for `records` with `workers` processes; raise one DataError listing failed videos.
-
-        Videos that succeed stay cached even when others fail, so nothing computed is lost.
-        """
-        todo = self.missing(records, with_flow)
-        if not todo:
-            return
-        (self.root / "frames").mkdir(parents=True, exist_ok=True)
-        (self.root / "flow").mkdir(parents=True, exist_ok=True)
-        label = "decoding + TV-L1 flow" if with_flow else "decoding"
-        bar = tqdm(total=len(todo), desc=f"cache: {label}", unit="video", disable=not progress)
-        errors: list[str] = []
-        if workers > 1:
-            # Spawned, not forked: forking a process whose torch / OpenMP threads already ran can deadlock.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded) as pool:
-                for error in pool.map(self._prepare_one, todo, [with_flow] * len(todo), chunksize=4):
-                    errors += [error] if error else []
-                    bar.update()
-        else:
-            for record in todo:
-                error = self._prepare_one(record, with_flow)
-                errors += [error] if error else []
+def prepare(
+    source: FrameSource, records: Sequence[Record], with_flow: bool, workers: int, progress: bool = True
+) -> PrepareReport:
+    """Make every video of `records` readable from `source` (decoding it and computing its flow if `source` is a
+    cache), with `workers` processes; a video that fails is skipped with its reason, nothing computed is lost."""
+    report = PrepareReport()
+    label = "frames + TV-L1 flow" if with_flow else "frames"
+    bar = tqdm(total=len(records), desc=f"prepare: {label}", unit="video", disable=not progress)
+    args = [(source, record, with_flow) for record in records]
+    if workers > 1:
+        # Spawned, not forked: forking a process whose torch / OpenMP threads already ran can deadlock.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded) as pool:
+            results = pool.map(_prepare_one, args, chunksize=4)
+            for record, result in zip(records, results):
+                _record(report, record, result)
                 bar.update()
-        bar.close()
-        if errors:
-            more = f" (and {len(errors) - 1} more videos)" if len(errors) > 1 else ""
-            raise DataError(f"{errors[0]}{more}")
+    else:
+        for record, arg in zip(records, args):
+            _record(report, record, _prepare_one(arg))
+            bar.update()
+    bar.close()
+    return report
+
+
+def _prepare_one(arg: tuple[FrameSource, Record, bool]) -> tuple[int, bool] | str:
+    """(frame count, whether anything was written) of one video, or the reason it is skipped."""
+    source, record, with_flow = arg
+    try:
+        return source.prepare_one(record, with_flow)
+    except DataError as error:
+        return str(error)
+
+
+def _record(report: PrepareReport, record: Record, result: tuple[int, bool] | str) -> None:
+    if isinstance(result, str):
+        report.skipped[record.video_id] = result
+    else:
+        report.frames[record.video_id] = result[0]
+        report.newly += result[1]
 
 
 def _single_threaded() -> None:

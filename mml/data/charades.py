@@ -14,6 +14,11 @@ import numpy as np
 from mml.errors import DataError
 
 VIDEO_DIR = "Charades_v1_480"
+FRAMES_DIR = "Charades_v1_rgb"  # the official 24 fps frames, used as they are when present
+FRAMES_LAYOUT = {
+    "frames": "Charades_v1_rgb/{video}/{video}-{index:06d}.jpg",
+    "flow": "Charades_v1_flow/{video}/{video}-{index:06d}{axis}.jpg",
+}
 CLASSES_FILE = "Charades_v1_classes.txt"
 SPLIT_FILES = {"train": "Charades_v1_train.csv", "test": "Charades_v1_test.csv"}
 CSV_COLUMNS = (
@@ -90,7 +95,7 @@ def read_charades(root: Path, split: str) -> CharadesSplit:
     """
     if split not in SPLIT_FILES:
         raise ValueError(f"split must be one of {tuple(SPLIT_FILES)}, got {split!r}")
-    classes = _read_classes(root / CLASSES_FILE)
+    classes = read_classes(root / CLASSES_FILE)
     indices = {class_id: index for index, class_id in enumerate(classes)}
     path = root / SPLIT_FILES[split]
     records: list[MultiLabelRecord] = []
@@ -108,14 +113,14 @@ def read_charades(root: Path, split: str) -> CharadesSplit:
     return CharadesSplit(classes=tuple(classes.values()), records=tuple(records))
 
 
-def _read_classes(path: Path) -> dict[str, str]:
+def read_classes(path: Path) -> dict[str, str]:
     """Class id -> name from a classes file (lines ``c000 Holding some clothes``), ids exactly c000..c{C-1} in order.
 
     Raises:
         DataError: The file is missing, unreadable, empty, has a malformed line or ids out of order.
     """
     classes: dict[str, str] = {}
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         match = _CLASS_LINE.fullmatch(line.strip())
@@ -140,7 +145,7 @@ def targets(records: Sequence[MultiLabelRecord], num_classes: int) -> np.ndarray
     return out
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     """A UTF-8 text file's content, turning a missing or unreadable file into a DataError naming it."""
     try:
         return path.read_text(encoding="utf-8")
@@ -152,7 +157,7 @@ def _read_text(path: Path) -> str:
 
 def _read_rows(path: Path) -> list[dict[str, str | None]]:
     """The CSV rows as dicts, after checking the header has the columns this reader needs."""
-    text = _read_text(path)
+    text = read_text(path)
     try:
         reader = csv.DictReader(io.StringIO(text))
         header = reader.fieldnames or []

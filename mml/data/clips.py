@@ -13,16 +13,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mml.data.cache import FrameCache
+from mml.data.cache import FrameSource
 from mml.data.charades import MultiLabelRecord
-from mml.data.modalities import MODALITIES, build_input, num_frames_for
+from mml.data.frames import FrameSequence
+from mml.data.modalities import MODALITIES, build_input, gather_clip
 from mml.data.sampling import test_views, train_starts
 from mml.data.sthv2 import VideoRecord
-from mml.data.transforms import center_crop, multiscale_crop
+from mml.data.transforms import center_crop, multiscale_crop, three_crops
 from mml.spec import Recipe, ViewProtocol
 
 
-def _source(cache: FrameCache, record: VideoRecord | MultiLabelRecord, modality: str) -> np.ndarray:
+def _source(cache: FrameSource, record: VideoRecord | MultiLabelRecord, modality: str) -> FrameSequence:
     return cache.flow(record) if modality == "Flow" else cache.frames(record)
 
 
@@ -48,7 +49,7 @@ class TrainClips(Dataset):
     def __init__(
         self,
         records: Sequence[VideoRecord],
-        cache: FrameCache,
+        cache: FrameSource,
         modalities: Sequence[str],
         recipe: Recipe,
         seed: int,
@@ -69,30 +70,33 @@ class TrainClips(Dataset):
         sources = {m: _source(self.cache, record, m) for m in self.modalities}
         specs = [MODALITIES[m] for m in self.modalities]
         starts = train_starts(
-            [num_frames_for(spec, len(frames)) for spec in specs],
+            [len(sources[spec.name]) for spec in specs],
             [spec.new_length for spec in specs],
             self.recipe.segments,
             self.recipe.sampling,
             self.recipe.dense_stride,
             rng,
         )
-        height, width = frames.shape[1:3]
+        clips = {spec.name: gather_clip(spec, sources[spec.name], start) for spec, start in zip(specs, starts)}
+        height, width = next(iter(clips.values())).shape[2:4]
         crop = multiscale_crop(height, width, self.recipe.input_size, rng)
-        inputs = {
-            spec.name: build_input(spec, np.asarray(sources[spec.name]), start, crop, self.recipe.input_size)
-            for spec, start in zip(specs, starts, strict=True)
-        }
+        inputs = {spec.name: build_input(spec, clips[spec.name], crop, self.recipe.input_size) for spec in specs}
         first, last = int(min(starts[0])), int(max(starts[0])) + specs[0].new_length - 1
         return inputs, clip_target(record, first, last, len(frames), self.num_classes)
 
 
 class TestViews(Dataset):
-    """Every test view of one modality per video: a (views, T*C, size, size) tensor, centre-cropped."""
+    """Every test view of one modality per video: a (views, T*C, size, size) tensor.
+
+    Views are temporal-major: each temporal view's crops in turn (the centre crop, or with `views.crops` 3 the
+    start / centre / end crops along the longer side), so views = temporal views x crops. ``size`` is
+    `views.crop_size`, or the recipe's `input_size` when that is 0.
+    """
 
     def __init__(
         self,
         records: Sequence[VideoRecord],
-        cache: FrameCache,
+        cache: FrameSource,
         modality: str,
         recipe: Recipe,
         views: ViewProtocol,
@@ -120,13 +124,12 @@ class TestViews(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         record = self.records[index]
-        source = np.asarray(_source(self.cache, record, self.spec.name))
-        frames_shape = self.cache.frames(record).shape
-        crop = center_crop(frames_shape[1], frames_shape[2], self.recipe.input_size)
-        clips = [
-            build_input(self.spec, source, starts, crop, self.recipe.input_size)
-            for starts in self.view_starts(len(source))
-        ]
+        source = _source(self.cache, record, self.spec.name)
+        gathered = [gather_clip(self.spec, source, starts) for starts in self.view_starts(len(source))]
+        size = self.views.crop_size or self.recipe.input_size
+        height, width = gathered[0].shape[2:4]
+        crops = three_crops(height, width, size) if self.views.crops == 3 else [center_crop(height, width, size)]
+        clips = [build_input(self.spec, clip, crop, size) for clip in gathered for crop in crops]
         if isinstance(record, VideoRecord):
             return torch.stack(clips), record.label
         return torch.stack(clips), multi_hot(record.labels, self.num_classes)

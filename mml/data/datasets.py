@@ -1,4 +1,5 @@
-"""Opening a profile's dataset: the synthetic one (generated on first use) or a user's Something-Something-v2."""
+"""Opening a profile's dataset (a synthetic one, generated on first use, or a user's Something-Something-v2 or
+Charades) and choosing where its frames are read from."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mml.data import charades
-from mml.data.charades import MultiLabelRecord, read_charades
+from mml.data.cache import FolderFrames, FrameSource, JpegCache, NpyCache, prepare
+from mml.data.charades import MultiLabelRecord, read_charades, read_classes
+from mml.data.frame_lists import read_slowfast_frame_list
+from mml.data.frames import FolderLayout
+from mml.data.rawframes import open_rawframes
 from mml.data.sthv2 import VideoRecord, dataset_fingerprint, read_sthv2
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.data.synthetic_charades import SyntheticCharadesConfig, ensure_charades
@@ -19,13 +24,35 @@ from mml.spec import DatasetConfig
 
 @dataclass(frozen=True)
 class VideoDataset:
-    """A dataset's classes, training and validation videos, and the fingerprint that keys runs and caches."""
+    """A dataset's classes, training and validation videos, the fingerprint that keys runs and caches, and where its
+    frames come from: decoded from its videos into a cache (packed arrays for tiny synthetic videos, JPEG folders
+    otherwise), or read from the frame folders of `frames` when it ships frames (and flow) already extracted."""
 
     root: Path
     classes: tuple[str, ...]
     train: tuple[VideoRecord | MultiLabelRecord, ...]
     validation: tuple[VideoRecord | MultiLabelRecord, ...]
     fingerprint: str
+    frames: FolderLayout | None = None
+    packed: bool = False
+
+    def cache_dir(self, cache_root: Path) -> Path:
+        """This dataset's folder under a cache root (frames, flow and preparation reports)."""
+        return cache_root / self.fingerprint[:16]
+
+    def frame_source(self, cache_root: Path, short_side: int) -> FrameSource:
+        """Where training and evaluation read this dataset's frames and flow at `short_side`."""
+        if self.frames is not None:
+            return FolderFrames(self.frames, short_side)
+        return (NpyCache if self.packed else JpegCache)(self.cache_dir(cache_root), short_side)
+
+    def without(self, video_ids: set[str]) -> VideoDataset:
+        """The dataset without the videos `video_ids` (e.g. those that failed to prepare); the fingerprint stays."""
+        return dataclasses.replace(
+            self,
+            train=tuple(r for r in self.train if r.video_id not in video_ids),
+            validation=tuple(r for r in self.validation if r.video_id not in video_ids),
+        )
 
     @property
     def multilabel(self) -> bool:
@@ -79,6 +106,8 @@ def synthetic_root(kind: str, config: SyntheticConfig | SyntheticCharadesConfig,
 def open_dataset(config: DatasetConfig, data: Path | None, default_parent: Path, progress: bool = True) -> VideoDataset:
     """Open (generating it first if synthetic and absent) the dataset of a profile.
 
+    Videos are not opened here: a missing or broken one is skipped with its reason when the frames are prepared.
+
     Args:
         config: the profile's dataset section.
         data: the user's `--data DIR`, required for real datasets; for synthetic ones, where to generate.
@@ -99,22 +128,78 @@ def open_dataset(config: DatasetConfig, data: Path | None, default_parent: Path,
         if data is None:
             raise MMLError(f"dataset kind {config.kind!r} reads a dataset from disk: pass --data DIR")
         root = Path(data)
+        if not root.is_dir():
+            raise DataError(f"{root}: dataset folder not found")
+    packed = config.kind.startswith("synthetic")
     if config.kind.endswith("charades"):
-        train, validation = read_charades(root, "train"), read_charades(root, "test")
-        fingerprint = dataset_fingerprint(
-            root, (charades.CLASSES_FILE, *charades.SPLIT_FILES.values()), charades.VIDEO_DIR
-        )
-    else:
-        train, validation = read_sthv2(root, "train"), read_sthv2(root, "validation")
-        fingerprint = dataset_fingerprint(root)
-    missing = [r.path for r in (*train.records, *validation.records) if not r.path.is_file()]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise DataError(f"{missing[0]}: video file not found{more}")
+        return _open_charades(root, packed, config.frame_lists)
+    if config.rawframes is not None:
+        frames = open_rawframes(root, config.rawframes)
+        return VideoDataset(root, frames.classes, frames.train, frames.validation, frames.fingerprint, frames.layout)
+    train, validation = read_sthv2(root, "train"), read_sthv2(root, "validation")
     return VideoDataset(
-        root=root,
-        classes=train.classes,
-        train=train.records,
-        validation=validation.records,
-        fingerprint=fingerprint,
+        root, train.classes, train.records, validation.records, dataset_fingerprint(root), packed=packed
     )
+
+
+def _open_charades(root: Path, packed: bool, frame_lists: bool) -> VideoDataset:
+    """Charades from its videos (`Charades_v1_480/<id>.mp4`) or, when present, the official 24 fps frame download
+    (`Charades_v1_rgb/<id>/<id>-000001.jpg`) with its TV-L1 flow (`Charades_v1_flow/<id>/<id>-000001x.jpg`);
+    annotated by the official CSVs or, with `frame_lists`, PySlowFast's `frame_lists/{train,val}.csv` (which
+    describe the frame download)."""
+    frames_dir = root / charades.FRAMES_DIR
+    if frame_lists:
+        if not frames_dir.is_dir():
+            raise DataError(f"{frames_dir}: PySlowFast frame lists need the official frame folders")
+        classes = tuple(read_classes(root / charades.CLASSES_FILE).values())
+        lists = ("frame_lists/train.csv", "frame_lists/val.csv")
+        train, validation = (read_slowfast_frame_list(root / name, len(classes), frames_dir) for name in lists)
+        annotations = (charades.CLASSES_FILE, *lists)
+    else:
+        train_split, test_split = read_charades(root, "train"), read_charades(root, "test")
+        classes, train, validation = train_split.classes, train_split.records, test_split.records
+        annotations = (charades.CLASSES_FILE, *charades.SPLIT_FILES.values())
+    if not frames_dir.is_dir():
+        fingerprint = dataset_fingerprint(root, annotations, charades.VIDEO_DIR)
+        return VideoDataset(root, classes, train, validation, fingerprint, packed=packed)
+    train, validation = (
+        tuple(dataclasses.replace(r, path=frames_dir / r.video_id) for r in split) for split in (train, validation)
+    )
+    fingerprint = dataset_fingerprint(root, annotations, charades.FRAMES_DIR)
+    return VideoDataset(root, classes, train, validation, fingerprint, FolderLayout(root, **charades.FRAMES_LAYOUT))
+
+
+def prepare_frames(
+    dataset: VideoDataset,
+    cache_root: Path,
+    short_side: int,
+    with_flow: bool,
+    needed: int,
+    workers: int,
+    progress: bool = True,
+) -> tuple[VideoDataset, Path]:
+    """Make every video's frames (and flow) readable at `short_side`: decode and cache what is missing, skip what
+    fails with its reason. Prints the report's lines and writes the report into the dataset's cache folder.
+
+    Args:
+        needed: frames a training sample needs (shorter videos are reported: they repeat their last frame).
+
+    Returns:
+        The dataset without the skipped videos, and the report file.
+
+    Raises:
+        DataError: No training or no validation video is usable.
+    """
+    source = dataset.frame_source(cache_root, short_side)
+    report = prepare(source, (*dataset.train, *dataset.validation), with_flow, workers, progress)
+    path = dataset.cache_dir(cache_root) / f"prepare-short{short_side}.json"
+    report.write(path, needed)
+    lines = report.lines(needed)
+    print(f"{dataset.root}: {lines[0]}; report: {path}")
+    for line in lines[1:]:
+        print(f"warning: {line}")
+    usable = dataset.without(set(report.skipped))
+    if not usable.train or not usable.validation:
+        split = "training" if not usable.train else "validation"
+        raise DataError(f"{dataset.root}: no {split} video could be prepared (see {path})")
+    return usable, path

@@ -130,7 +130,7 @@ def dataset_fingerprint(
     root: Path, annotation_files: Sequence[str] = ANNOTATION_FILES, video_dir: str = VIDEO_DIR
 ) -> str:
     """Hash of the annotation files present and of the video folder's (file name, size) list (by default the
-    sthv2 layout's; other layouts pass theirs).
+    sthv2 layout's; other layouts pass theirs; a sub-folder, e.g. one video's frames, counts by its name only).
 
     Stable across calls; it changes when an annotation file changes or a video is added, removed, renamed or resized
     (a same-size edit of a video goes unnoticed: hashing every video would be too slow on the real dataset).
@@ -151,6 +151,6 @@ def dataset_fingerprint(
     listing = []
     if videos.is_dir():
         with os.scandir(videos) as entries:
-            listing = sorted((entry.name, entry.stat().st_size) for entry in entries if entry.is_file())
+            listing = sorted((entry.name, entry.stat().st_size if entry.is_file() else -1) for entry in entries)
     digest.update(json.dumps(listing).encode())
     return digest.hexdigest()

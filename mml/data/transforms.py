@@ -68,3 +68,19 @@ def center_crop(height: int, width: int, size: int) -> CropBox:
     if size < 1 or size > min(height, width):
         raise ValueError(f"centre crop size {size} must be in 1..{min(height, width)} for a {height}x{width} frame")
     return CropBox(top=round((height - size) / 2), left=round((width - size) / 2), height=size, width=size)
+
+
+def three_crops(height: int, width: int, size: int) -> list[CropBox]:
+    """PySlowFast's three ``size`` x ``size`` test crops (`uniform_crop`, spatial_idx 0, 1, 2): at the start, centre
+    and end of the longer side, centred on the shorter one (mmaction2's ThreeCrop is the same up to rounding).
+
+    Portrait frames are cut top / middle / bottom, landscape and square ones left / centre / right (PySlowFast's
+    ``height > width`` test), so on a square frame the crops differ unless ``size`` equals its side. Centred offsets
+    round up, ``ceil((side - size) / 2)``, as PySlowFast does; `center_crop` rounds half to even instead.
+    """
+    if size < 1 or size > min(height, width):
+        raise ValueError(f"three-crop size {size} must be in 1..{min(height, width)} for a {height}x{width} frame")
+    top, left = -(-(height - size) // 2), -(-(width - size) // 2)
+    if height > width:
+        return [CropBox(top=t, left=left, height=size, width=size) for t in (0, top, height - size)]
+    return [CropBox(top=top, left=x, height=size, width=size) for x in (0, left, width - size)]

@@ -40,6 +40,8 @@ def decode_video(path: Path, short_side: int | None = None) -> np.ndarray:
         raise DataError(f"{path}: file not found")
     try:
         frames, decoded_end, expected_end, interval = _decode_frames(path, short_side)
+    except av.error.EOFError:  # a container header and nothing after it
+        frames, decoded_end, expected_end, interval = [], None, None, 0.0
     except (av.FFmpegError, OSError) as error:
         reason = " ".join(str(error).split())
         raise DataError(f"{path}: cannot decode video ({type(error).__name__}: {reason})") from error
@@ -68,7 +70,7 @@ def _decode_frames(path: Path, short_side: int | None) -> tuple[list[np.ndarray]
         frames: list[np.ndarray] = []
         last_time: float | None = None
         for frame in container.decode(stream):
-            frames.append(_resize_short_side(frame.to_ndarray(format="rgb24"), short_side))
+            frames.append(resize_short_side(frame.to_ndarray(format="rgb24"), short_side))
             last_time = frame.time if frame.time is not None else last_time
     decoded_end = None if last_time is None else last_time + interval
     return frames, decoded_end, expected_end, interval
@@ -85,7 +87,7 @@ def _header_end(container: av.container.InputContainer, stream: av.video.stream.
     return None
 
 
-def _resize_short_side(frame: np.ndarray, short_side: int | None) -> np.ndarray:
+def resize_short_side(frame: np.ndarray, short_side: int | None) -> np.ndarray:
     """Resize so min(H, W) == short_side, rounding the other side; returns the frame as is when no resize is needed."""
     height, width = frame.shape[:2]
     if short_side is None or min(height, width) == short_side:

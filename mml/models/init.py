@@ -5,19 +5,16 @@ channels differ between modalities, and they are re-derived by averaging the sou
 channels (the paper's pseudocode, TSN's ``_construct_{flow,diff,rgb}_model``).
 """
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 import torchvision
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from mml.errors import CheckpointError
 from mml.models.tsm import TSMResNet, arch_spec
+from mml.models.weight_files import normalize_keys, read_state_dict
 
 _SHOWN_KEYS = 8
 
@@ -94,23 +91,6 @@ def transfer_weights(model: nn.Module, source: Mapping[str, Tensor], *, keep_fc:
     model.load_state_dict({**target, **src}, strict=True)
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    """A state dict from a ``.safetensors`` or ``torch.save`` file, bare or under "state_dict", keys unprefixed."""
-    try:
-        if path.suffix == ".safetensors":
-            loaded: Any = load_file(path)
-        else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, SafetensorError) as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: cannot read weights: {reason}") from e
-    if isinstance(loaded, Mapping) and "state_dict" in loaded:
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, Mapping) or not all(isinstance(v, Tensor) for v in loaded.values()):
-        raise CheckpointError(f"{path}: not a state dict (a mapping of names to tensors)")
-    return {str(k).removeprefix("module."): v for k, v in loaded.items()}
-
-
 def imagenet_state_dict(arch: str, path: Path | None = None) -> dict[str, Tensor]:
     """ImageNet weights for an arch, in torchvision ResNet layout, on the CPU.
 
@@ -125,7 +105,7 @@ def imagenet_state_dict(arch: str, path: Path | None = None) -> dict[str, Tensor
     """
     spec = arch_spec(arch)
     if path is not None:
-        return _read_state_dict(Path(path))
+        return normalize_keys(read_state_dict(Path(path)), origin=str(path))
     if spec.imagenet is None:
         raise ValueError(f"arch {arch!r} has no torchvision ImageNet weights; pass a weight file")
     weights = torchvision.models.get_weight(spec.imagenet)
