@@ -1,10 +1,16 @@
 """The `mml` command: `mml reproduce table7 [--profile smoke] [--store DIR] [--data DIR] ...` trains what tables
-need and writes them; `mml prepare sthv2 --data DIR` decodes a dataset's videos and extracts their flow beforehand."""
+need and writes them; `mml prepare sthv2 --data DIR` decodes a dataset's videos and extracts their flow beforehand.
+
+`torchrun --nproc-per-node N -m mml reproduce ...` runs `reproduce` on N ranks (see `mml.distributed`); ranks other
+than 0 print nothing but errors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -14,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from mml import distributed
 from mml.data.datasets import open_dataset, prepare_frames
 from mml.data.modalities import MODALITIES, frames_needed
 from mml.errors import MMLError
@@ -62,21 +69,36 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def reproduce(args: argparse.Namespace) -> None:
-    """Plan, train what is missing, and write the tables."""
+    """Plan, train what is missing, and write the tables (on every rank under torchrun)."""
+    device = distributed.init(args.device)
+    try:
+        if distributed.rank() == 0:
+            _reproduce(args, device)
+        else:
+            warnings.simplefilter("ignore")
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                _reproduce(args, device)
+    finally:
+        distributed.shutdown()
+
+
+def _reproduce(args: argparse.Namespace, device: str) -> None:
     started = time.monotonic()
     names = args.tables
     paths = all_table_paths(args.specs) if names == ["all"] else [table_path(args.specs, n) for n in names]
     tables = with_checkpoints([load_table(path) for path in paths], args.checkpoint)
     profile = load_profile(args.specs / "profiles.toml", args.profile, args.set)
     store = Store(args.store, args.cache)
-    progress = not args.no_progress
+    progress = not args.no_progress and distributed.rank() == 0
     work = []  # per setup (sthv2, charades): its profile, tables, dataset and plan
     for setup in SETUPS:
         chosen = [table for table in tables if table.setup == setup]
         if chosen:
             scale = profile.setup(setup)
             data = args.data if setup == "sthv2" else args.charades_data
-            dataset = open_dataset(scale.dataset, data, store.root / "data", progress)
+            dataset = distributed.rank0_first(
+                functools.partial(open_dataset, scale.dataset, data, store.root / "data", progress)
+            )
             work.append((scale, chosen, dataset, plan_tables(chosen, scale, dataset, args.imagenet)))
     if args.dry_run:
         for _, _, _, plan in work:
@@ -86,19 +108,21 @@ def reproduce(args: argparse.Namespace) -> None:
                 print(f"{store.status(rid):8} {rid}  {config.method}: {models}  [{', '.join(plan.names[rid])}]")
         return
     cpus = os.cpu_count() or 1
-    workers = args.workers if args.workers is not None else (8 if args.device.startswith("cuda") else 0)
-    run = Execution(device=args.device, workers=workers, prepare_workers=cpus, progress=progress)
+    workers = args.workers if args.workers is not None else (8 if device.startswith("cuda") else 0)
+    run = Execution(device=device, workers=workers, prepare_workers=cpus, progress=progress)
     command = f"nox -s reproduce -- {' '.join(names)} --profile {profile.name}"
     needed = trained = 0
     written, reports = [], {}
     for scale, chosen, dataset, plan in work:
         summary = execute(plan, scale.views, dataset, store, run, args.imagenet, args.force)
         needed, trained = needed + summary.needed, trained + len(summary.trained)
+        if distributed.rank() != 0:
+            continue
         for table in chosen:
             results = StoredResults(store, plan, scale, table)
             reports[table.id], paths = write_outputs(results, command, args.out / profile.name)
             written += paths
-    if names == ["all"]:
+    if names == ["all"] and distributed.rank() == 0:
         written.append(write_summary([reports[table.id] for table in tables], args.out / profile.name))
     minutes = (time.monotonic() - started) / 60
     done = f"{needed} runs needed, {trained} trained or loaded, {needed - trained} reused from {store.root}"
@@ -171,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             {"reproduce": reproduce, "prepare": prepare}[args.command](args)
+        except distributed.PeerFailed:
+            return 2  # rank 0 reports its error
         except MMLError as err:
             print(f"mml: error: {err}", file=sys.stderr)
             return 2

@@ -87,6 +87,14 @@ def evaluate_stored(
     stored = store.evaluation(rid, views.key)
     if stored is not None:
         return stored
+    with store.lock(f"{rid}.eval.{views.key}"):  # a concurrent runner evaluates it once, not twice at once
+        return store.evaluation(rid, views.key) or _evaluate(store, config, views, dataset, cache, run)
+
+
+def _evaluate(
+    store: Store, config: RunConfig, views: ViewProtocol, dataset: VideoDataset, cache: FrameSource, run: Execution
+) -> dict[str, Any]:
+    rid = config.run_id
     staging = store.evaluation_dir(rid, f".{views.key}.tmp{os.getpid()}")
     staging.mkdir(parents=True, exist_ok=True)
     multilabel = dataset.multilabel

@@ -15,6 +15,35 @@ def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
     return F.cross_entropy(logits, target)
 
 
+def kl_message(logits: Tensor, form: str = "probs") -> Tensor:
+    """What a model gives the others for their KL targets: its detached log-probabilities (``"probs"``) or logits
+    (``"logits"``), ``(B, C)`` in float32 or wider. It is all that ranks training one model each exchange."""
+    if form not in KL_FORMS:
+        raise ValueError(f"mutual_kl: unknown form {form!r}; known: {', '.join(KL_FORMS)}")
+    scores = logits.detach().to(torch.promote_types(logits.dtype, torch.float32))
+    return F.log_softmax(scores, dim=-1) if form == "probs" else scores
+
+
+def kl_to_others(own: Tensor, messages: Sequence[Tensor], form: str = "probs") -> Tensor:
+    """Mutual-learning term of one model: KL(q || p), "batchmean", from its logits ``own`` ``(B, C)`` and the other
+    models' ``kl_message`` of the same form. Gradients reach only ``own``, through its log-softmax. See
+    ``mutual_kl`` for the forms of ``q``."""
+    if form not in KL_FORMS:
+        raise ValueError(f"mutual_kl: unknown form {form!r}; known: {', '.join(KL_FORMS)}")
+    if not messages:
+        raise ValueError("mutual_kl needs at least 2 models, got 1")
+    if own.ndim != 2 or any(m.shape != own.shape for m in messages):
+        shapes = [tuple(own.shape), *(tuple(m.shape) for m in messages)]
+        raise ValueError(f"mutual_kl: logits must all be (B, C) of one shape, got {shapes}")
+    dtype = torch.promote_types(own.dtype, torch.float32)  # half-precision log-probabilities can make KL < 0
+    others = torch.stack([m.to(own.device, dtype) for m in messages])
+    if form == "probs":
+        log_q = torch.logsumexp(others, dim=0) - math.log(len(others))
+    else:
+        log_q = F.log_softmax(others.mean(dim=0), dim=-1)
+    return F.kl_div(F.log_softmax(own.to(dtype), dim=-1), log_q, reduction="batchmean", log_target=True)
+
+
 def mutual_kl(logits: Sequence[Tensor], index: int, form: str = "probs") -> Tensor:
     """Mutual-learning term of model ``index`` among M >= 2 models: KL(q || p_index), "batchmean".
 
@@ -26,7 +55,8 @@ def mutual_kl(logits: Sequence[Tensor], index: int, form: str = "probs") -> Tens
     - ``"logits"`` (the published code, which all-reduces logits): ``softmax`` of the mean over j != index of
       ``logits[j]``, a sharper, geometric-mean-like target.
 
-    The two coincide for M = 2 and generally differ for M >= 3.
+    The two coincide for M = 2 and generally differ for M >= 3. Equal to ``kl_to_others`` of ``logits[index]``
+    and the others' ``kl_message``, which is how ranks that train one model each compute it.
 
     Args:
         logits: Clip logits ``(B, C)`` of each of the M models, in the same class order.
@@ -40,18 +70,8 @@ def mutual_kl(logits: Sequence[Tensor], index: int, form: str = "probs") -> Tens
         raise ValueError(f"mutual_kl needs at least 2 models, got {len(logits)}")
     if not 0 <= index < len(logits):
         raise ValueError(f"mutual_kl: index {index} out of range for {len(logits)} models")
-    if form not in KL_FORMS:
-        raise ValueError(f"mutual_kl: unknown form {form!r}; known: {', '.join(KL_FORMS)}")
-    own = logits[index]
-    if own.ndim != 2 or any(z.shape != own.shape for z in logits):
-        raise ValueError(f"mutual_kl: logits must all be (B, C) of one shape, got {[tuple(z.shape) for z in logits]}")
-    dtype = torch.promote_types(own.dtype, torch.float32)  # half-precision log-probabilities can make KL < 0
-    others = torch.stack([z.detach().to(own.device, dtype) for j, z in enumerate(logits) if j != index])
-    if form == "probs":
-        log_q = torch.logsumexp(F.log_softmax(others, dim=-1), dim=0) - math.log(len(others))
-    else:
-        log_q = F.log_softmax(others.mean(dim=0), dim=-1)
-    return F.kl_div(F.log_softmax(own.to(dtype), dim=-1), log_q, reduction="batchmean", log_target=True)
+    messages = [kl_message(z, form) for j, z in enumerate(logits) if j != index]
+    return kl_to_others(logits[index], messages, form)
 
 
 def binary_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:

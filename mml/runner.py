@@ -1,12 +1,16 @@
 """From table specs to trained runs: resolve each spec run against a profile into a `RunConfig`, build the DAG of
 initialisation dependencies, and execute the runs that are not in the store yet, in dependency order.
 
-A run used by several tables (or twice in one) has one identity and is trained once.
+A run used by several tables (or twice in one) has one identity and is trained once. Under torchrun every rank
+plans the same DAG and walks it in lockstep: rank 0 decides what to do (holding each run's lock), prepares data
+and evaluates, and every rank takes its part in training.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import graphlib
 import hashlib
 from collections.abc import Sequence
@@ -16,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from mml import distributed
 from mml.data.datasets import VideoDataset, prepare_frames
 from mml.data.modalities import frames_needed
 from mml.errors import CheckpointError
@@ -215,8 +220,50 @@ def execute(
 ) -> Summary:
     """Train (or resume) every run of the plan that is not done, in dependency order, then evaluate every run
     under each view protocol it needs that has no stored scores yet. `views` is the profile's protocol, whose
-    metrics are printed after each training."""
+    metrics are printed after each training.
+
+    Under torchrun every rank calls this with the same plan; what rank 0 finds in the store decides for all."""
     order = plan.order()
+    todo, pending = distributed.on_rank0(functools.partial(_work, plan, order, store, force))
+    print(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
+    for short_side in sorted({plan.runs[rid].recipe.short_side for rid, _ in pending}):
+        runs = [plan.runs[rid] for rid, _ in pending if plan.runs[rid].recipe.short_side == short_side]
+        modalities = {m.modality for config in runs for m in (*config.models, config.teacher) if m}
+        needed = max(frames_needed(sorted(modalities), config.recipe.segments) for config in runs)
+        skipped = distributed.on_rank0(
+            functools.partial(_skipped, dataset, store, short_side, "Flow" in modalities, needed, run)
+        )
+        dataset = dataset.without(skipped)
+    loader = init_loader(store, imagenet_path)
+    trained = []
+    for number, rid in enumerate(todo, 1):
+        config = plan.runs[rid]
+        data = dataset.for_target(config.target)
+        cache = dataset.frame_source(store.cache_dir(), config.recipe.short_side)
+        with store.lock(rid) if distributed.rank() == 0 else contextlib.nullcontext():
+            action = distributed.on_rank0(functools.partial(_action, plan, store, rid, force))
+            if action is None:
+                continue
+            models = " + ".join(m.modality for m in config.models)
+            print(f"[{number}/{len(todo)}] {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}")
+            if rid in plan.checkpoints:
+                distributed.on_rank0(functools.partial(import_run, config, plan.checkpoints[rid], store))
+            else:
+                if force:
+                    distributed.on_rank0(functools.partial(store.begin, rid, force=True))
+                train_run(config, data, cache, store, run, loader)
+            trained.append(rid)
+        evaluation = distributed.on_rank0(functools.partial(evaluate_stored, store, config, views, data, cache, run))
+        metrics = evaluation["models"]
+        print("    " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)))
+    distributed.on_rank0(functools.partial(_evaluate_pending, plan, pending, dataset, store, run))
+    return Summary(needed=len(order), trained=trained)
+
+
+def _work(
+    plan: Plan, order: list[str], store: Store, force: bool
+) -> tuple[list[str], list[tuple[str, ViewProtocol]]]:
+    """The runs to train, and the (run, view protocol) evaluations to do, in order."""
     todo = [rid for rid in order if force or not store.is_done(rid)]
     pending = [
         (rid, protocol)
@@ -224,38 +271,33 @@ def execute(
         for protocol in sorted(plan.evaluations[rid], key=lambda p: p.key)
         if rid in todo or store.evaluation(rid, protocol.key) is None
     ]
-    print(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
-    for short_side in sorted({plan.runs[rid].recipe.short_side for rid, _ in pending}):
-        runs = [plan.runs[rid] for rid, _ in pending if plan.runs[rid].recipe.short_side == short_side]
-        modalities = {m.modality for config in runs for m in (*config.models, config.teacher) if m}
-        needed = max(frames_needed(sorted(modalities), config.recipe.segments) for config in runs)
-        dataset, _ = prepare_frames(
-            dataset, store.cache_dir(), short_side, "Flow" in modalities, needed, run.prepare_workers, run.progress
-        )
-    loader = init_loader(store, imagenet_path)
-    trained = []
-    for number, rid in enumerate(todo, 1):
-        config = plan.runs[rid]
-        data = dataset.for_target(config.target)
-        cache = dataset.frame_source(store.cache_dir(), config.recipe.short_side)
-        with store.lock(rid):
-            if store.is_done(rid) and not force:
-                continue
-            action = "resuming" if store.status(rid) == "partial" and not force else "training"
-            action = "loading" if rid in plan.checkpoints else action
-            models = " + ".join(m.modality for m in config.models)
-            print(f"[{number}/{len(todo)}] {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}")
-            if rid in plan.checkpoints:
-                import_run(config, plan.checkpoints[rid], store)
-            else:
-                if force:
-                    store.begin(rid, force=True)
-                train_run(config, data, cache, store, run, loader)
-            trained.append(rid)
-        metrics = evaluate_stored(store, config, views, data, cache, run)["models"]
-        print("    " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)))
+    return todo, pending
+
+
+def _skipped(
+    dataset: VideoDataset, store: Store, short_side: int, with_flow: bool, needed: int, run: Execution
+) -> set[str]:
+    """Prepare the dataset's frames (and flow) at `short_side`; the ids of the videos that could not be."""
+    usable, _ = prepare_frames(
+        dataset, store.cache_dir(), short_side, with_flow, needed, run.prepare_workers, run.progress
+    )
+    kept = {r.video_id for r in (*usable.train, *usable.validation)}
+    return {r.video_id for r in (*dataset.train, *dataset.validation)} - kept
+
+
+def _action(plan: Plan, store: Store, rid: str, force: bool) -> str | None:
+    """What to do with a run under its lock: `training`, `resuming` or `loading`; None once another runner did it."""
+    if store.is_done(rid) and not force:
+        return None
+    if rid in plan.checkpoints:
+        return "loading"
+    return "resuming" if store.status(rid) == "partial" and not force else "training"
+
+
+def _evaluate_pending(
+    plan: Plan, pending: list[tuple[str, ViewProtocol]], dataset: VideoDataset, store: Store, run: Execution
+) -> None:
     for rid, protocol in pending:
         config = plan.runs[rid]
         cache = dataset.frame_source(store.cache_dir(), config.recipe.short_side)
         evaluate_stored(store, config, protocol, dataset.for_target(config.target), cache, run)
-    return Summary(needed=len(order), trained=trained)

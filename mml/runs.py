@@ -163,9 +163,10 @@ class Store:
         return json.loads(path.read_text()) if path.is_file() else None
 
     @contextlib.contextmanager
-    def lock(self, rid: str) -> Iterator[None]:
-        """Hold the run's lock; a second runner waits here instead of training the same run twice."""
-        path = self.root / "locks" / f"{rid}.lock"
+    def lock(self, name: str) -> Iterator[None]:
+        """Hold the lock `name` (a run id, or a run's evaluation); a second runner waits here instead of training or
+        evaluating the same run twice. The operating system releases it when a process dies."""
+        path = self.root / "locks" / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -5,12 +5,17 @@ CE(p_i, y) + KL(mean of the other models' probabilities || p_i) (paper eq. 1-4) 
 detached, so one backward pass of the summed losses equals a backward pass per model. After each epoch the
 models and optimiser states go to a checkpoint in the run's partial folder; an interrupted run resumes from it.
 All randomness derives from (seed, replica, purpose, epoch), so a resumed run reproduces an uninterrupted one.
+
+Under torchrun the same step runs spread over the ranks (see `mml.distributed`): each rank trains one model on
+one shard of every batch, builds only its model's modality, and receives the other models' detached class scores
+instead of computing them; `group_step` is the one loss computation of both.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +24,17 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from tqdm import tqdm
 
 from mml.data.cache import FrameSource
-from mml.data.clips import TrainClips
+from mml.data.clips import ShardBatches, TrainClips
 from mml.data.datasets import VideoDataset
 from mml.data.modalities import MODALITIES
+from mml import distributed
+from mml.distributed import Layout
 from mml.errors import CheckpointError, MMLError
-from mml.losses import binary_cross_entropy, cross_entropy, d3d_loss, mars_loss, mutual_kl
+from mml.losses import binary_cross_entropy, cross_entropy, d3d_loss, kl_message, kl_to_others, mars_loss
 from mml.models.convert import fit_checkpoint
 from mml.models.i3d import I3D_ARCHS, I3DResNet, build_i3d, inflate_2d_state_dict
 from mml.models.init import param_groups, transfer_weights
@@ -86,16 +93,22 @@ def stored_models(store: Store, config: RunConfig) -> list[TSMResNet]:
     return models
 
 
-def build_models(config: RunConfig, load_init: Callable[[str, str], dict[str, torch.Tensor]]) -> list[TSMResNet]:
-    """Build and initialise the run's models.
+def build_models(
+    config: RunConfig,
+    load_init: Callable[[str, str], dict[str, torch.Tensor]],
+    indices: Sequence[int] | None = None,
+) -> list[TSMResNet]:
+    """Build and initialise the run's models (those of `indices`, default all; each as in the whole group).
 
     Args:
         config: the run.
         load_init: returns the state dict named by a model's `init` string (a stored run's model or ImageNet
             weights) given (init, arch).
+        indices: which models.
     """
     models = []
-    for index, spec in enumerate(config.models):
+    for index in range(len(config.models)) if indices is None else indices:
+        spec = config.models[index]
         torch.manual_seed(derive_seed(config.seed, config.replica, _INIT_SEED, index))
         model = new_model(config, index)
         if spec.init_kind != "random":
@@ -108,9 +121,13 @@ def build_models(config: RunConfig, load_init: Callable[[str, str], dict[str, to
     return models
 
 
-def build_optimizers(config: RunConfig, models: list[TSMResNet]) -> list[torch.optim.SGD]:
-    """SGD with TSM's parameter groups; a new fc (not from a run of this dataset) gets lr x5 / x10."""
+def build_optimizers(
+    config: RunConfig, models: list[TSMResNet], indices: Sequence[int] | None = None
+) -> list[torch.optim.SGD]:
+    """SGD with TSM's parameter groups for the models of `indices` (default all); a new fc (not from a run of this
+    dataset) gets lr x5 / x10."""
     recipe = config.recipe
+    specs = config.models if indices is None else [config.models[index] for index in indices]
     return [
         torch.optim.SGD(
             param_groups(model, fc_lr5=spec.init_kind != "run"),
@@ -118,7 +135,7 @@ def build_optimizers(config: RunConfig, models: list[TSMResNet]) -> list[torch.o
             momentum=recipe.momentum,
             weight_decay=recipe.weight_decay,
         )
-        for model, spec in zip(models, config.models, strict=True)
+        for model, spec in zip(models, specs, strict=True)
     ]
 
 
@@ -140,27 +157,52 @@ def build_teacher(config: RunConfig, load_init: Callable[[str, str], dict[str, t
     return teacher.requires_grad_(False).eval()
 
 
+class Outputs(nn.Module):
+    """A network called for (features, logits): the one call DDP wraps (it synchronises what `forward` computes)."""
+
+    def __init__(self, network: TSMResNet | I3DResNet) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.network.features(x)
+        return features, self.network.head(features)
+
+
 def group_step(
     config: RunConfig,
-    models: list[TSMResNet],
+    models: Sequence[nn.Module],
     teacher: TSMResNet | None,
     inputs: dict[str, torch.Tensor],
     labels: torch.Tensor,
+    layout: Layout | None = None,
 ) -> list[torch.Tensor]:
-    """Each model's loss on one batch.
+    """The loss of each model this process trains, on one batch (on a rank: on its shard of the batch).
 
     CE for every model (BCE for multi-label targets); plus the mutual KL term when the group has two or more
-    models (ML / MML); plus, for a MARS / D3D student, the weighted distance to the frozen teacher's features /
-    logits on the same clip. With BCE the extra terms are divided by the number of classes, so that they keep the
-    magnitude of the classification loss (paper Appendix 2).
+    models (ML / MML), its target built from the other models' `kl_message`s, computed here in one process or
+    received from the peer ranks; plus, for a MARS / D3D student, the weighted distance to the frozen teacher's
+    features / logits on the same clip. With BCE the extra terms are divided by the number of classes, so that they
+    keep the magnitude of the classification loss (paper Appendix 2).
+
+    Args:
+        models: the `Outputs` of the models of `layout.held` (every model of the run without a layout), possibly
+            under DDP.
+        layout: where this process stands in the run; None: one process trains every model.
     """
-    features = [model.features(inputs[spec.modality]) for model, spec in zip(models, config.models)]
-    logits = [model.head(f) for model, f in zip(models, features)]
+    layout = layout or Layout(len(config.models))
+    outputs = [net(inputs[config.models[index].modality]) for index, net in zip(layout.held, models, strict=True)]
+    features, logits = [f for f, _ in outputs], [z for _, z in outputs]
     multilabel = labels.is_floating_point()
     scale = 1 / config.num_classes if multilabel else 1.0
     losses = [(binary_cross_entropy if multilabel else cross_entropy)(output, labels) for output in logits]
-    if len(logits) >= 2:
-        losses = [loss + scale * mutual_kl(logits, i, config.recipe.kl_form) for i, loss in enumerate(losses)]
+    if len(config.models) >= 2:
+        form = config.recipe.kl_form
+        messages = layout.exchange([kl_message(z, form) for z in logits])
+        losses = [
+            loss + scale * kl_to_others(z, [m for j, m in enumerate(messages) if j != index], form)
+            for index, z, loss in zip(layout.held, logits, losses)
+        ]
     if teacher is not None:
         with torch.no_grad():
             teacher_features = teacher.features(inputs[config.teacher.modality])
@@ -173,19 +215,30 @@ def group_step(
     return losses
 
 
-def _save_checkpoint(path: Path, models: list[nn.Module], optimizers: list[torch.optim.SGD], state: dict) -> None:
-    tensors = {}
-    for index, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
-        tensors.update({f"model{index}.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+def backward(losses: Sequence[torch.Tensor], layout: Layout, share: float) -> None:
+    """Backpropagate this process's losses. A rank's loss is weighted by R times its shard's `share` of the batch, so
+    that DDP's mean over the R replicas is the gradient of the whole batch's mean loss, even for unequal shards."""
+    total = torch.stack(list(losses)).sum()
+    weight = layout.replicas * share
+    (total if weight == 1 else total * weight).backward()
+
+
+def _model_tensors(index: int, model: nn.Module, optimizer: torch.optim.SGD | None) -> dict[str, torch.Tensor]:
+    """Model `index`'s weights (`model<i>.<name>`) and, with its optimizer, momentum buffers (`optimizer<i>.<n>`)."""
+    tensors = {f"model{index}.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if optimizer is not None:
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         for number, parameter in enumerate(parameters):
             buffer = optimizer.state.get(parameter, {}).get("momentum_buffer")
             if buffer is not None:
                 tensors[f"optimizer{index}.{number}"] = buffer.detach().cpu().contiguous()
-    write_atomic(path, save(tensors, metadata={"state": json.dumps(state)}))
+    return tensors
 
 
-def _load_checkpoint(path: Path, rid: str, models: list[nn.Module], optimizers: list[torch.optim.SGD]) -> dict:
+def _load_checkpoint(
+    path: Path, rid: str, models: dict[int, tuple[nn.Module, torch.optim.SGD]]
+) -> dict:
+    """Load the models (and optimisers) of the given indices from a run's checkpoint; returns its state."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as handle:
@@ -193,7 +246,7 @@ def _load_checkpoint(path: Path, rid: str, models: list[nn.Module], optimizers: 
     if state.get("run_id") != rid:
         raise CheckpointError(f"{path}: belongs to run {state.get('run_id')}, not {rid}")
     tensors = load_file(str(path))
-    for index, (model, optimizer) in enumerate(zip(models, optimizers, strict=True)):
+    for index, (model, optimizer) in models.items():
         prefix = f"model{index}."
         model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
@@ -215,74 +268,122 @@ def train_run(
 ) -> Path:
     """Train and store one run (resuming its partial state if any); returns the finished run folder.
 
+    Under torchrun every rank calls this: the ranks split the run's models and batches (`mml.distributed.layout`),
+    or, when the world does not split into one part per model, rank 0 trains it alone while the others wait.
+
     Args:
         stop_after_epoch: stop (as if interrupted) once this many epochs are checkpointed; used by tests.
     """
+    layout = distributed.layout(len(config.models))
+    if layout is None:
+        return on_rank0(
+            lambda: _train(config, dataset, cache, store, run, load_init, stop_after_epoch, Layout(len(config.models)))
+        )
+    return _train(config, dataset, cache, store, run, load_init, stop_after_epoch, layout)
+
+
+def _train(
+    config: RunConfig,
+    dataset: VideoDataset,
+    cache: FrameSource,
+    store: Store,
+    run: Execution,
+    load_init: Callable[[str, str], dict[str, torch.Tensor]],
+    stop_after_epoch: int | None,
+    layout: Layout,
+) -> Path:
+    """`train_run` of the models `layout.held` on shard `layout.shard` of every batch; rank 0 writes the store."""
     rid = config.run_id
-    partial = store.begin(rid)
-    device = torch.device(run.device)
-    models = [model.to(device) for model in build_models(config, load_init)]
-    teacher = build_teacher(config, load_init).to(device) if config.teacher else None
-    optimizers = build_optimizers(config, models)
+    partial = store.begin(rid) if layout.lead else store.partial_dir(rid)
     checkpoint = partial / "checkpoint.safetensors"
+    resume = layout.share(checkpoint.is_file())
+    device = torch.device(run.device)
+    models = [model.to(device) for model in build_models(config, load_init, layout.held)]
+    teacher = build_teacher(config, load_init).to(device) if config.teacher else None
+    optimizers = build_optimizers(config, models, layout.held)
     state = {"run_id": rid, "epoch": 0, "history": []}
-    if checkpoint.is_file():
-        state = _load_checkpoint(checkpoint, rid, models, optimizers)
+    if resume:
+        state = _load_checkpoint(checkpoint, rid, dict(zip(layout.held, zip(models, optimizers))))
+    nets = layout.wrap([Outputs(model) for model in models])
+    teacher_modality = [config.teacher.modality] if config.teacher else []
     clips = TrainClips(
         dataset.train,
         cache,
-        [m.modality for m in (*config.models, *([config.teacher] if config.teacher else []))],
+        [m.modality for m in config.models] + teacher_modality,
         config.recipe,
         derive_seed(config.seed, config.replica, _SAMPLE_SEED),
         config.num_classes,
+        build=[config.models[index].modality for index in layout.held] + teacher_modality,
     )
     recipe = config.recipe
+    batch = min(recipe.batch_size, len(clips))  # every step's batch (a last, smaller one is dropped)
+    share = len(range(layout.shard, batch, layout.replicas)) / batch
+    if share == 0:
+        raise MMLError(f"run {rid}: a batch of {batch} clips cannot feed {layout.replicas} replicas of each model")
     for epoch in range(state["epoch"], recipe.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return partial
         lr = set_learning_rate(config, optimizers, epoch)
         clips.epoch = epoch
         order = torch.Generator().manual_seed(derive_seed(config.seed, config.replica, _ORDER_SEED, epoch))
+        drop_last = len(clips) >= recipe.batch_size
+        batches = BatchSampler(RandomSampler(clips, generator=order), recipe.batch_size, drop_last)
         loader = DataLoader(
             clips,
-            recipe.batch_size,
-            shuffle=True,
+            batch_sampler=ShardBatches(batches, layout.shard, layout.replicas),
             generator=order,
-            drop_last=len(clips) >= recipe.batch_size,
             num_workers=run.workers,
             persistent_workers=False,
         )
-        torch.manual_seed(derive_seed(config.seed, config.replica, _EPOCH_SEED, epoch))
-        for model in models:
-            model.train()
-        totals = np.zeros(len(models))
+        torch.manual_seed(derive_seed(config.seed, config.replica, _EPOCH_SEED, epoch, *layout.stream))
+        for net in nets:
+            net.train()
+        totals = np.zeros(len(config.models))
         bar = tqdm(loader, desc=f"{rid} epoch {epoch + 1}/{recipe.epochs}", leave=False, disable=not run.progress)
         for step, (inputs, labels) in enumerate(bar):
             inputs = {modality: tensor.to(device) for modality, tensor in inputs.items()}
-            losses = group_step(config, models, teacher, inputs, labels.to(device))
-            total = torch.stack(losses).sum()
-            if not torch.isfinite(total):
+            losses = group_step(config, nets, teacher, inputs, labels.to(device), layout)
+            values = layout.reduce(losses, share)
+            if not all(math.isfinite(value) for value in values):
                 raise MMLError(
                     f"run {rid}: non-finite loss at epoch {epoch + 1}, step {step + 1}; "
                     f"the last good checkpoint is kept in {partial}"
                 )
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
-            total.backward()
+            backward(losses, layout, share)
             for model, optimizer in zip(models, optimizers, strict=True):
                 nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
                 optimizer.step()
-            totals += [loss.item() for loss in losses]
+            totals += values
             bar.set_postfix(loss=" ".join(f"{v / (step + 1):.3f}" for v in totals))
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": (totals / max(len(loader), 1)).tolist()})
-        _save_checkpoint(checkpoint, models, optimizers, state)
-    for index, model in enumerate(models):
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        write_atomic(partial / f"model{index}.safetensors", save(weights))
-    write_json(partial / "metrics.json", {"history": state["history"]})
-    write_json(partial / "run.json", {"run_id": rid, "config": dataclasses.asdict(config), **provenance()})
-    return store.finish(rid)
+        tensors = layout.gather(_held_tensors(layout, models, optimizers))
+        if layout.lead:
+            write_atomic(checkpoint, save(tensors, metadata={"state": json.dumps(state)}))
+    tensors = layout.gather(_held_tensors(layout, models, None))
+    if layout.lead:
+        for index in range(len(config.models)):
+            prefix = f"model{index}."
+            weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            write_atomic(partial / f"model{index}.safetensors", save(weights))
+        write_json(partial / "metrics.json", {"history": state["history"]})
+        write_json(partial / "run.json", {"run_id": rid, "config": dataclasses.asdict(config), **provenance()})
+        store.finish(rid)
+    layout.barrier()  # the run is in the store before any rank goes on (to evaluate it, or to start from it)
+    return store.run_dir(rid)
+
+
+def _held_tensors(
+    layout: Layout, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.SGD] | None
+) -> dict[str, torch.Tensor]:
+    """The tensors of this process's models (and optimisers), from shard 0 only: replicas are identical."""
+    tensors: dict[str, torch.Tensor] = {}
+    if layout.shard == 0:
+        for position, (index, model) in enumerate(zip(layout.held, models, strict=True)):
+            tensors.update(_model_tensors(index, model, optimizers[position] if optimizers else None))
+    return tensors
 
 
 def import_run(config: RunConfig, files: Sequence[Path], store: Store) -> Path:

@@ -2,16 +2,17 @@
 
 Training: one sampled frame set (temporal starts, ξ offsets and crop) per video per step feeds every model of a
 group; models of the same modality get the very same tensor, as in the original code. The randomness of a sample
-depends only on (seed, epoch, video index), so a resumed run and an uninterrupted one see identical batches.
+depends only on (seed, epoch, video index), so a resumed run and an uninterrupted one see identical batches, and
+ranks that each build only their own model's modality (`TrainClips.build`) see the same clips as one process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import BatchSampler, Dataset, Sampler
 
 from mml.data.cache import FrameSource
 from mml.data.charades import MultiLabelRecord
@@ -44,7 +45,12 @@ def clip_target(record: VideoRecord | MultiLabelRecord, first: int, last: int, f
 
 
 class TrainClips(Dataset):
-    """Augmented training clips of every modality of a group, one shared frame set per video."""
+    """Augmented training clips of every modality of a group, one shared frame set per video.
+
+    Positions are sampled for every modality of `modalities` (ξ is drawn per modality), but only the inputs of
+    `build` (default: all) are read and built: a rank that trains one model of the group builds its own modality
+    and gets exactly the tensor one process would build for it.
+    """
 
     def __init__(
         self,
@@ -54,10 +60,14 @@ class TrainClips(Dataset):
         recipe: Recipe,
         seed: int,
         num_classes: int,
+        build: Sequence[str] | None = None,
     ) -> None:
         self.records, self.cache, self.recipe, self.seed = list(records), cache, recipe, seed
         self.num_classes = num_classes
         self.modalities = tuple(dict.fromkeys(modalities))
+        self.build = self.modalities if build is None else tuple(dict.fromkeys(build))
+        if not self.build or not set(self.build) <= set(self.modalities):
+            raise ValueError(f"TrainClips: build {list(self.build)} must be some of the modalities {self.modalities}")
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -77,12 +87,36 @@ class TrainClips(Dataset):
             self.recipe.dense_stride,
             rng,
         )
-        clips = {spec.name: gather_clip(spec, sources[spec.name], start) for spec, start in zip(specs, starts)}
-        height, width = next(iter(clips.values())).shape[2:4]
+        clips = {
+            spec.name: gather_clip(spec, sources[spec.name], start)
+            for spec, start in zip(specs, starts)
+            if spec.name in self.build
+        }
+        height, width = next(iter(clips.values())).shape[2:4]  # every modality has the frames' size
         crop = multiscale_crop(height, width, self.recipe.input_size, rng)
-        inputs = {spec.name: build_input(spec, clips[spec.name], crop, self.recipe.input_size) for spec in specs}
+        inputs = {name: build_input(MODALITIES[name], clip, crop, self.recipe.input_size) for name, clip in clips.items()}
         first, last = int(min(starts[0])), int(max(starts[0])) + specs[0].new_length - 1
         return inputs, clip_target(record, first, last, len(frames), self.num_classes)
+
+
+class ShardBatches(Sampler[list[int]]):
+    """Shard `shard` of `shards` of every batch of `batches`: its elements at positions shard, shard + shards, ...
+
+    The shards of a batch are disjoint and together are the batch, so R ranks with shards 0..R-1 of the batches
+    of one process's sampler train on that process's batches; with one shard the batches are unchanged.
+    """
+
+    def __init__(self, batches: BatchSampler, shard: int, shards: int) -> None:
+        if not 0 <= shard < shards:
+            raise ValueError(f"ShardBatches: shard {shard} out of range for {shards} shards")
+        self.batches, self.shard, self.shards = batches, shard, shards
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches:
+            yield batch[self.shard :: self.shards]
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class TestViews(Dataset):

@@ -290,6 +290,11 @@ def generate_atomically(root: Path, write: Callable[[Path], None]) -> None:
     try:
         write(staging)
         os.replace(staging, root)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not _holds_data(root):
+            raise
+        # Another process generated the same dataset first: the caller checks its marker.
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -1,0 +1,63 @@
+"""Running independent runs of a DAG at the same time, one per device (e.g. one per GPU of a machine).
+
+Each run starts as soon as every run it depends on has finished and a device is free; it runs in its own spawned
+process, so runs on different GPUs share nothing but the store (whose per-run locks and atomic writes make that
+safe).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+from mml.errors import MMLError
+
+
+def run_on_devices(
+    order: Sequence[str],
+    upstream: Mapping[str, set[str]],
+    devices: Sequence[str],
+    work: Callable[[str, str], None],
+) -> None:
+    """Call `work(run id, device)` for every run of `order` in a pool of `len(devices)` processes, each run after
+    its `upstream` runs (those not in `order` count as done) and on a device no other run is using.
+
+    `work` must be picklable (a module-level function or a `functools.partial` of one).
+
+    Raises:
+        MMLError: A run failed (the first failure; runs already started finish first, no new one starts).
+    """
+    if not devices:
+        raise ValueError("run_on_devices needs at least one device")
+    waiting = list(order)
+    finished: set[str] = set()
+    free = list(devices)
+    running: dict[Future, tuple[str, str]] = {}
+    failure: BaseException | None = None
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(len(devices), mp_context=context) as pool:
+        while waiting or running:
+            ready = [rid for rid in waiting if all(up in finished or up not in order for up in upstream[rid])]
+            while ready and free and failure is None:
+                rid, device = ready.pop(0), free.pop(0)
+                waiting.remove(rid)
+                running[pool.submit(work, rid, device)] = (rid, device)
+            if not running:
+                if waiting and failure is None:
+                    raise MMLError(f"runs {', '.join(waiting)} depend on runs that never finish")
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                rid, device = running.pop(future)
+                free.append(device)
+                if future.exception() is not None:
+                    failure = failure or future.exception()
+                else:
+                    finished.add(rid)
+            if failure is not None:
+                waiting.clear()
+    if failure is not None:
+        if isinstance(failure, MMLError):
+            raise failure
+        raise MMLError(f"a run failed on its device: {type(failure).__name__}: {failure}") from failure

@@ -1,0 +1,238 @@
+"""Every fault and bad input we tried on the runner, and what happened; the README's guarantees rest on these tests.
+
+`FAULTS` lists each one with its outcome and the test that shows it (a test below, or elsewhere in tests/);
+`test_every_listed_fault_has_its_test` keeps the list honest. The faults tried here: SIGKILL of the runner at
+random points (several times, then a rerun), two runners on one store at once, a non-finite loss.
+"""
+
+import ast
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from test_reproduce import MICRO
+
+import mml.train
+from mml.data.cache import prepare
+from mml.data.datasets import open_dataset
+from mml.errors import MMLError
+from mml.runner import init_loader, plan_tables
+from mml.runs import Store
+from mml.spec import load_profile, load_table
+from mml.train import Execution, train_run
+
+TESTS = Path(__file__).parent
+REPRODUCTIONS = TESTS.parent / "reproductions"
+
+FAULTS = [
+    # (fault or bad input, what happens, the test that shows it)
+    (
+        "spec: unknown key, wrong type, bad value",
+        "one line `file: key: reason`, exit 2",
+        "test_spec.py::test_invalid_spec_names_file_key_and_reason",
+    ),
+    (
+        "spec: init from an undefined run",
+        "one line naming file and key, exit 2",
+        "test_reproduce.py::test_table7_end_to_end_then_nothing_to_train",
+    ),
+    ("spec: initialisation cycle", "one line naming the cycle", "test_spec.py::test_initialisation_cycle_is_refused"),
+    (
+        "profile override not key=value, or of an unknown key",
+        "one line naming the override",
+        "test_faults.py::test_malformed_profile_overrides",
+    ),
+    (
+        "video missing, truncated or undecodable",
+        "skipped with its reason, the rest prepares",
+        "test_prepare.py::test_bad_videos_are_skipped_with_their_reason_and_the_rest_prepares",
+    ),
+    ("video with no frame", "skipped: no decodable video frames", "test_prepare.py::test_zero_frame_video_is_skipped"),
+    (
+        "video shorter than a sample needs",
+        "kept, last frame repeated, reported once",
+        "test_prepare.py::test_bad_videos_are_skipped_with_their_reason_and_the_rest_prepares",
+    ),
+    (
+        "annotation: template not in the labels file, entry without template",
+        "warning naming file and entry, entry skipped",
+        "test_prepare.py::test_bad_annotations_are_warned_with_file_and_reason",
+    ),
+    (
+        "annotation: Charades action class not in the classes file, malformed CSV row",
+        "warning naming file and video, video skipped",
+        "test_prepare.py::test_charades_bad_rows_and_missing_frames",
+    ),
+    (
+        "frame folder without frames",
+        "skipped with its reason",
+        "test_prepare.py::test_charades_bad_rows_and_missing_frames",
+    ),
+    (
+        "prepare killed (SIGKILL) midway",
+        "the rerun continues; the cache equals an uninterrupted one",
+        "test_prepare.py::test_prepare_killed_midway_resumes_to_the_uninterrupted_result",
+    ),
+    (
+        "prepare interrupted while writing a video",
+        "the half-written video never counts as done",
+        "test_prepare.py::test_a_half_written_video_never_counts_as_done",
+    ),
+    (
+        "checkpoint: a pickle that would run code",
+        "refused (weights_only), nothing runs",
+        "test_convert.py::test_a_malicious_pickle_is_refused_and_not_run",
+    ),
+    (
+        "checkpoint: wrong shapes, unknown or missing keys",
+        "one line listing tensors and shapes",
+        "test_checkpoint_runs.py::test_a_checkpoint_of_the_wrong_shape_is_refused_in_one_line",
+    ),
+    ("checkpoint file missing", "one line naming the file", "test_checkpoint_runs.py::test_missing_checkpoint_file"),
+    (
+        "runner killed (SIGKILL) at random points, three times",
+        "the rerun finishes; the table equals an uninterrupted run's",
+        "test_faults.py::test_runner_killed_at_random_points_ends_with_the_uninterrupted_table",
+    ),
+    (
+        "two runners on one store at once",
+        "each run trained once, both finish, same table",
+        "test_faults.py::test_two_runners_on_one_store_train_each_run_once",
+    ),
+    (
+        "non-finite loss",
+        "the run stops naming run, epoch and step; the last good checkpoint is kept and resumed",
+        "test_faults.py::test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint",
+    ),
+    (
+        "training interrupted between epochs",
+        "resumes to the uninterrupted result",
+        "test_reproduce.py::test_resume_after_interruption_equals_uninterrupted_run",
+    ),
+]
+
+
+def test_every_listed_fault_has_its_test() -> None:
+    for _, _, reference in FAULTS:
+        file, test = reference.split("::")
+        names = {
+            node.name for node in ast.walk(ast.parse((TESTS / file).read_text())) if isinstance(node, ast.FunctionDef)
+        }
+        assert test in names, f"{reference} is listed in FAULTS but does not exist"
+
+
+def _command(specs: Path, root: Path) -> list[str]:
+    folders = ["--specs", str(specs), "--store", str(root / "store"), "--out", str(root / "tables")]
+    return [sys.executable, "-m", "mml", "reproduce", "table7", "--profile", "micro", *folders, "--no-progress"]
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(TESTS.parent)}
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("specs")
+    shutil.copy(REPRODUCTIONS / "table07.toml", folder)
+    (folder / "profiles.toml").write_text(MICRO)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(specs: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Table 7 on the micro profile from one uninterrupted runner."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    subprocess.run(_command(specs, root), env=_environment(), check=True, stdout=subprocess.DEVNULL)
+    return (root / "tables" / "micro" / "table07.md").read_text()
+
+
+@pytest.mark.slow
+def test_runner_killed_at_random_points_ends_with_the_uninterrupted_table(
+    specs: Path, uninterrupted: str, tmp_path: Path
+) -> None:
+    delays = random.Random(7)
+    kills = 0
+    for _ in range(3):
+        runner = subprocess.Popen(_command(specs, tmp_path), env=_environment(), stdout=subprocess.DEVNULL)
+        time.sleep(delays.uniform(2.0, 15.0))
+        if runner.poll() is not None:
+            break
+        runner.send_signal(signal.SIGKILL)
+        assert runner.wait() == -signal.SIGKILL
+        kills += 1
+    assert kills >= 2, "the runner finished before it could be killed twice"
+    subprocess.run(_command(specs, tmp_path), env=_environment(), check=True, stdout=subprocess.DEVNULL)
+    assert (tmp_path / "tables" / "micro" / "table07.md").read_text() == uninterrupted
+
+
+@pytest.mark.slow
+def test_two_runners_on_one_store_train_each_run_once(specs: Path, uninterrupted: str, tmp_path: Path) -> None:
+    runners = [
+        subprocess.Popen(_command(specs, tmp_path), env=_environment(), stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [runner.communicate()[0] for runner in runners]
+    assert [runner.returncode for runner in runners] == [0, 0]
+    trained = [line for out in outputs for line in out.splitlines() if re.match(r"\[\d+/\d+\] training ", line)]
+    assert len(trained) == 10 and len({line.split()[2] for line in trained}) == 10  # every run once, by one runner
+    assert (tmp_path / "tables" / "micro" / "table07.md").read_text() == uninterrupted
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(
+    specs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = load_profile(specs / "profiles.toml", "micro")
+    dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
+    plan = plan_tables([load_table(specs / "table07.toml")], profile, dataset)
+    store, run = Store(tmp_path / "store"), Execution(progress=False)
+    cache = dataset.frame_source(store.cache_dir(), profile.recipe.short_side)
+    prepare(cache, (*dataset.train, *dataset.validation), with_flow=False, workers=1, progress=False)
+    loader = init_loader(store, None)
+    rgb = plan.run_id("table07", "rgb", 0)
+    stand_in = plan.runs[rgb].upstream[0]
+    train_run(plan.runs[stand_in], dataset.for_target(plan.runs[stand_in].target), cache, store, run, loader)
+    steps_per_epoch = len(dataset.train) // profile.recipe.batch_size
+    original, calls = mml.train.group_step, []
+
+    def diverging(*args, **kwargs):
+        losses = original(*args, **kwargs)
+        calls.append(1)
+        return [loss * float("nan") for loss in losses] if len(calls) == steps_per_epoch + 1 else losses
+
+    monkeypatch.setattr(mml.train, "group_step", diverging)
+    with pytest.raises(MMLError) as error:
+        train_run(plan.runs[rgb], dataset, cache, store, run, loader)
+    partial = store.partial_dir(rgb)
+    assert str(error.value) == (
+        f"run {rgb}: non-finite loss at epoch 2, step 1; the last good checkpoint is kept in {partial}"
+    )
+    with safe_open(str(partial / "checkpoint.safetensors"), "pt") as handle:
+        assert json.loads(handle.metadata()["state"])["epoch"] == 1
+    monkeypatch.undo()
+    train_run(plan.runs[rgb], dataset, cache, store, run, loader)
+    assert (
+        store.is_done(rgb)
+        and torch.isfinite(next(iter(mml.train.stored_models(store, plan.runs[rgb])[0].parameters()))).all()
+    )
+
+
+def test_malformed_profile_overrides(specs: Path) -> None:
+    path = specs / "profiles.toml"
+    profile = load_profile(path, "micro", ["recipe.epochs=5", "recipe.sampling=dense", "charades.recipe.lr=0.5"])
+    assert (profile.recipe.epochs, profile.recipe.sampling, profile.charades.recipe.lr) == (5, "dense", 0.5)
+    with pytest.raises(MMLError, match=r"profiles.toml: micro: override 'recipe.epochs' is not key=value"):
+        load_profile(path, "micro", ["recipe.epochs"])
+    with pytest.raises(MMLError, match=r"profiles.toml: micro.recipe.epoch: unknown key"):
+        load_profile(path, "micro", ["recipe.epoch=5"])
+    with pytest.raises(MMLError, match=r"profiles.toml: micro: override 'arch.x=1': arch is not a table"):
+        load_profile(path, "micro", ["arch.x=1"])
