@@ -47,6 +47,13 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--specs", type=Path, default=_HOME / "reproductions", help="folder of specs and profiles")
     parser.add_argument("--out", type=Path, default=_HOME / "tables", help="output folder (default: ./tables)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--devices",
+        type=lambda text: [item for item in text.split(",") if item],
+        default=[],
+        metavar="DEV,DEV,...",
+        help="train independent runs at once, one per device, e.g. cuda:0,cuda:1,cuda:2,cuda:3",
+    )
     parser.add_argument("--workers", type=int, help="data-loading processes (default: 0 on CPU, 8 on GPU)")
     parser.add_argument("--cache", type=Path, help="frame / flow cache folder (default: STORE/cache)")
     parser.add_argument(
@@ -114,7 +121,7 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
     needed = trained = 0
     written, reports = [], {}
     for scale, chosen, dataset, plan in work:
-        summary = execute(plan, scale.views, dataset, store, run, args.imagenet, args.force)
+        summary = execute(plan, scale.views, dataset, store, run, args.imagenet, args.force, args.devices)
         needed, trained = needed + summary.needed, trained + len(summary.trained)
         if distributed.rank() != 0:
             continue

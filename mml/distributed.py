@@ -212,8 +212,13 @@ def layout(models: int) -> Layout | None:
     replicas = world // models
     if models not in _world.groups:
         # Every rank creates every group, in the same order (new_group is collective); cached per model count.
-        peers = [dist.new_group([s + m * replicas for m in range(models)]) if models > 1 else None for s in range(replicas)]
-        reps = [dist.new_group(list(range(m * replicas, (m + 1) * replicas))) if replicas > 1 else None for m in range(models)]
+        peers = [
+            dist.new_group([s + m * replicas for m in range(models)]) if models > 1 else None for s in range(replicas)
+        ]
+        reps = [
+            dist.new_group(list(range(m * replicas, (m + 1) * replicas))) if replicas > 1 else None
+            for m in range(models)
+        ]
         me = dist.get_rank()
         _world.groups[models] = (peers[me % replicas], reps[me // replicas])
     peer_group, replica_group = _world.groups[models]

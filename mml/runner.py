@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import graphlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,12 +23,13 @@ from safetensors.torch import load_file
 from mml import distributed
 from mml.data.datasets import VideoDataset, prepare_frames
 from mml.data.modalities import frames_needed
-from mml.errors import CheckpointError
+from mml.errors import CheckpointError, MMLError
 from mml.evaluate import evaluate_stored
 from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
 from mml.models.init import imagenet_state_dict
 from mml.models.tsm import ARCHS
 from mml.runs import ModelConfig, RunConfig, Store
+from mml.schedule import run_on_devices
 from mml.spec import Profile, TableSpec, ViewProtocol
 from mml.train import Execution, import_run, train_run
 
@@ -217,10 +218,12 @@ def execute(
     run: Execution,
     imagenet_path: Path | None = None,
     force: bool = False,
+    devices: Sequence[str] = (),
 ) -> Summary:
     """Train (or resume) every run of the plan that is not done, in dependency order, then evaluate every run
     under each view protocol it needs that has no stored scores yet. `views` is the profile's protocol, whose
-    metrics are printed after each training.
+    metrics are printed after each training. With several `devices`, independent runs train at once, one per device
+    (`mml.schedule`), each after the runs it starts from.
 
     Under torchrun every rank calls this with the same plan; what rank 0 finds in the store decides for all."""
     order = plan.order()
@@ -234,35 +237,75 @@ def execute(
             functools.partial(_skipped, dataset, store, short_side, "Flow" in modalities, needed, run)
         )
         dataset = dataset.without(skipped)
-    loader = init_loader(store, imagenet_path)
-    trained = []
-    for number, rid in enumerate(todo, 1):
-        config = plan.runs[rid]
-        data = dataset.for_target(config.target)
-        cache = dataset.frame_source(store.cache_dir(), config.recipe.short_side)
-        with store.lock(rid) if distributed.rank() == 0 else contextlib.nullcontext():
-            action = distributed.on_rank0(functools.partial(_action, plan, store, rid, force))
-            if action is None:
-                continue
-            models = " + ".join(m.modality for m in config.models)
-            print(f"[{number}/{len(todo)}] {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}")
-            if rid in plan.checkpoints:
-                distributed.on_rank0(functools.partial(import_run, config, plan.checkpoints[rid], store))
-            else:
-                if force:
-                    distributed.on_rank0(functools.partial(store.begin, rid, force=True))
-                train_run(config, data, cache, store, run, loader)
-            trained.append(rid)
-        evaluation = distributed.on_rank0(functools.partial(evaluate_stored, store, config, views, data, cache, run))
-        metrics = evaluation["models"]
-        print("    " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)))
+    if len(devices) > 1:
+        if distributed.active():
+            raise MMLError(
+                "--devices trains several runs at once from one process; under torchrun every rank "
+                "already takes its part of each run"
+            )
+        work = functools.partial(_train_on_device, plan, views, dataset, store, run, imagenet_path, force, todo)
+        outcome = run_on_devices(todo, {rid: set(plan.runs[rid].upstream) for rid in todo}, devices, work)
+        trained = [rid for rid in todo if outcome[rid]]
+    else:
+        loader = init_loader(store, imagenet_path)
+        trained = [rid for rid in todo if _train_one(plan, views, dataset, store, run, loader, force, todo, rid)]
     distributed.on_rank0(functools.partial(_evaluate_pending, plan, pending, dataset, store, run))
     return Summary(needed=len(order), trained=trained)
 
 
-def _work(
-    plan: Plan, order: list[str], store: Store, force: bool
-) -> tuple[list[str], list[tuple[str, ViewProtocol]]]:
+def _train_one(
+    plan: Plan,
+    views: ViewProtocol,
+    dataset: VideoDataset,
+    store: Store,
+    run: Execution,
+    loader: Callable[[str, str], dict[str, torch.Tensor]],
+    force: bool,
+    todo: list[str],
+    rid: str,
+) -> bool:
+    """Train, resume or load run `rid` under its lock unless another runner has meanwhile, then evaluate it under
+    the profile's views and print its metrics. Returns whether this call trained (or loaded) it."""
+    config = plan.runs[rid]
+    data = dataset.for_target(config.target)
+    cache = dataset.frame_source(store.cache_dir(), config.recipe.short_side)
+    with store.lock(rid) if distributed.rank() == 0 else contextlib.nullcontext():
+        action = distributed.on_rank0(functools.partial(_action, plan, store, rid, force))
+        if action is None:
+            return False
+        models = " + ".join(m.modality for m in config.models)
+        number = f"[{todo.index(rid) + 1}/{len(todo)}]"
+        print(f"{number} {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}", flush=True)
+        if rid in plan.checkpoints:
+            distributed.on_rank0(functools.partial(import_run, config, plan.checkpoints[rid], store))
+        else:
+            if force:
+                distributed.on_rank0(functools.partial(store.begin, rid, force=True))
+            train_run(config, data, cache, store, run, loader)
+    evaluation = distributed.on_rank0(functools.partial(evaluate_stored, store, config, views, data, cache, run))
+    metrics = evaluation["models"]
+    print(f"    {rid}: " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)), flush=True)
+    return True
+
+
+def _train_on_device(
+    plan: Plan,
+    views: ViewProtocol,
+    dataset: VideoDataset,
+    store: Store,
+    run: Execution,
+    imagenet_path: Path | None,
+    force: bool,
+    todo: list[str],
+    rid: str,
+    device: str,
+) -> bool:
+    """`_train_one` in a process of the device schedule: on `device`, without progress bars (they would interleave)."""
+    run = dataclasses.replace(run, device=device, progress=False)
+    return _train_one(plan, views, dataset, store, run, init_loader(store, imagenet_path), force, todo, rid)
+
+
+def _work(plan: Plan, order: list[str], store: Store, force: bool) -> tuple[list[str], list[tuple[str, ViewProtocol]]]:
     """The runs to train, and the (run, view protocol) evaluations to do, in order."""
     todo = [rid for rid in order if force or not store.is_done(rid)]
     pending = [

@@ -10,18 +10,22 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import TypeVar
 
 from mml.errors import MMLError
+
+T = TypeVar("T")
 
 
 def run_on_devices(
     order: Sequence[str],
     upstream: Mapping[str, set[str]],
     devices: Sequence[str],
-    work: Callable[[str, str], None],
-) -> None:
+    work: Callable[[str, str], T],
+) -> dict[str, T]:
     """Call `work(run id, device)` for every run of `order` in a pool of `len(devices)` processes, each run after
-    its `upstream` runs (those not in `order` count as done) and on a device no other run is using.
+    its `upstream` runs (those not in `order` count as done) and on a device no other run is using; returns each
+    run's result.
 
     `work` must be picklable (a module-level function or a `functools.partial` of one).
 
@@ -31,7 +35,7 @@ def run_on_devices(
     if not devices:
         raise ValueError("run_on_devices needs at least one device")
     waiting = list(order)
-    finished: set[str] = set()
+    finished: dict[str, T] = {}
     free = list(devices)
     running: dict[Future, tuple[str, str]] = {}
     failure: BaseException | None = None
@@ -54,10 +58,11 @@ def run_on_devices(
                 if future.exception() is not None:
                     failure = failure or future.exception()
                 else:
-                    finished.add(rid)
+                    finished[rid] = future.result()
             if failure is not None:
                 waiting.clear()
     if failure is not None:
         if isinstance(failure, MMLError):
             raise failure
         raise MMLError(f"a run failed on its device: {type(failure).__name__}: {failure}") from failure
+    return finished

@@ -27,11 +27,11 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from tqdm import tqdm
 
+from mml import distributed
 from mml.data.cache import FrameSource
 from mml.data.clips import ShardBatches, TrainClips
 from mml.data.datasets import VideoDataset
 from mml.data.modalities import MODALITIES
-from mml import distributed
 from mml.distributed import Layout
 from mml.errors import CheckpointError, MMLError
 from mml.losses import binary_cross_entropy, cross_entropy, d3d_loss, kl_message, kl_to_others, mars_loss
@@ -235,9 +235,7 @@ def _model_tensors(index: int, model: nn.Module, optimizer: torch.optim.SGD | No
     return tensors
 
 
-def _load_checkpoint(
-    path: Path, rid: str, models: dict[int, tuple[nn.Module, torch.optim.SGD]]
-) -> dict:
+def _load_checkpoint(path: Path, rid: str, models: dict[int, tuple[nn.Module, torch.optim.SGD]]) -> dict:
     """Load the models (and optimisers) of the given indices from a run's checkpoint; returns its state."""
     from safetensors import safe_open
 
@@ -276,7 +274,7 @@ def train_run(
     """
     layout = distributed.layout(len(config.models))
     if layout is None:
-        return on_rank0(
+        return distributed.on_rank0(
             lambda: _train(config, dataset, cache, store, run, load_init, stop_after_epoch, Layout(len(config.models)))
         )
     return _train(config, dataset, cache, store, run, load_init, stop_after_epoch, layout)
@@ -369,7 +367,8 @@ def _train(
             weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             write_atomic(partial / f"model{index}.safetensors", save(weights))
         write_json(partial / "metrics.json", {"history": state["history"]})
-        write_json(partial / "run.json", {"run_id": rid, "config": dataclasses.asdict(config), **provenance()})
+        record = {"run_id": rid, "config": dataclasses.asdict(config), **provenance(), "world_size": layout.world}
+        write_json(partial / "run.json", record)
         store.finish(rid)
     layout.barrier()  # the run is in the store before any rank goes on (to evaluate it, or to start from it)
     return store.run_dir(rid)

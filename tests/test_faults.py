@@ -7,20 +7,17 @@ random points (several times, then a rerun), two runners on one store at once, a
 
 import ast
 import json
-import os
 import random
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from runner_cli import TESTS, environment, reproduce_command
 from safetensors import safe_open
-from test_reproduce import MICRO
 
 import mml.train
 from mml.data.cache import prepare
@@ -30,9 +27,6 @@ from mml.runner import init_loader, plan_tables
 from mml.runs import Store
 from mml.spec import load_profile, load_table
 from mml.train import Execution, train_run
-
-TESTS = Path(__file__).parent
-REPRODUCTIONS = TESTS.parent / "reproductions"
 
 FAULTS = [
     # (fault or bad input, what happens, the test that shows it)
@@ -131,39 +125,16 @@ def test_every_listed_fault_has_its_test() -> None:
         assert test in names, f"{reference} is listed in FAULTS but does not exist"
 
 
-def _command(specs: Path, root: Path) -> list[str]:
-    folders = ["--specs", str(specs), "--store", str(root / "store"), "--out", str(root / "tables")]
-    return [sys.executable, "-m", "mml", "reproduce", "table7", "--profile", "micro", *folders, "--no-progress"]
-
-
-def _environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(TESTS.parent)}
-
-
-@pytest.fixture(scope="module")
-def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("specs")
-    shutil.copy(REPRODUCTIONS / "table07.toml", folder)
-    (folder / "profiles.toml").write_text(MICRO)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(specs: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Table 7 on the micro profile from one uninterrupted runner."""
-    root = tmp_path_factory.mktemp("uninterrupted")
-    subprocess.run(_command(specs, root), env=_environment(), check=True, stdout=subprocess.DEVNULL)
-    return (root / "tables" / "micro" / "table07.md").read_text()
-
-
 @pytest.mark.slow
 def test_runner_killed_at_random_points_ends_with_the_uninterrupted_table(
-    specs: Path, uninterrupted: str, tmp_path: Path
+    table7_specs: Path, uninterrupted: str, tmp_path: Path
 ) -> None:
     delays = random.Random(7)
     kills = 0
     for _ in range(3):
-        runner = subprocess.Popen(_command(specs, tmp_path), env=_environment(), stdout=subprocess.DEVNULL)
+        runner = subprocess.Popen(
+            reproduce_command(table7_specs, tmp_path), env=environment(), stdout=subprocess.DEVNULL
+        )
         time.sleep(delays.uniform(2.0, 15.0))
         if runner.poll() is not None:
             break
@@ -171,14 +142,16 @@ def test_runner_killed_at_random_points_ends_with_the_uninterrupted_table(
         assert runner.wait() == -signal.SIGKILL
         kills += 1
     assert kills >= 2, "the runner finished before it could be killed twice"
-    subprocess.run(_command(specs, tmp_path), env=_environment(), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(reproduce_command(table7_specs, tmp_path), env=environment(), check=True, stdout=subprocess.DEVNULL)
     assert (tmp_path / "tables" / "micro" / "table07.md").read_text() == uninterrupted
 
 
 @pytest.mark.slow
-def test_two_runners_on_one_store_train_each_run_once(specs: Path, uninterrupted: str, tmp_path: Path) -> None:
+def test_two_runners_on_one_store_train_each_run_once(table7_specs: Path, uninterrupted: str, tmp_path: Path) -> None:
     runners = [
-        subprocess.Popen(_command(specs, tmp_path), env=_environment(), stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            reproduce_command(table7_specs, tmp_path), env=environment(), stdout=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [runner.communicate()[0] for runner in runners]
@@ -189,11 +162,11 @@ def test_two_runners_on_one_store_train_each_run_once(specs: Path, uninterrupted
 
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(
-    specs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    table7_specs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    profile = load_profile(specs / "profiles.toml", "micro")
+    profile = load_profile(table7_specs / "profiles.toml", "micro")
     dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
-    plan = plan_tables([load_table(specs / "table07.toml")], profile, dataset)
+    plan = plan_tables([load_table(table7_specs / "table07.toml")], profile, dataset)
     store, run = Store(tmp_path / "store"), Execution(progress=False)
     cache = dataset.frame_source(store.cache_dir(), profile.recipe.short_side)
     prepare(cache, (*dataset.train, *dataset.validation), with_flow=False, workers=1, progress=False)
@@ -226,8 +199,8 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(
     )
 
 
-def test_malformed_profile_overrides(specs: Path) -> None:
-    path = specs / "profiles.toml"
+def test_malformed_profile_overrides(table7_specs: Path) -> None:
+    path = table7_specs / "profiles.toml"
     profile = load_profile(path, "micro", ["recipe.epochs=5", "recipe.sampling=dense", "charades.recipe.lr=0.5"])
     assert (profile.recipe.epochs, profile.recipe.sampling, profile.charades.recipe.lr) == (5, "dense", 0.5)
     with pytest.raises(MMLError, match=r"profiles.toml: micro: override 'recipe.epochs' is not key=value"):

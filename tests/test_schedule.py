@@ -10,31 +10,47 @@ import pytest
 from mml.errors import MMLError
 from mml.schedule import run_on_devices
 
+TOGETHER = ("a", "b")  # runs that can only finish if they run at the same time
 
-def record(folder: Path, rid: str, device: str) -> None:
-    """A stand-in run: notes when it ran and where, taking a moment; run "bad" fails."""
+
+def record(folder: Path, patience: float, rid: str, device: str) -> str:
+    """A stand-in run: notes when it ran and where. The runs of TOGETHER wait (up to `patience` seconds) until each
+    of them has started, so they finish only if the schedule runs them at once; run "bad" fails."""
     start = time.monotonic()
-    time.sleep(0.3)
+    (folder / f"{rid}.started").touch()
+    if rid in TOGETHER:
+        deadline = start + patience
+        while not all((folder / f"{other}.started").exists() for other in TOGETHER):
+            if time.monotonic() > deadline:
+                raise MMLError(f"run {rid}: the runs {TOGETHER} did not run at the same time")
+            time.sleep(0.05)
     if rid == "bad":
         raise MMLError(f"run {rid}: failed on purpose")
     (folder / f"{rid}.json").write_text(json.dumps({"device": device, "start": start, "end": time.monotonic()}))
+    return f"{rid} on {device}"
 
 
 def test_runs_start_after_their_upstream_runs_one_per_device(tmp_path: Path) -> None:
     upstream = {"a": set(), "b": set(), "c": {"a"}, "d": {"a", "b"}, "e": {"outside"}}
-    run_on_devices(list(upstream), upstream, ["cuda:0", "cuda:1"], functools.partial(record, tmp_path))
+    results = run_on_devices(list(upstream), upstream, ["cuda:0", "cuda:1"], functools.partial(record, tmp_path, 60.0))
     runs = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
     assert set(runs) == set(upstream)
+    assert results == {rid: f"{rid} on {runs[rid]['device']}" for rid in upstream}
     for rid, ups in upstream.items():
         assert all(runs[rid]["start"] >= runs[up]["end"] for up in ups if up in runs)
     for device in ("cuda:0", "cuda:1"):
         spans = sorted((r["start"], r["end"]) for r in runs.values() if r["device"] == device)
         assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))  # one run per device at once
-    assert runs["a"]["start"] < runs["b"]["end"] and runs["b"]["start"] < runs["a"]["end"]  # a and b overlapped
 
 
 def test_a_failed_run_stops_the_schedule_with_its_error(tmp_path: Path) -> None:
     upstream = {"bad": set(), "after": {"bad"}}
     with pytest.raises(MMLError, match="run bad: failed on purpose"):
-        run_on_devices(list(upstream), upstream, ["cpu"], functools.partial(record, tmp_path))
+        run_on_devices(list(upstream), upstream, ["cpu"], functools.partial(record, tmp_path, 60.0))
     assert not (tmp_path / "after.json").exists()
+
+
+def test_runs_that_wait_for_each_other_fail_on_one_device(tmp_path: Path) -> None:
+    """The check of the first test can fail: on one device the TOGETHER runs cannot meet."""
+    with pytest.raises(MMLError, match="did not run at the same time"):
+        run_on_devices(["a", "b"], {"a": set(), "b": set()}, ["cpu"], functools.partial(record, tmp_path, 2.0))
