@@ -86,9 +86,10 @@ def test_a_batch_equals_each_pair_alone() -> None:
 
 def test_quantised_output_is_the_cache_format() -> None:
     texture = _texture(32, 40, seed=3).round().astype(np.uint8)
-    frames = np.repeat(np.stack([texture, np.roll(texture, 1, axis=1), np.roll(texture, 2, axis=1)])[..., None], 3, 3)
+    moved = [np.roll(texture, shift, axis=1) for shift in range(4)]
+    frames = np.repeat(np.stack(moved)[..., None], 3, axis=3)
     reference = tvl1_flow(frames)
-    ours = tvl1_flow_torch(frames, batch_pairs=1)
+    ours = tvl1_flow_torch(frames, batch_pairs=2)  # two calls: pairs 0-1, then pair 2
     grey = torch.from_numpy(frames[..., 0])
     assert ours.shape == reference.shape and ours.dtype == reference.dtype == np.uint8
     np.testing.assert_array_equal(ours, quantize_flow(tvl1(grey[:-1], grey[1:]).permute(0, 2, 3, 1).numpy()))

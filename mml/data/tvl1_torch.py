@@ -87,10 +87,11 @@ def tvl1_flow_torch(frames: np.ndarray, device: str = "cpu", batch_pairs: int = 
     if len(frames) < 2:
         raise ValueError(f"optical flow needs at least 2 frames, got {len(frames)}")
     grey = torch.from_numpy(np.stack([cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames])).to(device)
-    fields = [
-        tvl1(grey[start : start + batch_pairs], grey[start + 1 : start + batch_pairs + 1]).cpu()
-        for start in range(0, len(grey) - 1, batch_pairs)
-    ]
+    pairs = len(grey) - 1
+    fields = []
+    for start in range(0, pairs, batch_pairs):
+        stop = min(start + batch_pairs, pairs)
+        fields.append(tvl1(grey[start:stop], grey[start + 1 : stop + 1]).cpu())
     return quantize_flow(torch.cat(fields).permute(0, 2, 3, 1).numpy())
 
 
