@@ -77,7 +77,7 @@ def torch_flows(first: np.ndarray, second: np.ndarray, device: str, batch: int) 
     return flow, time.perf_counter() - started
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--pairs", type=int, default=8, help="frame pairs to time (default 8)")
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=340)
     parser.add_argument("--content", choices=["video", "texture"], default="video", help="which pairs (see above)")
     parser.add_argument("--threads", type=int, default=2, help="OpenCV and torch CPU threads (default 2)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.content == "video":
         grey = decoded_frames(args.pairs, args.height, args.width)
