@@ -7,7 +7,7 @@ Prints one line per figure: OpenCV's DualTVL1 on the CPU with `--opencv-threads`
 `--device` in batches of `--batch` pairs (timed after one warm-up batch on CUDA), the speed-up, and the mean
 end-point error between the two flows.
 
-    python benchmark/flow_throughput.py --device cuda --pairs 256 --batch 64
+    python benchmark/flow_throughput.py --device cuda --pairs 256 --batch 64 [--compile]
     python benchmark/flow_throughput.py --device cpu --pairs 4 --batch 4 --threads 2
 """
 
@@ -65,14 +65,20 @@ def opencv_flows(first: np.ndarray, second: np.ndarray, threads: int) -> tuple[n
     return flows, time.perf_counter() - started
 
 
-def torch_flows(first: np.ndarray, second: np.ndarray, device: str, batch: int) -> tuple[np.ndarray, float]:
-    """Our flows (N, H, W, 2) for the same pairs and the seconds they took (after a warm-up batch on CUDA)."""
+def torch_flows(
+    first: np.ndarray, second: np.ndarray, device: str, batch: int, compiled: bool
+) -> tuple[np.ndarray, float]:
+    """Our flows (N, H, W, 2) for the same pairs and the seconds they took (after a warm-up batch on CUDA or when
+    compiling, so that compilation is not timed)."""
     images0, images1 = torch.from_numpy(first).to(device), torch.from_numpy(second).to(device)
-    if device.startswith("cuda"):
-        tvl1(images0[:batch], images1[:batch])
-        torch.cuda.synchronize()
+    if device.startswith("cuda") or compiled:
+        tvl1(images0[:batch], images1[:batch], compiled=compiled)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
     started = time.perf_counter()
-    flows = [tvl1(images0[i : i + batch], images1[i : i + batch]) for i in range(0, len(images0), batch)]
+    flows = [
+        tvl1(images0[i : i + batch], images1[i : i + batch], compiled=compiled) for i in range(0, len(images0), batch)
+    ]
     flow = torch.cat(flows).permute(0, 2, 3, 1).cpu().numpy()  # the copy waits for the device
     return flow, time.perf_counter() - started
 
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8, help="pairs per call of the torch backend (default 8)")
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=340)
+    parser.add_argument("--compile", action="store_true", help="the torch backend through torch.compile")
     parser.add_argument("--content", choices=["video", "texture"], default="video", help="which pairs (see above)")
     parser.add_argument("--threads", type=int, default=2, help="OpenCV and torch CPU threads (default 2)")
     args = parser.parse_args(argv)
@@ -94,14 +101,15 @@ def main(argv: list[str] | None = None) -> None:
     else:
         first, second = moved_textures(args.pairs, args.height, args.width)
     reference, opencv_seconds = opencv_flows(first, second, args.threads)
-    ours, torch_seconds = torch_flows(first, second, args.device, args.batch)
+    ours, torch_seconds = torch_flows(first, second, args.device, args.batch, args.compile)
     error = np.linalg.norm(ours - reference, axis=-1)
     device = (
         torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else f"cpu ({args.threads} threads)"
     )
     size = f"{args.height}x{args.width} {args.content}"
     print(f"opencv DualTVL1, cpu ({args.threads} threads), {size}: {args.pairs / opencv_seconds:.2f} pairs/s")
-    print(f"torch TV-L1, {device}, batch {args.batch}, {size}: {args.pairs / torch_seconds:.2f} pairs/s")
+    mode = ", compiled" if args.compile else ""
+    print(f"torch TV-L1, {device}, batch {args.batch}{mode}, {size}: {args.pairs / torch_seconds:.2f} pairs/s")
     print(f"speed-up torch / opencv: {opencv_seconds / torch_seconds:.2f}x")
     print(
         f"EPE torch vs opencv over {args.pairs} pairs: mean {error.mean():.4f} px, per pair max "

@@ -152,13 +152,16 @@ def _prepare_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--flow-device", default="cpu", help="device of --flow torch: cpu (default), cuda, cuda:1")
     parser.add_argument("--flow-batch", type=int, default=32, help="frame pairs per call of --flow torch (32)")
+    parser.add_argument(
+        "--flow-compile", action="store_true", help="--flow torch through torch.compile (fused kernels; compiles first)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def prepare(args: argparse.Namespace) -> None:
     """Validate the annotations against the videos, fill the frame (and flow) cache, write the report."""
     scale = load_profile(args.specs / "profiles.toml", args.profile, args.set).setup(args.setup)
-    flow_backend = FlowBackend(args.flow, args.flow_device, args.flow_batch)
+    flow_backend = FlowBackend(args.flow, args.flow_device, args.flow_batch, args.flow_compile)
     store = Store(args.store, args.cache)
     dataset = open_dataset(scale.dataset, args.data, store.root / "data", not args.no_progress)
     modalities = [name for name in MODALITIES if not (args.no_flow and name == "Flow")]

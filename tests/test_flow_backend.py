@@ -71,6 +71,7 @@ def test_a_torch_backend_failure_stops_preparing_and_names_the_video(
         ({"name": "farneback"}, "expected one of opencv, torch"),
         ({"name": "torch", "device": "tpu:x"}, "--flow-device 'tpu:x'"),
         ({"name": "torch", "batch_pairs": 0}, "at least 1"),
+        ({"name": "opencv", "compiled": True}, "only the torch backend compiles"),
     ],
 )
 def test_bad_backend_settings_are_refused(arguments: dict, message: str) -> None:

@@ -128,3 +128,19 @@ def test_median_matches_opencv() -> None:
         for component in range(2):
             expected = cv2.medianBlur(flow[pair, component].numpy(), 5)
             np.testing.assert_array_equal(ours[pair, component].numpy(), expected)
+
+
+@pytest.mark.slow
+def test_compiled_steps_give_the_eager_flow() -> None:
+    """torch.compile of the iteration and the median filter changes nothing (one small scale: compiling is slow)."""
+    generator = torch.Generator().manual_seed(8)
+    first = torch.rand(2, 24, 32, generator=generator) * 255
+    second = torch.roll(first, 1, dims=2)
+    parameters = tvl1_torch.TVL1Parameters(scales=1, warps=1, outer_iterations=2, inner_iterations=5)
+    eager = tvl1(first, second, parameters)
+    torch.testing.assert_close(tvl1(first, second, parameters, compiled=True), eager, rtol=0, atol=1e-4)
+
+
+def test_median_sizes_are_opencv_s() -> None:
+    with pytest.raises(ValueError, match="median_filtering"):
+        tvl1_torch.TVL1Parameters(median_filtering=7)

@@ -18,11 +18,13 @@ FLOW_BACKENDS = ("opencv", "torch")
 
 @dataclass(frozen=True)
 class FlowBackend:
-    """`name` ("opencv" or "torch"), the torch backend's `device` and how many pairs of a video it sends per call."""
+    """`name` ("opencv" or "torch"); for torch, its `device`, how many pairs of a video it sends per call and whether
+    it runs its hot loop through torch.compile (see `mml.data.tvl1_torch.tvl1`)."""
 
     name: str = "opencv"
     device: str = "cpu"
     batch_pairs: int = 32
+    compiled: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in FLOW_BACKENDS:
@@ -35,6 +37,8 @@ class FlowBackend:
             raise MMLError(f"--flow-device {self.device!r}: {error}") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise MMLError(f"--flow-device {self.device!r}: CUDA is not available on this machine")
+        if self.name == "opencv" and self.compiled:
+            raise MMLError("--flow-compile: only the torch backend compiles (use --flow torch)")
         if self.batch_pairs < 1:
             raise MMLError(f"flow batch of {self.batch_pairs} pairs: expected at least 1")
 
@@ -46,7 +50,7 @@ class FlowBackend:
         """
         if self.name == "opencv":
             return tvl1_flow(frames)
-        return tvl1_flow_torch(frames, self.device, self.batch_pairs)
+        return tvl1_flow_torch(frames, self.device, self.batch_pairs, self.compiled)
 
 
 OPENCV = FlowBackend()  # the default: the reference implementation

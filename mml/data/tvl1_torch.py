@@ -14,6 +14,7 @@ Only ``gamma = 0`` (OpenCV's default, no illumination term) is implemented.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -42,12 +43,26 @@ class TVL1Parameters:
     scale_step: float = 0.8
     median_filtering: int = 5
 
+    def __post_init__(self) -> None:
+        if self.median_filtering not in (0, 1, 3, 5):
+            raise ValueError(
+                f"median_filtering must be 0 or 1 (off), 3 or 5 (OpenCV's sizes for float flow), got "
+                f"{self.median_filtering}"
+            )
 
-def tvl1(first: torch.Tensor, second: torch.Tensor, parameters: TVL1Parameters = TVL1Parameters()) -> torch.Tensor:
+
+def tvl1(
+    first: torch.Tensor,
+    second: torch.Tensor,
+    parameters: TVL1Parameters = TVL1Parameters(),
+    compiled: bool = False,
+) -> torch.Tensor:
     """TV-L1 flow from each image of `first` to the image of `second` at the same index.
 
     Args:
         first, second: (N, H, W) grey images on one device, values 0..255 (any float or integer dtype).
+        compiled: run the inner iteration and the median filter through `torch.compile`, which fuses their
+            elementwise operations into a few kernels (same result; the first call of each size compiles).
 
     Returns:
         (N, 2, H, W) float32 flow (x, y) in pixels, as ``DualTVL1OpticalFlow.calc`` gives for each pair.
@@ -60,14 +75,16 @@ def tvl1(first: torch.Tensor, second: torch.Tensor, parameters: TVL1Parameters =
     coarsest = pyramid[-1][0]
     flow = coarsest.new_zeros(coarsest.shape[0], 2, *coarsest.shape[1:])
     for level, (image0, image1) in reversed(list(enumerate(pyramid))):
-        flow = _one_scale(image0, image1, flow, parameters)
+        flow = _one_scale(image0, image1, flow, parameters, _Steps.of(compiled))
         if level > 0:
             finer = pyramid[level - 1][0].shape[1:]
             flow = _resize(flow, finer, (flow.shape[2] / finer[0], flow.shape[3] / finer[1])) / parameters.scale_step
     return flow
 
 
-def tvl1_flow_torch(frames: np.ndarray, device: str = "cpu", batch_pairs: int = 32) -> np.ndarray:
+def tvl1_flow_torch(
+    frames: np.ndarray, device: str = "cpu", batch_pairs: int = 32, compiled: bool = False
+) -> np.ndarray:
     """Quantised TV-L1 flow between consecutive frames, like `mml.data.flow.tvl1_flow` but computed by `tvl1`.
 
     The frames are converted to grey by OpenCV, as for the reference, and their pairs are sent to `device`
@@ -91,7 +108,7 @@ def tvl1_flow_torch(frames: np.ndarray, device: str = "cpu", batch_pairs: int = 
     fields = []
     for start in range(0, pairs, batch_pairs):
         stop = min(start + batch_pairs, pairs)
-        fields.append(tvl1(grey[start:stop], grey[start + 1 : stop + 1]).cpu())
+        fields.append(tvl1(grey[start:stop], grey[start + 1 : stop + 1], compiled=compiled).cpu())
     return quantize_flow(torch.cat(fields).permute(0, 2, 3, 1).numpy())
 
 
@@ -125,8 +142,23 @@ def _resize(images: torch.Tensor, size: tuple[int, int], ratio: tuple[float, flo
     return resized
 
 
+@dataclass(frozen=True)
+class _Steps:
+    """The two hot functions of a scale, eager or compiled."""
+
+    iterate: Callable
+    median: Callable
+
+    @staticmethod
+    @functools.cache
+    def of(compiled: bool) -> _Steps:
+        if not compiled:
+            return _Steps(_iterate, _median)
+        return _Steps(torch.compile(_iterate), torch.compile(_median))
+
+
 def _one_scale(
-    image0: torch.Tensor, image1: torch.Tensor, flow: torch.Tensor, parameters: TVL1Parameters
+    image0: torch.Tensor, image1: torch.Tensor, flow: torch.Tensor, parameters: TVL1Parameters, steps: _Steps
 ) -> torch.Tensor:
     """Refine `flow` (N, 2, H, W) at one scale: `warps` warps, each iterating until each pair converges."""
     count, height, width = image0.shape
@@ -148,12 +180,12 @@ def _one_scale(
             if not active.any():
                 break
             if parameters.median_filtering > 1:
-                flow = _where_active(active, _median(flow, parameters.median_filtering), flow)
+                flow = _where_active(active, steps.median(flow, parameters.median_filtering), flow)
             for _ in range(parameters.inner_iterations):
                 remaining = int(active.sum())
                 if remaining == 0:
                     break
-                new_flow, new_dual, change = _iterate(flow, dual, data, parameters)
+                new_flow, new_dual, change = steps.iterate(flow, dual, data, parameters)
                 if remaining < count:
                     new_flow, new_dual = _where_active(active, new_flow, flow), _where_active(active, new_dual, dual)
                 flow, dual = new_flow, new_dual
@@ -238,7 +270,7 @@ def _median(flow: torch.Tensor, size: int) -> torch.Tensor:
     height, width = flow.shape[2:]
     padded = F.pad(flow, [size // 2] * 4, mode="replicate")
     wires = [padded[..., dy : dy + height, dx : dx + width] for dy in range(size) for dx in range(size)]
-    network, output = _median_network(size * size)
+    network, output = _MEDIAN_NETWORKS[size]
     for low, high, keep_low, keep_high in network:
         smaller = torch.minimum(wires[low], wires[high]) if keep_low else None
         larger = torch.maximum(wires[low], wires[high]) if keep_high else None
@@ -246,7 +278,6 @@ def _median(flow: torch.Tensor, size: int) -> torch.Tensor:
     return wires[output]
 
 
-@functools.cache
 def _median_network(count: int) -> tuple[list[tuple[int, int, bool, bool]], int]:
     """The compare-exchanges of Batcher's odd-even merge sort of `count` values that the middle one depends on, as
     (wire of the minimum, wire of the maximum, whether each is needed later), and the wire holding the median.
@@ -289,3 +320,6 @@ def _batcher_pairs(size: int) -> list[tuple[int, int]]:
             step //= 2
         block *= 2
     return pairs
+
+
+_MEDIAN_NETWORKS = {size: _median_network(size * size) for size in (3, 5)}  # the sizes medianBlur allows on floats
