@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_prepare import _specs
 
 from mml.cli import main
 from mml.data import flow_backend
@@ -77,6 +78,14 @@ def test_a_torch_backend_failure_stops_preparing_and_names_the_video(
 def test_bad_backend_settings_are_refused(arguments: dict, message: str) -> None:
     with pytest.raises(MMLError, match=message):
         FlowBackend(**arguments)
+
+
+def test_cli_prepare_with_the_torch_backend(sthv2: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["prepare", "sthv2", "--data", str(sthv2), "--profile", "real", "--specs", str(_specs(tmp_path))]
+    store = tmp_path / "store"
+    assert main([*argv, "--store", str(store), "--workers", "1", "--no-progress", "--flow", "torch"]) == 0
+    assert "4 videos ready (4 prepared now), 0 skipped" in capsys.readouterr().out
+    assert len(list((store / "cache").glob("*/jpeg32/flow/*/flow_[xy]_0000[12].jpg"))) == 4 * 2 * 2
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
