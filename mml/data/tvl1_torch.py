@@ -88,7 +88,7 @@ def tvl1_flow_torch(
     """Quantised TV-L1 flow between consecutive frames, like `mml.data.flow.tvl1_flow` but computed by `tvl1`.
 
     The frames are converted to grey by OpenCV, as for the reference, and their pairs are sent to `device`
-    `batch_pairs` at a time.
+    `batch_pairs` at a time (`compiled`: see `tvl1`).
 
     Args:
         frames: (N, H, W, 3) uint8 RGB frames, N >= 2.
