@@ -1,5 +1,6 @@
 """Sessions: `nox -s tests` (the test suite), `nox -s reproduce -- table7` (regenerate paper tables),
-`nox -s prepare -- sthv2 --data DIR` (decode a real dataset and extract its flow beforehand), `nox -s lint`."""
+`nox -s prepare -- sthv2 --data DIR` (decode a real dataset and extract its flow beforehand), `nox -s benchmark`
+(time the CPU-side pieces), `nox -s lint`."""
 
 import nox
 
@@ -30,7 +31,16 @@ def prepare(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def benchmark(session: nox.Session) -> None:
+    """Time the CPU-side pieces (sampling, cache reads, modality inputs, losses, TV-L1): `nox -s benchmark`."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "benchmark", "--benchmark-enable", "--benchmark-columns=min,mean,stddev,rounds", *session.posargs
+    )
+
+
+@nox.session(default=False)
 def lint(session: nox.Session) -> None:
     """Check style with ruff."""
     session.install("ruff")
-    session.run("ruff", "check", "mml", "tests", "noxfile.py")
+    session.run("ruff", "check", "mml", "tests", "benchmark", "noxfile.py")

@@ -22,6 +22,7 @@ import torch
 
 from mml import distributed
 from mml.data.datasets import open_dataset, prepare_frames
+from mml.data.flow_backend import FLOW_BACKENDS, FlowBackend
 from mml.data.modalities import MODALITIES, frames_needed
 from mml.errors import MMLError
 from mml.report.build import write_outputs, write_summary
@@ -150,12 +151,24 @@ def _prepare_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile value")
     parser.add_argument("--no-flow", action="store_true", help="frames only, no optical flow")
+    parser.add_argument(
+        "--flow",
+        choices=FLOW_BACKENDS,
+        default="opencv",
+        help="TV-L1 implementation: OpenCV on the CPU (the reference, default) or our batched PyTorch port",
+    )
+    parser.add_argument("--flow-device", default="cpu", help="device of --flow torch: cpu (default), cuda, cuda:1")
+    parser.add_argument("--flow-batch", type=int, default=32, help="frame pairs per call of --flow torch (32)")
+    parser.add_argument(
+        "--flow-compile", action="store_true", help="--flow torch through torch.compile (fused kernels; compiles first)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def prepare(args: argparse.Namespace) -> None:
     """Validate the annotations against the videos, fill the frame (and flow) cache, write the report."""
     scale = load_profile(args.specs / "profiles.toml", args.profile, args.set).setup(args.setup)
+    flow_backend = FlowBackend(args.flow, args.flow_device, args.flow_batch, args.flow_compile)
     store = Store(args.store, args.cache)
     dataset = open_dataset(scale.dataset, args.data, store.root / "data", not args.no_progress)
     modalities = [name for name in MODALITIES if not (args.no_flow and name == "Flow")]
@@ -168,6 +181,7 @@ def prepare(args: argparse.Namespace) -> None:
         needed,
         args.workers,
         not args.no_progress,
+        flow_backend,
     )
 
 

@@ -28,11 +28,11 @@ import numpy as np
 from tqdm import tqdm
 
 from mml.data.charades import MultiLabelRecord
-from mml.data.flow import tvl1_flow
+from mml.data.flow_backend import OPENCV, FlowBackend
 from mml.data.frames import FolderLayout, FrameSequence, JpegSequence, write_image
 from mml.data.sthv2 import VideoRecord
 from mml.data.video import decode_video
-from mml.errors import DataError
+from mml.errors import DataError, MMLError
 
 Record = VideoRecord | MultiLabelRecord
 
@@ -54,9 +54,10 @@ class FrameSource(Protocol):
 class NpyCache:
     """Frames (N, H, W, 3) and flow (N - 1, H, W, 2) of each video as uint8 `.npy` files, at one short side."""
 
-    def __init__(self, root: Path, short_side: int) -> None:
+    def __init__(self, root: Path, short_side: int, flow_backend: FlowBackend = OPENCV) -> None:
         self.root = Path(root) / f"short{short_side}"
         self.short_side = short_side
+        self.flow_backend = flow_backend
 
     def _path(self, record: Record, kind: str) -> Path:
         return self.root / kind / f"{record.video_id}.npy"
@@ -75,7 +76,7 @@ class NpyCache:
             return len(self.frames(record)), False
         frames = decode_video(record.path, self.short_side)
         if with_flow and not flow_path.is_file():
-            _save_npy(flow_path, _flow_of(record, frames))
+            _save_npy(flow_path, _flow_of(record, frames, self.flow_backend))
         if not frames_path.is_file():
             _save_npy(frames_path, frames)
         return len(frames), True
@@ -117,11 +118,13 @@ JPEG_CACHE_LAYOUT = {"frames": "frames/{video}/img_{index:05d}.jpg", "flow": "fl
 
 
 class JpegCache(FolderFrames):
-    """A `FolderFrames` we fill ourselves from the videos: frames at `short_side`, TV-L1 flow computed from them."""
+    """A `FolderFrames` we fill ourselves from the videos: frames at `short_side`, TV-L1 flow computed from them by
+    `flow_backend` (all of a video's fields in memory, then written into place at once)."""
 
-    def __init__(self, root: Path, short_side: int) -> None:
+    def __init__(self, root: Path, short_side: int, flow_backend: FlowBackend = OPENCV) -> None:
         super().__init__(FolderLayout(Path(root) / f"jpeg{short_side}", **JPEG_CACHE_LAYOUT), None)
         self.decode_side = short_side
+        self.flow_backend = flow_backend
 
     def _folder(self, record: Record, kind: str) -> Path:
         return self.layout.root / kind / record.video_id
@@ -136,7 +139,7 @@ class JpegCache(FolderFrames):
                 record, "frames", [(self.layout.frame_file(record.video_id, i), f) for i, f in enumerate(frames)]
             )
         if with_flow and not flow_done:
-            flow = _flow_of(record, frames)
+            flow = _flow_of(record, frames, self.flow_backend)
             images = [
                 (path, field[..., axis])
                 for i, field in enumerate(flow)
@@ -161,10 +164,18 @@ class JpegCache(FolderFrames):
                 raise
 
 
-def _flow_of(record: Record, frames: np.ndarray) -> np.ndarray:
+def _flow_of(record: Record, frames: np.ndarray, backend: FlowBackend) -> np.ndarray:
+    """The video's quantised flow. Frames unfit for flow raise DataError (the video is skipped); a failure of the
+    torch backend itself (e.g. out of device memory) raises MMLError, which stops the preparation: a rerun resumes."""
     if len(frames) < 2:
         raise DataError(f"{record.path}: {len(frames)} frame(s), optical flow needs at least 2")
-    return tvl1_flow(frames)
+    try:
+        return backend.flow(frames)
+    except ValueError as error:
+        raise DataError(f"{record.path}: {error}") from None
+    except RuntimeError as error:
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        raise MMLError(f"{record.path}: TV-L1 flow ({backend.name} on {backend.device}) failed: {reason}") from None
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from mml.data import charades
 from mml.data.cache import FolderFrames, FrameSource, JpegCache, NpyCache, prepare
 from mml.data.charades import MultiLabelRecord, read_charades, read_classes
+from mml.data.flow_backend import OPENCV, FlowBackend
 from mml.data.frame_lists import read_slowfast_frame_list
 from mml.data.frames import FolderLayout
 from mml.data.rawframes import open_rawframes
@@ -40,11 +41,12 @@ class VideoDataset:
         """This dataset's folder under a cache root (frames, flow and preparation reports)."""
         return cache_root / self.fingerprint[:16]
 
-    def frame_source(self, cache_root: Path, short_side: int) -> FrameSource:
-        """Where training and evaluation read this dataset's frames and flow at `short_side`."""
+    def frame_source(self, cache_root: Path, short_side: int, flow_backend: FlowBackend = OPENCV) -> FrameSource:
+        """Where training and evaluation read this dataset's frames and flow at `short_side` (a cache fills its flow
+        with `flow_backend`)."""
         if self.frames is not None:
             return FolderFrames(self.frames, short_side)
-        return (NpyCache if self.packed else JpegCache)(self.cache_dir(cache_root), short_side)
+        return (NpyCache if self.packed else JpegCache)(self.cache_dir(cache_root), short_side, flow_backend)
 
     def without(self, video_ids: set[str]) -> VideoDataset:
         """The dataset without the videos `video_ids` (e.g. those that failed to prepare); the fingerprint stays."""
@@ -177,12 +179,14 @@ def prepare_frames(
     needed: int,
     workers: int,
     progress: bool = True,
+    flow_backend: FlowBackend = OPENCV,
 ) -> tuple[VideoDataset, Path]:
     """Make every video's frames (and flow) readable at `short_side`: decode and cache what is missing, skip what
     fails with its reason. Prints the report's lines and writes the report into the dataset's cache folder.
 
     Args:
         needed: frames a training sample needs (shorter videos are reported: they repeat their last frame).
+        flow_backend: which TV-L1 computes missing flow (execution-only: the cached fields have one format).
 
     Returns:
         The dataset without the skipped videos, and the report file.
@@ -190,7 +194,7 @@ def prepare_frames(
     Raises:
         DataError: No training or no validation video is usable.
     """
-    source = dataset.frame_source(cache_root, short_side)
+    source = dataset.frame_source(cache_root, short_side, flow_backend)
     report = prepare(source, (*dataset.train, *dataset.validation), with_flow, workers, progress)
     path = dataset.cache_dir(cache_root) / f"prepare-short{short_side}.json"
     report.write(path, needed)
