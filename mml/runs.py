@@ -91,8 +91,11 @@ def identity_dict(value: Any) -> Any:
         for item in dataclasses.fields(value):
             if "identity" not in item.metadata:
                 raise TypeError(f"{type(value).__name__}.{item.name} is not marked identity() or execution()")
+            field_value = getattr(value, item.name)
+            if item.metadata.get("hashed_unless_default") and field_value == item.default:
+                continue  # a field added later, left at its default: the id stays what it was before the field
             if item.metadata["identity"]:
-                result[item.name] = identity_dict(getattr(value, item.name))
+                result[item.name] = identity_dict(field_value)
         return result
     if isinstance(value, tuple | list):
         return [identity_dict(v) for v in value]

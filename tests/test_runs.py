@@ -152,3 +152,15 @@ def test_object_task_relabels_by_first_placeholder(tmp_path: Path) -> None:
     assert [r.label for r in objects.train] == [1, 0, 1]
     assert [r.video_id for r in objects.validation] == ["4"]  # an object unseen in training is left out
     assert dataset.for_target("action") is dataset
+
+
+def test_ids_of_existing_runs_are_pinned() -> None:
+    """Settings added for later methods (left at their defaults) must not change the ids of runs already stored."""
+    table = load_table(REPRODUCTIONS / "table07.toml")
+    profile = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")
+    dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64)
+    plan = plan_tables([table], profile, dataset)
+    ids = {name: plan.run_id("table07", name, 0) for name in ("rgb", "A", "C")}
+    assert ids == {"rgb": "b6cda8f100332925", "A": "41c00a391bcf990d", "C": "2468e37e5a48613e"}
+    changed = dataclasses.replace(plan.runs[ids["A"]], recipe=dataclasses.replace(profile.recipe, skd_alpha=0.5))
+    assert changed.run_id != ids["A"]  # the same fields enter the id once set
