@@ -146,6 +146,16 @@ def skd_srl_loss(
     return self_kd_loss(p1, p2, labels, alpha, tau, detach_target=detach_target) + beta * simsiam_loss(z1, z2, v1, v2)
 
 
+def soft_distillation(student_logits: Tensor, teacher_logits: Tensor, tau: float) -> Tensor:
+    """Hinton et al.'s soft term τ² D_KL(softmax(t/τ) || softmax(s/τ)), batch mean, the teacher's logits detached."""
+    if student_logits.ndim != 2 or student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"soft_distillation needs (B, K) student and teacher logits of one shape, "
+            f"got {tuple(student_logits.shape)}, {tuple(teacher_logits.shape)}"
+        )
+    return tau**2 * _kl(_log_softmax(teacher_logits.detach(), tau), student_logits, tau)
+
+
 def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, tau: float, alpha: float) -> Tensor:
     """Hinton et al.'s KD (the SKD-SRL paper's ref. [11], its Table II "KD" row, Fig. 1a):
     CE(y, s) + α τ² D_KL(softmax(t/τ) || softmax(s/τ)), batch means, the teacher's logits detached.
@@ -154,10 +164,4 @@ def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Te
     and scale the soft one by τ² so that its gradients keep their size as τ changes; we weight it additively by α,
     in the form of eq. 5, so ``(1 − α) CE + α τ² KL`` is this loss with α/(1 − α), scaled by 1 − α.
     """
-    if student_logits.ndim != 2 or student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"distillation_loss needs (B, K) student and teacher logits of one shape, "
-            f"got {tuple(student_logits.shape)}, {tuple(teacher_logits.shape)}"
-        )
-    soft = _kl(_log_softmax(teacher_logits.detach(), tau), student_logits, tau)
-    return F.cross_entropy(student_logits, labels) + alpha * tau**2 * soft
+    return F.cross_entropy(student_logits, labels) + alpha * soft_distillation(student_logits, teacher_logits, tau)

@@ -98,3 +98,14 @@ class LateFusion(nn.Module):
         if len({p.shape[0] for p in pooled}) != 1:
             raise ValueError(f"LateFusion: batch sizes differ across modalities: {[p.shape[0] for p in pooled]}")
         return self.fused_head(torch.cat(pooled, dim=1)), logits
+
+
+class FusedLogits(nn.Module):
+    """A late-fusion network called for its fused head's logits only: how a late-fusion model is evaluated."""
+
+    def __init__(self, fusion: LateFusion) -> None:
+        super().__init__()
+        self.fusion = fusion
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        return self.fusion(inputs)[0]

@@ -1,0 +1,143 @@
+"""The related methods end to end on the micro profile: G-Blend's Tab. 4, SKD-SRL's Tab. II and the comparison
+table, G-Blend's weights surviving a resume, and the refusal of torchrun for single-process methods."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_reproduce import MICRO, reproduce
+
+from mml import distributed
+from mml.data.cache import prepare
+from mml.data.datasets import open_dataset
+from mml.errors import MMLError
+from mml.runner import init_loader, plan_tables
+from mml.runs import Store
+from mml.spec import RELATED_TABLES, load_profile, load_table
+from mml.train import Execution, train_run
+
+REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
+ONE_EPOCH = ("--set", "recipe.epochs=1")
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("specs")
+    for name in RELATED_TABLES:
+        shutil.copy(REPRODUCTIONS / f"{name}.toml", folder)
+    (folder / "profiles.toml").write_text(MICRO)
+    return folder
+
+
+def rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+
+
+def test_related_specs_validate() -> None:
+    tables = {name: load_table(REPRODUCTIONS / f"{name}.toml") for name in RELATED_TABLES}
+    assert {run.method for run in tables["gblend_table4"].runs.values()} == {"ce", "late_fusion", "gblend", "gblend_online"}
+    assert {run.method for run in tables["skd_table2"].runs.values()} == {"ce", "ce_aug", "kd", "self_kd", "skd_srl"}
+    assert tables["methods"].metrics == ("top1", "top5", "gflops")
+    assert all(t.claims for t in tables.values())
+
+
+@pytest.mark.slow
+def test_gblend_table4_end_to_end(specs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # Two epochs with super-epochs of one: online G-Blend estimates twice, offline once over both epochs.
+    extra = ("--set", "recipe.gblend_super_epoch=1", "--set", "recipe.gblend_warmup=1")
+    assert reproduce(specs, tmp_path, *extra, table="gblend_table4") == 0
+    out = capsys.readouterr().out
+    assert "10 runs needed" in out  # 8 spec runs, the ImageNet stand-in and nothing twice
+    text = (tmp_path / "tables" / "micro" / "gblend_table4.md").read_text()
+    table = rows(text)
+    assert len(table) == 10 and text.count("held: ") == 7
+    assert re.search(r"\| G-Blend \(offline\) +\| 73\.10 / 90\.80 +\| \d+\.\d\d / \d+\.\d\d +\| [+-]", table[2])
+    assert re.search(r"\| Naive late fusion +\| — +\| \d+\.\d\d / \d+\.\d\d +\| — ", table[5])
+    store = Store(tmp_path / "store")
+    estimates = {}
+    for run in store.root.glob("runs/*/run.json"):
+        config = json.loads(run.read_text())["config"]
+        metrics = json.loads((run.parent / "metrics.json").read_text())
+        evaluation = json.loads(next(run.parent.glob("eval/*/metrics.json")).read_text())
+        if config["method"] in ("late_fusion", "gblend", "gblend_online"):
+            assert len(evaluation["models"]) == len(config["models"]) + 1  # the branches, then the fused head
+            assert (run.parent / "fused.safetensors").is_file()
+        if config["method"].startswith("gblend"):
+            estimates[(config["method"], len(config["models"]))] = metrics["gblend"]
+    assert [e["start"] for e in estimates[("gblend_online", 2)]] == [0, 1]
+    assert [(e["start"], e["epochs"]) for e in estimates[("gblend", 3)]] == [(0, 2)]
+    for runs in estimates.values():
+        for estimate in runs:
+            heads = list(estimate["weights"])
+            assert heads[-1] == "fused" and len(estimate["losses"]) == len(heads)
+            assert sum(estimate["weights"].values()) == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_skd_table2_end_to_end(specs: Path, tmp_path: Path) -> None:
+    assert reproduce(specs, tmp_path, *ONE_EPOCH, table="skd_table2") == 0
+    text = (tmp_path / "tables" / "micro" / "skd_table2.md").read_text()
+    table = rows(text)
+    assert len(table) == 5 and text.count("held: ") == 4
+    assert re.search(r"\| SKD-SRL +\| itself +\| 69\.80 +\| \d+\.\d\d +\| [+-]\d+\.\d\d", table[4])
+    stored = {json.loads(p.read_text())["config"]["method"]: p.parent for p in (tmp_path / "store").glob("runs/*/run.json")}
+    assert set(load_file(str(stored["skd_srl"] / "siamese.safetensors"))) >= {"projector.weight"}
+    assert not (stored["self_kd"] / "siamese.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_methods_table_with_measured_cost(specs: Path, tmp_path: Path) -> None:
+    assert reproduce(specs, tmp_path, *ONE_EPOCH, table="methods") == 0
+    table = rows((tmp_path / "tables" / "micro" / "methods.md").read_text())
+    assert len(table) == 10
+    cost = {row.split("|")[1].strip() + " " + row.split("|")[2].strip(): float(row.split("|")[4].split("/")[2]) for row in table}
+    rgb = cost["CE RGB"]
+    assert rgb > 0 and cost["SKD-SRL RGB"] == rgb and cost["G-Blend (offline) its RGB branch"] == rgb
+    assert cost["CE Flow (the teacher)"] > rgb  # a 10-channel first conv
+    assert cost["G-Blend (offline) RGB + Flow, fused head"] > cost["CE Flow (the teacher)"] + rgb - 1e-4
+
+
+def _online_run(specs: Path, tmp_path: Path):
+    profile = load_profile(specs / "profiles.toml", "micro", ["recipe.gblend_super_epoch=1", "recipe.gblend_warmup=1"])
+    dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
+    plan = plan_tables([load_table(specs / "gblend_table4.toml")], profile, dataset)
+    target = plan.run_id("gblend_table4", "gblend_online_rf", 0)
+    return profile, dataset, plan, target
+
+
+@pytest.mark.slow
+def test_gblend_resume_keeps_weights_and_super_epoch(specs: Path, tmp_path: Path) -> None:
+    profile, dataset, plan, target = _online_run(specs, tmp_path)
+    stand_in = plan.runs[target].models[0].init_run[0]
+    run = Execution(progress=False)
+    results = {}
+    for name, interrupt in (("straight", False), ("interrupted", True)):
+        store = Store(tmp_path / name)
+        cache = dataset.frame_source(store.cache_dir(), profile.recipe.short_side)
+        prepare(cache, (*dataset.train, *dataset.validation), with_flow=True, workers=1, progress=False)
+        loader = init_loader(store, None)
+        train_run(plan.runs[stand_in], dataset.for_target("object"), cache, store, run, loader)
+        if interrupt:
+            train_run(plan.runs[target], dataset, cache, store, run, loader, stop_after_epoch=1)
+            assert store.status(target) == "partial"
+        train_run(plan.runs[target], dataset, cache, store, run, loader)
+        metrics = json.loads((store.run_dir(target) / "metrics.json").read_text())
+        weights = {name: load_file(str(store.run_dir(target) / f"{name}.safetensors")) for name in ("model0", "fused")}
+        results[name] = (metrics, weights)
+    straight, interrupted = results["straight"], results["interrupted"]
+    assert straight[0] == interrupted[0] and [e["start"] for e in straight[0]["gblend"]] == [0, 1]
+    for name, tensors in straight[1].items():
+        assert all(torch.equal(tensors[k], interrupted[1][name][k]) for k in tensors), name
+    assert np.isfinite(straight[0]["history"][-1]["loss"]).all()
+
+
+def test_single_process_methods_refuse_torchrun(specs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    profile, dataset, plan, target = _online_run(specs, tmp_path)
+    monkeypatch.setattr(distributed, "active", lambda: True)
+    with pytest.raises(MMLError, match=r"method gblend_online trains in one process only; run it without torchrun"):
+        train_run(plan.runs[target], dataset, None, Store(tmp_path / "store"), Execution(progress=False), None)
