@@ -109,13 +109,14 @@ def mean_head_losses(fusion: LateFusion, clips: TrainClips, batch: int, device: 
 
 def gblend_schedule(config: RunConfig) -> list[tuple[SuperEpoch, int]]:
     """Each super-epoch of a G-Blend run with the epochs n its estimate trains for: offline G-Blend has one
-    super-epoch, the whole training, estimated over `gblend_estimate_epochs` (0: all of them, Algorithm 2);
-    online G-Blend re-estimates at each of Algorithm 3's super-epochs over the super-epoch's length."""
+    super-epoch, the whole training (Algorithm 2), online G-Blend Algorithm 3's super-epochs. An estimate trains
+    `gblend_estimate_epochs` epochs, or with 0 the super-epoch's length, as the algorithms print."""
     recipe = config.recipe
     if config.method == "gblend":
-        return [(SuperEpoch(0, recipe.epochs), min(recipe.gblend_estimate_epochs or recipe.epochs, recipe.epochs))]
-    schedule = online_schedule(recipe.epochs, recipe.gblend_super_epoch, recipe.gblend_warmup)
-    return [(super_epoch, super_epoch.epochs) for super_epoch in schedule]
+        schedule = [SuperEpoch(0, recipe.epochs)]
+    else:
+        schedule = online_schedule(recipe.epochs, recipe.gblend_super_epoch, recipe.gblend_warmup)
+    return [(s, min(recipe.gblend_estimate_epochs or s.epochs, s.epochs)) for s in schedule]
 
 
 class Snapshot:
