@@ -350,9 +350,12 @@ _ZERO_ALLOWED = {"gblend_estimate_epochs"}  # integer settings where 0 has a mea
 
 
 def _check_recipe_value(reader: _Reader, key: str, value: Any) -> None:
-    """Refuse a numeric recipe value out of its range: negative, zero for a count, or against `_RECIPE_LIMITS`."""
-    if isinstance(value, int | float) and (value < 0 or (value == 0 and isinstance(value, int) and key not in _ZERO_ALLOWED)):
-        raise reader.error(key, f"must be {'non-negative' if key in _ZERO_ALLOWED else 'positive'}, got {value!r}")
+    """Refuse a numeric recipe value out of its range: negative, zero for a count (an int setting), or against
+    `_RECIPE_LIMITS`."""
+    count = {item.name: item.type for item in dataclasses.fields(Recipe)}.get(key) == "int"
+    zero = not count or key in _ZERO_ALLOWED
+    if isinstance(value, int | float) and (value < 0 or (value == 0 and not zero)):
+        raise reader.error(key, f"must be {'non-negative' if zero else 'positive'}, got {value!r}")
     test, requirement = _RECIPE_LIMITS.get(key, (lambda v: True, ""))
     if not test(value):
         raise reader.error(key, f"{requirement}, got {value!r}")
