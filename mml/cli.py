@@ -41,7 +41,7 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "tables",
         nargs="+",
-        help="table ids (table7, 07, 7) or 'all'; related-method tables gblend_table4, skd_table2, methods or 'related'",
+        help="table ids (table7, 07, 7) or 'all'; related-method tables gblend_table4, skd_table2, methods, 'related'",
     )
     parser.add_argument("--profile", default="smoke", help="scale profile from profiles.toml (default: smoke)")
     parser.add_argument("--store", type=Path, default=_HOME / "store", help="run store folder (default: ./store)")

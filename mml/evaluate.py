@@ -2,7 +2,9 @@
 
 A model's score for a video is the mean of its logits over the test views (as the original `test_models.py`);
 the scores of every video are stored with the run, per view protocol, so ensembles are post-processing of the
-store and a new protocol evaluates stored models without retraining them.
+store and a new protocol evaluates stored models without retraining them. A late-fusion run (G-Blend) is
+evaluated per branch, each with its own head, and then as the whole network on its fused head, stored as model
+index M (one past the branches).
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def blended_loss(head_losses: Mapping[str, Tensor], weights: Mapping[str, float]
     that a head missing its weight fails loudly instead of dropping out of training.
     """
     if set(head_losses) != set(weights) or not head_losses:
-        raise ValueError(f"blended_loss: heads of the losses {sorted(head_losses)} and weights {sorted(weights)} differ")
+        raise ValueError(f"blended_loss: heads of losses {sorted(head_losses)} and weights {sorted(weights)} differ")
     return torch.stack([weights[head] * loss for head, loss in head_losses.items()]).sum()
 
 

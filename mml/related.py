@@ -35,8 +35,8 @@ def heads(config: RunConfig) -> list[str]:
 
 def fusion_network(config: RunConfig, branches: Sequence[nn.Module]) -> LateFusion:
     """The late-fusion network over the run's branch models (its fused head drawn from the current torch RNG)."""
-    return LateFusion({spec.modality: branch for spec, branch in zip(config.models, branches, strict=True)},
-                      config.num_classes)
+    backbones = {spec.modality: branch for spec, branch in zip(config.models, branches, strict=True)}
+    return LateFusion(backbones, config.num_classes)
 
 
 def auxiliary_modules(

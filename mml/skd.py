@@ -47,7 +47,7 @@ def soft_label_kl(p1: Tensor, p2: Tensor, tau: float = TAU, *, detach_target: bo
         detach_target: Whether the soft label softmax(p/τ) is a constant.
     """
     if p1.ndim != 2 or p1.shape != p2.shape:
-        raise ValueError(f"soft_label_kl needs two (B, K) logits of one shape, got {tuple(p1.shape)}, {tuple(p2.shape)}")
+        raise ValueError(f"soft_label_kl needs two (B, K) logits of one shape, got {tuple(p1.shape)} {tuple(p2.shape)}")
     p = p1 + p2
     target = _log_softmax(p.detach() if detach_target else p, tau)
     return _kl(target, p1, tau) + _kl(target, p2, tau)
@@ -61,7 +61,7 @@ def negative_cosine(v: Tensor, z: Tensor) -> Tensor:
         z: Projections ``(B, D)``; a constant here.
     """
     if v.ndim != 2 or v.shape != z.shape:
-        raise ValueError(f"negative_cosine needs two (B, D) tensors of one shape, got {tuple(v.shape)}, {tuple(z.shape)}")
+        raise ValueError(f"negative_cosine needs two (B, D) tensors of one shape, got {tuple(v.shape)} {tuple(z.shape)}")
     return -(F.normalize(v, dim=1) * F.normalize(z.detach(), dim=1)).sum(dim=1).mean()
 
 
@@ -156,7 +156,9 @@ def soft_distillation(student_logits: Tensor, teacher_logits: Tensor, tau: float
     return tau**2 * _kl(_log_softmax(teacher_logits.detach(), tau), student_logits, tau)
 
 
-def distillation_loss(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, tau: float, alpha: float) -> Tensor:
+def distillation_loss(
+    student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, tau: float, alpha: float
+) -> Tensor:
     """Hinton et al.'s KD (the SKD-SRL paper's ref. [11], its Table II "KD" row, Fig. 1a):
     CE(y, s) + α τ² D_KL(softmax(t/τ) || softmax(s/τ)), batch means, the teacher's logits detached.
 

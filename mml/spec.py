@@ -758,8 +758,8 @@ def load_table(path: Path) -> TableSpec:
         triples=triples,
         claims=_read_claims(reader, ids),
     )
-    multilabel = [name for name, run in runs.items() if run.method in SINGLE_LABEL_ONLY and table.setup == "charades"]
-    if multilabel:
+    multilabel = [name for name, run in runs.items() if run.method in SINGLE_LABEL_ONLY]
+    if multilabel and table.setup == "charades":
         raise reader.error(f"runs.{multilabel[0]}.method", "this method is single-label: not for the charades setup")
     if table.id != path.stem:
         raise reader.error("id", f"{table.id!r} differs from the file name {path.stem!r}")
@@ -792,8 +792,8 @@ def table_paths(directory: Path, names: Sequence[str]) -> list[Path]:
         return all_table_paths(directory)
     paths: list[Path] = []
     for name in names:
-        chosen = [table_path(directory, n) for n in RELATED_TABLES] if name == RELATED_GROUP else [table_path(directory, name)]
-        paths += [path for path in chosen if path not in paths]
+        group = RELATED_TABLES if name == RELATED_GROUP else (name,)
+        paths += [path for path in (table_path(directory, n) for n in group) if path not in paths]
     return paths
 
 

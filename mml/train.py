@@ -193,7 +193,8 @@ def group_step(
     CE for every model (BCE for multi-label targets); plus the mutual KL term when the group has two or more
     models (ML / MML), its target built from the other models' `kl_message`s, computed here in one process or
     received from the peer ranks; plus, for a MARS / D3D / KD student, the weighted distance to the frozen
-    teacher's features / logits (KD: the τ² KL of softened logits) on the same clip. With BCE the extra terms are divided by the number of classes, so that they
+    teacher's features / logits (KD: the τ² KL of softened logits) on the same clip. With BCE the extra terms are
+    divided by the number of classes, so that they
     keep the magnitude of the classification loss (paper Appendix 2).
 
     Args:
@@ -297,7 +298,9 @@ def train_run(
         stop_after_epoch: stop (as if interrupted) once this many epochs are checkpointed; used by tests.
     """
     if distributed.active() and config.method in (*TWO_VIEWS, *LATE_FUSION):
-        raise MMLError(f"run {config.run_id}: method {config.method} trains in one process only; run it without torchrun")
+        raise MMLError(
+            f"run {config.run_id}: method {config.method} trains in one process only; run it without torchrun"
+        )
     layout = distributed.layout(len(config.models))
     if layout is None:
         return on_rank0(
@@ -392,11 +395,12 @@ def _train(
     optimizers = build_optimizers(config, models, layout.held)
     torch.manual_seed(derive_seed(config.seed, config.replica, _INIT_SEED, len(config.models)))  # auxiliary init
     fusion = related.fusion_network(config, models).to(device) if config.method in LATE_FUSION else None
-    auxiliary = {name: module.to(device) for name, module in related.auxiliary_modules(config, models, fusion).items()}
+    auxiliary = {name: m.to(device) for name, m in related.auxiliary_modules(config, models, fusion).items()}
     extra_optimizers = {name: _sgd(config, related.auxiliary_groups(name, m)) for name, m in auxiliary.items()}
     state = {"run_id": rid, "epoch": 0, "history": []}
     if resume:
-        modules = {**dict(zip(layout.held, zip(models, optimizers))), **{n: (auxiliary[n], extra_optimizers[n]) for n in auxiliary}}
+        modules: dict[int | str, tuple[nn.Module, torch.optim.SGD]] = dict(zip(layout.held, zip(models, optimizers)))
+        modules.update({name: (auxiliary[name], extra_optimizers[name]) for name in auxiliary})
         state = _load_checkpoint(checkpoint, rid, modules)
     nets = layout.wrap([Outputs(model) for model in models])
     teacher_modality = [config.teacher.modality] if config.teacher else []
@@ -430,7 +434,8 @@ def _train(
         return group_step(config, nets, teacher, inputs, labels, layout)
 
     parts = list(zip(models, optimizers)) + [(auxiliary[n], extra_optimizers[n]) for n in auxiliary]
-    epochs = _Epochs(config, TwoViews(clips) if config.method in TWO_VIEWS else clips, parts, step, layout, run, share, partial)
+    data = TwoViews(clips) if config.method in TWO_VIEWS else clips
+    epochs = _Epochs(config, data, parts, step, layout, run, share, partial)
     for epoch in range(state["epoch"], recipe.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return partial
@@ -483,8 +488,8 @@ def _gblend_weights(
     epoch function (`epochs`), measures every head's loss on T' and V before and after, and puts the modules and
     optimisers back as they were."""
     estimates = state.setdefault("gblend", [])
-    super_epoch, length = max((item for item in related.gblend_schedule(config) if item[0].start <= epoch),
-                              key=lambda item: item[0].start)
+    started = [item for item in related.gblend_schedule(config) if item[0].start <= epoch]
+    super_epoch, length = max(started, key=lambda item: item[0].start)
     done = [e for e in estimates if e["start"] == super_epoch.start]
     if done:
         return done[0]["weights"]
@@ -532,10 +537,14 @@ def _held_tensors(
     are identical."""
     tensors: dict[str, torch.Tensor] = {}
     if layout.shard == 0:
-        held = [(index, model, optimizers[position] if optimizers else None)
-                for position, (index, model) in enumerate(zip(layout.held, models, strict=True))]
-        held += [(name, module, auxiliary_optimizers[name] if auxiliary_optimizers else None)
-                 for name, module in auxiliary.items()]
+        held = [
+            (index, model, optimizers[position] if optimizers else None)
+            for position, (index, model) in enumerate(zip(layout.held, models, strict=True))
+        ]
+        held += [
+            (name, module, auxiliary_optimizers[name] if auxiliary_optimizers else None)
+            for name, module in auxiliary.items()
+        ]
         for index, module, optimizer in held:
             tensors.update(_module_tensors(*_checkpoint_names(index), module, optimizer))
     return tensors

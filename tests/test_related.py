@@ -40,7 +40,8 @@ def rows(text: str) -> list[str]:
 
 def test_related_specs_validate() -> None:
     tables = {name: load_table(REPRODUCTIONS / f"{name}.toml") for name in RELATED_TABLES}
-    assert {run.method for run in tables["gblend_table4"].runs.values()} == {"ce", "late_fusion", "gblend", "gblend_online"}
+    methods = {run.method for run in tables["gblend_table4"].runs.values()}
+    assert methods == {"ce", "late_fusion", "gblend", "gblend_online"}
     assert {run.method for run in tables["skd_table2"].runs.values()} == {"ce", "ce_aug", "kd", "self_kd", "skd_srl"}
     assert tables["methods"].metrics == ("top1", "top5", "gflops")
     assert all(t.claims for t in tables.values())
@@ -85,7 +86,8 @@ def test_skd_table2_end_to_end(specs: Path, tmp_path: Path) -> None:
     table = rows(text)
     assert len(table) == 5 and text.count("held: ") == 4
     assert re.search(r"\| SKD-SRL +\| itself +\| 69\.80 +\| \d+\.\d\d +\| [+-]\d+\.\d\d", table[4])
-    stored = {json.loads(p.read_text())["config"]["method"]: p.parent for p in (tmp_path / "store").glob("runs/*/run.json")}
+    runs = (tmp_path / "store").glob("runs/*/run.json")
+    stored = {json.loads(path.read_text())["config"]["method"]: path.parent for path in runs}
     assert set(load_file(str(stored["skd_srl"] / "siamese.safetensors"))) >= {"projector.weight"}
     assert not (stored["self_kd"] / "siamese.safetensors").exists()
 
@@ -95,7 +97,8 @@ def test_methods_table_with_measured_cost(specs: Path, tmp_path: Path) -> None:
     assert reproduce(specs, tmp_path, *ONE_EPOCH, table="methods") == 0
     table = rows((tmp_path / "tables" / "micro" / "methods.md").read_text())
     assert len(table) == 10
-    cost = {row.split("|")[1].strip() + " " + row.split("|")[2].strip(): float(row.split("|")[4].split("/")[2]) for row in table}
+    cells = [row.split("|") for row in table]  # method, model, paper, ours = top-1 / top-5 / GFLOPs, Δ
+    cost = {f"{cell[1].strip()} {cell[2].strip()}": float(cell[4].split("/")[2]) for cell in cells}
     rgb = cost["CE RGB"]
     assert rgb > 0 and cost["SKD-SRL RGB"] == rgb and cost["G-Blend (offline) its RGB branch"] == rgb
     assert cost["CE Flow (the teacher)"] > rgb  # a 10-channel first conv

@@ -52,7 +52,8 @@ def _variants() -> list[tuple[str, RunConfig]]:
     for item in dataclasses.fields(Recipe):
         new = _changed(getattr(RECIPE, item.name))
         method = item.metadata.get("methods", ("ml",))[0]  # a setting of some methods: in a run of the first
-        variants.append((f"recipe.{item.name}", config(method=method, recipe=dataclasses.replace(RECIPE, **{item.name: new}))))
+        recipe = dataclasses.replace(RECIPE, **{item.name: new})
+        variants.append((f"recipe.{item.name}", config(method=method, recipe=recipe)))
     variants.append(("models.init", config(models=(ModelConfig("RGB", "run:0123456789abcdef/1"),) * 2)))
     variants.append(("models.modality", config(models=(ModelConfig("Diff", "run:0123456789abcdef/0"),) * 2)))
     return variants

@@ -43,9 +43,8 @@ class StoredResults:
                 top1, top5 = ensemble_accuracy([self.scores(ref, seed, views) for ref in cell.members])
                 stored = {"top1": top1, "top5": top5}
             if "gflops" in self.table.metrics:  # an ensemble costs the sum of its members
-                stored["gflops"] = sum(
-                    inference_gflops(self.plan.runs[self.run_ids(run)[seed]], model, views) for run, model in cell.members
-                )
+                configs = [(self.plan.runs[self.run_ids(run)[seed]], model) for run, model in cell.members]
+                stored["gflops"] = sum(inference_gflops(config, model, views) for config, model in configs)
             values.append(tuple(stored[m] for m in self.table.metrics))
         return tuple(values)
 
