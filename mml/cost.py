@@ -15,17 +15,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mml.data.modalities import MODALITIES
 from mml.models.fusion import FusedLogits
+from mml.related import fusion_network
 from mml.runs import RunConfig
 from mml.spec import LATE_FUSION, ViewProtocol
+from mml.train import network
 
 
 @functools.cache
 def inference_gflops(config: RunConfig, model: int, views: ViewProtocol) -> float:
     """GFLOPs of one clip of `views`' test input through model `model` of a run: model i alone, or for a
     late-fusion run's fused head (index M) its whole network, every branch included."""
-    from mml.train import network  # the trainer builds the networks; imported here to keep this module light
-    from mml.related import fusion_network
-
     size = views.crop_size or config.recipe.input_size
     segments = config.recipe.segments
 

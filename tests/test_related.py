@@ -1,6 +1,7 @@
 """The related methods end to end on the micro profile: G-Blend's Tab. 4, SKD-SRL's Tab. II and the comparison
 table, G-Blend's weights surviving a resume, and the refusal of torchrun for single-process methods."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -144,3 +145,20 @@ def test_single_process_methods_refuse_torchrun(specs: Path, tmp_path: Path, mon
     monkeypatch.setattr(distributed, "active", lambda: True)
     with pytest.raises(MMLError, match=r"method gblend_online trains in one process only; run it without torchrun"):
         train_run(plan.runs[target], dataset, None, Store(tmp_path / "store"), Execution(progress=False), None)
+
+
+def test_gflops_are_counted_not_written_down() -> None:
+    from mml.cost import inference_gflops
+    from mml.runs import ModelConfig, RunConfig
+    from mml.spec import Recipe, ViewProtocol
+
+    recipe = Recipe(segments=2, short_side=48, input_size=32, batch_size=4, epochs=1, lr=0.01, lr_steps=(1,))
+    models = (ModelConfig("RGB", "random"), ModelConfig("Flow", "random"))
+    fusion = RunConfig("gblend", models, "tsm_tiny", recipe, "d" * 64, 5, 0)
+    views = ViewProtocol()
+    rgb, flow, fused = (inference_gflops(fusion, index, views) for index in range(3))
+    assert 0 < rgb < flow  # Flow's first conv reads 10 channels per frame
+    assert fused == pytest.approx(rgb + flow, rel=1e-3) and fused > rgb + flow  # plus the fused classifier
+    longer = RunConfig("ce", models[:1], "tsm_tiny", dataclasses.replace(recipe, segments=4), "d" * 64, 5, 0)
+    assert inference_gflops(longer, 0, views) == pytest.approx(2 * rgb)  # a 2D network: per frame
+    assert inference_gflops(longer, 0, ViewProtocol(crop_size=64)) == pytest.approx(8 * rgb, rel=0.05)
