@@ -9,6 +9,11 @@ All randomness derives from (seed, replica, purpose, epoch), so a resumed run re
 Under torchrun the same step runs spread over the ranks (see `mml.distributed`): each rank trains one model on
 one shard of every batch, builds only its model's modality, and receives the other models' detached class scores
 instead of computing them; `group_step` is the one loss computation of both.
+
+The related methods (`mml.related`: KD in `group_step`; the two-view SKD-SRL family; late fusion and G-Blend) run
+through the same epoch loop (`_Epochs.run_epoch`) with their own step, in one process. Their auxiliary modules
+(SKD-SRL's projector / predictor, the fused head) are checkpointed and stored beside the models, and G-Blend's
+weight estimates (Algorithm 1, which trains with that same loop) are part of the checkpoint state.
 """
 
 from __future__ import annotations
