@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 from test_reproduce import MICRO, reproduce
 
-from mml import distributed
+from mml import distributed, related
 from mml.data.cache import prepare
 from mml.data.datasets import open_dataset
 from mml.errors import MMLError
@@ -107,7 +107,9 @@ def test_methods_table_with_measured_cost(specs: Path, tmp_path: Path) -> None:
 
 
 def _online_run(specs: Path, tmp_path: Path):
-    profile = load_profile(specs / "profiles.toml", "micro", ["recipe.gblend_super_epoch=1", "recipe.gblend_warmup=1"])
+    # Three epochs in super-epochs [0, 2) and [2, 3): an interruption after epoch 1 falls inside the first one.
+    settings = ["recipe.epochs=3", "recipe.gblend_super_epoch=1", "recipe.gblend_warmup=2"]
+    profile = load_profile(specs / "profiles.toml", "micro", settings)
     dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
     plan = plan_tables([load_table(specs / "gblend_table4.toml")], profile, dataset)
     target = plan.run_id("gblend_table4", "gblend_online_rf", 0)
@@ -115,8 +117,18 @@ def _online_run(specs: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_gblend_resume_keeps_weights_and_super_epoch(specs: Path, tmp_path: Path) -> None:
+def test_gblend_resume_keeps_weights_and_super_epoch(
+    specs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     profile, dataset, plan, target = _online_run(specs, tmp_path)
+    estimated_at = []
+    original = related.estimate_histories
+
+    def counted(*args, **kwargs):
+        estimated_at.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(related, "estimate_histories", counted)
     stand_in = plan.runs[target].models[0].init_run[0]
     run = Execution(progress=False)
     results = {}
@@ -128,13 +140,17 @@ def test_gblend_resume_keeps_weights_and_super_epoch(specs: Path, tmp_path: Path
         train_run(plan.runs[stand_in], dataset.for_target("object"), cache, store, run, loader)
         if interrupt:
             train_run(plan.runs[target], dataset, cache, store, run, loader, stop_after_epoch=1)
-            assert store.status(target) == "partial"
+            assert store.status(target) == "partial" and len(estimated_at) == 1
+            estimated_at.clear()
         train_run(plan.runs[target], dataset, cache, store, run, loader)
+        # Straight: both super-epochs estimated; resumed inside the first: its weights come from the checkpoint.
+        assert len(estimated_at) == (1 if interrupt else 2)
+        estimated_at.clear()
         metrics = json.loads((store.run_dir(target) / "metrics.json").read_text())
         weights = {name: load_file(str(store.run_dir(target) / f"{name}.safetensors")) for name in ("model0", "fused")}
         results[name] = (metrics, weights)
     straight, interrupted = results["straight"], results["interrupted"]
-    assert straight[0] == interrupted[0] and [e["start"] for e in straight[0]["gblend"]] == [0, 1]
+    assert straight[0] == interrupted[0] and [e["start"] for e in straight[0]["gblend"]] == [0, 2]
     for name, tensors in straight[1].items():
         assert all(torch.equal(tensors[k], interrupted[1][name][k]) for k in tensors), name
     assert np.isfinite(straight[0]["history"][-1]["loss"]).all()
