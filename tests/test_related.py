@@ -178,3 +178,39 @@ def test_gflops_are_counted_not_written_down() -> None:
     longer = RunConfig("ce", models[:1], "tsm_tiny", dataclasses.replace(recipe, segments=4), "d" * 64, 5, 0)
     assert inference_gflops(longer, 0, views) == pytest.approx(2 * rgb)  # a 2D network: per frame
     assert inference_gflops(longer, 0, ViewProtocol(crop_size=64)) == pytest.approx(8 * rgb, rel=0.05)
+
+
+def test_kd_and_two_view_steps_compute_their_losses() -> None:
+    import torch.nn.functional as F
+
+    from mml.runs import ModelConfig, RunConfig
+    from mml.models.fusion import pooled_features
+    from mml.skd import SimSiamHead, simsiam_loss, soft_distillation
+    from mml.spec import Recipe
+    from mml.train import Outputs, group_step, network
+
+    recipe = Recipe(segments=2, short_side=32, input_size=32, batch_size=4, epochs=1, lr=0.01, lr_steps=(1,))
+    rgb = ModelConfig("RGB", "random")
+    kd = RunConfig("kd", (rgb,), "tsm_tiny", recipe, "d" * 64, 5, 0, teacher=ModelConfig("Flow", "run:0/0"))
+    torch.manual_seed(0)
+    student, teacher = network(kd, "RGB").eval(), network(kd, "Flow").eval()
+    inputs = {"RGB": torch.randn(3, 6, 32, 32), "Flow": torch.randn(3, 20, 32, 32)}
+    labels = torch.tensor([0, 1, 4])
+    (loss,) = group_step(kd, [Outputs(student)], teacher, inputs, labels)
+    logits, soft = student(inputs["RGB"]), teacher(inputs["Flow"])
+    expected = F.cross_entropy(logits, labels) + recipe.kd_alpha * soft_distillation(logits, soft, recipe.kd_tau)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+    views = [{"RGB": torch.randn(3, 6, 32, 32)}, {"RGB": torch.randn(3, 6, 32, 32)}]
+    p1, p2 = (student(view["RGB"]) for view in views)
+    ce_aug = dataclasses.replace(kd, method="ce_aug", teacher=None)
+    (two,) = related.two_view_losses(ce_aug, Outputs(student), None, views, labels)
+    assert two.item() == pytest.approx((F.cross_entropy(p1, labels) + F.cross_entropy(p2, labels)).item(), rel=1e-5)
+    skd = dataclasses.replace(ce_aug, method="skd_srl")
+    head = SimSiamHead(student.fc.in_features).eval()
+    (with_similarity,) = related.two_view_losses(skd, Outputs(student), head, views, labels)
+    self_kd = dataclasses.replace(ce_aug, method="self_kd")
+    (without,) = related.two_view_losses(self_kd, Outputs(student), None, views, labels)
+    (z1, v1), (z2, v2) = (head(pooled_features(student, student.features(view["RGB"]))) for view in views)
+    similarity = recipe.skd_beta * simsiam_loss(z1, z2, v1, v2)
+    assert (with_similarity - without).item() == pytest.approx(similarity.item(), rel=1e-4, abs=1e-6)
