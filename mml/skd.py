@@ -61,7 +61,7 @@ def negative_cosine(v: Tensor, z: Tensor) -> Tensor:
         z: Projections ``(B, D)``; a constant here.
     """
     if v.ndim != 2 or v.shape != z.shape:
-        raise ValueError(f"negative_cosine needs two (B, D) tensors of one shape, got {tuple(v.shape)} {tuple(z.shape)}")
+        raise ValueError(f"negative_cosine needs two (B, D) tensors of a shape, got {tuple(v.shape)} {tuple(z.shape)}")
     return -(F.normalize(v, dim=1) * F.normalize(z.detach(), dim=1)).sum(dim=1).mean()
 
 

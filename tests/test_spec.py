@@ -217,7 +217,7 @@ def test_related_methods_load_with_their_settings(tmp_path: Path) -> None:
             "runs.blend.models: method gblend_online fuses two or more distinct modalities, got ['RGB', 'RGB']",
         ),
         ("model = 2", "model = 3", "rows[0][1].model: run 'blend' has 3 models, no model 3"),
-        ("gblend_holdout = 0.1", "gblend_holdout = 1.5", "recipe.gblend_holdout: must be a fraction in (0, 1), got 1.5"),
+        ("gblend_holdout = 0.1", "gblend_holdout = 1.5", "gblend_holdout: must be a fraction in (0, 1), got 1.5"),
         ("gblend_super_epoch = 2", "gblend_super_epoch = 0", "runs.blend.recipe.gblend_super_epoch: must be positive"),
         ("gblend_super_epoch = 2", 'gblend_super_epoch = "two"', "runs.blend.recipe.gblend_super_epoch: expected int"),
         ("skd_tau = 4.0", "skd_tau = 0.0", "runs.siamese.recipe.skd_tau: must be positive, got 0.0"),
@@ -230,7 +230,7 @@ def test_related_methods_load_with_their_settings(tmp_path: Path) -> None:
             'models = [{ modality = "RGB", init = "imagenet" }, { modality = "RGB", init = "imagenet" }]\nrecipe',
             "runs.siamese.models: method skd_srl trains exactly one model, got 2",
         ),
-        ('title = "Related methods"', 'title = "Related methods"\nsetup = "charades"', "runs.blend.method: this method is"),
+        ('title = "Related methods"', 'title = "Related methods"\nsetup = "charades"', "runs.blend.method: this"),
     ],
 )
 def test_invalid_related_method_specs(tmp_path: Path, old: str, new: str, message: str) -> None:

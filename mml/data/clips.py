@@ -99,7 +99,8 @@ class TrainClips(Dataset):
         }
         height, width = next(iter(clips.values())).shape[2:4]  # every modality has the frames' size
         crop = multiscale_crop(height, width, self.recipe.input_size, rng)
-        inputs = {name: build_input(MODALITIES[name], clip, crop, self.recipe.input_size) for name, clip in clips.items()}
+        size = self.recipe.input_size
+        inputs = {name: build_input(MODALITIES[name], clip, crop, size) for name, clip in clips.items()}
         first, last = int(min(starts[0])), int(max(starts[0])) + specs[0].new_length - 1
         return inputs, clip_target(record, first, last, len(frames), self.num_classes)
 

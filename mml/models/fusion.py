@@ -62,7 +62,7 @@ class LateFusion(nn.Module):
             raise ValueError(f"LateFusion needs modality backbones not named {FUSED!r}, got {sorted(backbones)}")
         kinds = {type(backbone) for backbone in backbones.values()}
         if len(kinds) != 1 or not kinds <= set(FC_INIT_STD):
-            raise ValueError(f"LateFusion needs backbones all TSMResNet or all I3DResNet, not {sorted(map(str, kinds))}")
+            raise ValueError(f"LateFusion needs all backbones TSMResNet or I3DResNet, not {sorted(map(str, kinds))}")
         if any(backbone.fc.out_features != num_classes for backbone in backbones.values()):
             raise ValueError(f"LateFusion: every backbone must classify {num_classes} classes")
         if dropout is None:
