@@ -29,7 +29,7 @@ from mml.report.build import write_outputs, write_summary
 from mml.report.results import StoredResults
 from mml.runner import execute, plan_tables
 from mml.runs import Store
-from mml.spec import SETUPS, TableSpec, all_table_paths, load_profile, load_table, table_path
+from mml.spec import SETUPS, TableSpec, load_profile, load_table, table_path, table_paths
 from mml.train import Execution
 
 # Defaults point into the project checkout when mml runs from one (editable install), else the working directory.
@@ -39,7 +39,11 @@ _HOME = _PROJECT if (_PROJECT / "reproductions").is_dir() else Path.cwd()
 
 def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("reproduce", help="train what paper tables need and write them")
-    parser.add_argument("tables", nargs="+", help="table ids (table7, 07, 7) or 'all'")
+    parser.add_argument(
+        "tables",
+        nargs="+",
+        help="table ids (table7, 07, 7) or 'all'; related-method tables gblend_table4, skd_table2, methods, 'related'",
+    )
     parser.add_argument("--profile", default="smoke", help="scale profile from profiles.toml (default: smoke)")
     parser.add_argument("--store", type=Path, default=_HOME / "store", help="run store folder (default: ./store)")
     parser.add_argument("--data", type=Path, help="dataset folder (real datasets; synthetic ones are generated here)")
@@ -93,7 +97,7 @@ def reproduce(args: argparse.Namespace) -> None:
 def _reproduce(args: argparse.Namespace, device: str) -> None:
     started = time.monotonic()
     names = args.tables
-    paths = all_table_paths(args.specs) if names == ["all"] else [table_path(args.specs, n) for n in names]
+    paths = table_paths(args.specs, names)
     tables = with_checkpoints([load_table(path) for path in paths], args.checkpoint)
     profile = load_profile(args.specs / "profiles.toml", args.profile, args.set)
     store = Store(args.store, args.cache)

@@ -2,7 +2,9 @@
 
 A model's score for a video is the mean of its logits over the test views (as the original `test_models.py`);
 the scores of every video are stored with the run, per view protocol, so ensembles are post-processing of the
-store and a new protocol evaluates stored models without retraining them.
+store and a new protocol evaluates stored models without retraining them. A late-fusion run (G-Blend) is
+evaluated per branch, each with its own head, and then as the whole network on its fused head, stored as model
+index M (one past the branches).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from tqdm import tqdm
 
 from mml.data.cache import FrameSource
 from mml.data.charades import targets
-from mml.data.clips import TestViews
+from mml.data.clips import FusedViews, TestViews
 from mml.metrics import charades_map
+from mml.models.fusion import FusedLogits
 from mml.runs import RunConfig, Store, publish, write_atomic, write_json
-from mml.spec import ViewProtocol
-from mml.train import Execution, stored_models
+from mml.spec import LATE_FUSION, ViewProtocol
+from mml.train import Execution, stored_fusion, stored_models, to_device
 
 if TYPE_CHECKING:
     from mml.data.datasets import VideoDataset
@@ -43,11 +46,20 @@ def predict(
     loader = DataLoader(views, EVAL_BATCH, shuffle=False, num_workers=workers)
     scores = []
     for clips, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
-        batch, count = clips.shape[:2]
-        logits = torch.cat([model(chunk.to(device)).float() for chunk in clips.flatten(0, 1).split(EVAL_CLIPS)])
+        batch, count = next(iter(clips.values())).shape[:2] if isinstance(clips, dict) else clips.shape[:2]
+        logits = torch.cat([model(to_device(chunk, device)).float() for chunk in _chunks(clips)])
         per_view = logits.view(batch, count, -1)
         scores.append((per_view.amax(1) if fuse_max else per_view.mean(1)).cpu())
     return torch.cat(scores).numpy()
+
+
+def _chunks(clips: torch.Tensor | dict[str, torch.Tensor]) -> list:
+    """A batch of videos' views (videos, views, ...) as chunks of at most EVAL_CLIPS clips: tensors, or for a
+    late-fusion network dicts of each modality's tensors."""
+    if isinstance(clips, dict):
+        parts = {modality: tensor.flatten(0, 1).split(EVAL_CLIPS) for modality, tensor in clips.items()}
+        return [dict(zip(parts, chunk, strict=True)) for chunk in zip(*parts.values(), strict=True)]
+    return list(clips.flatten(0, 1).split(EVAL_CLIPS))
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -103,9 +115,14 @@ def _evaluate(
     else:
         labels = np.array([r.label for r in dataset.validation])
     ids = [r.video_id for r in dataset.validation]
+    models: list[tuple[torch.nn.Module, TestViews | FusedViews]] = [
+        (model, TestViews(dataset.validation, cache, spec.modality, config.recipe, views, config.num_classes))
+        for model, spec in zip(stored_models(store, config), config.models, strict=True)
+    ]
+    if config.method in LATE_FUSION:  # the fused head, model index M, after each branch with its own head
+        models.append((FusedLogits(stored_fusion(store, config)), FusedViews([clips for _, clips in models])))
     metrics = []
-    for index, (model, spec) in enumerate(zip(stored_models(store, config), config.models, strict=True)):
-        clips = TestViews(dataset.validation, cache, spec.modality, config.recipe, views, config.num_classes)
+    for index, (model, clips) in enumerate(models):
         model = model.to(run.device)
         logits = predict(model, clips, run.device, run.workers, run.progress, f"{rid} eval {index}", multilabel)
         save_scores(staging / f"scores{index}.npz", ids, labels, logits)

@@ -84,20 +84,26 @@ class RunConfig:
         return tuple(dict.fromkeys(m.init_run[0] for m in models if m.init_run))
 
 
-def identity_dict(value: Any) -> Any:
-    """The JSON-ready content of a config; refuses dataclass fields not marked as identity or execution."""
+def identity_dict(value: Any, method: str | None = None) -> Any:
+    """The JSON-ready content of a config; refuses dataclass fields not marked as identity or execution.
+
+    Inside a run config (a dataclass with a `method`), a setting marked for some methods only (`method_identity`)
+    is left out of the runs of the other methods."""
     if dataclasses.is_dataclass(value):
+        method = getattr(value, "method", method)
         result = {}
         for item in dataclasses.fields(value):
             if "identity" not in item.metadata:
                 raise TypeError(f"{type(value).__name__}.{item.name} is not marked identity() or execution()")
+            if "methods" in item.metadata and method not in item.metadata["methods"]:
+                continue
             if item.metadata["identity"]:
-                result[item.name] = identity_dict(getattr(value, item.name))
+                result[item.name] = identity_dict(getattr(value, item.name), method)
         return result
     if isinstance(value, tuple | list):
-        return [identity_dict(v) for v in value]
+        return [identity_dict(v, method) for v in value]
     if isinstance(value, dict):
-        return {str(k): identity_dict(v) for k, v in value.items()}
+        return {str(k): identity_dict(v, method) for k, v in value.items()}
     return value
 
 

@@ -19,14 +19,18 @@ from typing import Any
 from mml.data.rawframes import RawframesConfig
 from mml.errors import SpecError
 
-METHODS = ("ce", "ml", "mars", "d3d")
-DISTILLATION = ("mars", "d3d")
+DISTILLATION = ("mars", "d3d", "kd")  # one student and a frozen teacher
+TWO_VIEWS = ("ce_aug", "self_kd", "skd_srl")  # one model trained on two augmented views of each clip (SKD-SRL)
+LATE_FUSION = ("late_fusion", "gblend", "gblend_online")  # one network of per-modality branches (G-Blend)
+METHODS = ("ce", "ml", *DISTILLATION, *TWO_VIEWS, *LATE_FUSION)
+SINGLE_LABEL_ONLY = ("kd", *TWO_VIEWS, *LATE_FUSION)  # softmax methods: not for the multi-label setup
 MODALITY_NAMES = ("RGB", "Flow", "Diff")
 SAMPLINGS = ("uniform", "dense", "both")
 KL_FORMS = ("probs", "logits")
 DATASET_KINDS = ("synthetic-sthv2", "sthv2", "rawframes", "synthetic-charades", "charades")
 SETUPS = ("sthv2", "charades")
-METRICS = ("top1", "top5", "map")
+ACCURACY_METRICS = ("top1", "top5", "map")
+METRICS = (*ACCURACY_METRICS, "gflops")  # gflops: measured inference cost per clip, not an accuracy
 IMAGENET_SOURCES = ("torchvision", "pretrain")
 SPATIAL_CROPS = (1, 3)
 _INIT = re.compile(r"^(random|imagenet|run:(?P<run>[A-Za-z0-9_\-]+)/(?P<model>\d+))$")
@@ -36,6 +40,12 @@ _MODEL_REF = re.compile(r"^(?P<run>[A-Za-z0-9_\-]+)/(?P<model>\d+)$")
 def identity(**kwargs: Any) -> Any:
     """A dataclass field that changes a run's result: it enters the run identity hash."""
     return field(metadata={"identity": True}, **kwargs)
+
+
+def method_identity(*methods: str, **kwargs: Any) -> Any:
+    """A setting only `methods` read: it enters the identity of their runs, and of no other run (so a profile can
+    set it without changing the ids, or the stored results, of the runs of other methods)."""
+    return field(metadata={"identity": True, "methods": methods}, **kwargs)
 
 
 def execution(**kwargs: Any) -> Any:
@@ -64,6 +74,20 @@ class Recipe:
     kl_form: str = identity(default="probs")
     mars_weight: float = identity(default=50.0)  # MARS feature-MSE weight (Crasto et al.)
     d3d_weight: float = identity(default=1.0)  # D3D logit-L2 weight (Stroud et al.)
+    # KD (Hinton et al.): CE + kd_alpha kd_tau² KL at temperature kd_tau; SKD-SRL's τ and α by default.
+    kd_tau: float = method_identity("kd", default=10.0)
+    kd_alpha: float = method_identity("kd", default=0.1)
+    # SKD-SRL (Vu et al., §IV-A): temperature τ of eq. 2, weights α (distillation) and β (similarity) of eq. 5.
+    skd_tau: float = method_identity("self_kd", "skd_srl", default=10.0)
+    skd_alpha: float = method_identity("self_kd", "skd_srl", default=0.1)
+    skd_beta: float = method_identity("skd_srl", default=1.0)
+    # G-Blend (Wang et al.): the held-out fraction V of the training videos (8% on Kinetics, §3.1); the epochs n
+    # each weight estimate trains (0: as Algorithms 2 and 3 print, the whole training offline, the super-epoch
+    # online); online G-Blend's super-epoch and its longer first one (5 and 10 in §3.2).
+    gblend_holdout: float = method_identity("gblend", "gblend_online", default=0.08)
+    gblend_estimate_epochs: int = method_identity("gblend", "gblend_online", default=0)
+    gblend_super_epoch: int = method_identity("gblend_online", default=5)
+    gblend_warmup: int = method_identity("gblend_online", default=10)
 
 
 @dataclass(frozen=True)
@@ -193,7 +217,7 @@ class ResultCell:
     """A table cell: the metrics of one model, or of the ensemble (averaged probabilities) of several.
 
     `members` are (run name, model index) pairs; `views` overrides the profile's test views; `id` names the cell
-    for the claims; `paper` holds the paper's values.
+    for the claims; `paper` holds the paper's values, or () where the paper has none.
     """
 
     members: tuple[ModelRef, ...]
@@ -315,6 +339,28 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise SpecError(f"{path}: invalid TOML: {err}") from None
 
 
+# Range checks beyond "non-negative" for profile recipes and run overrides alike: setting -> (test, requirement).
+_RECIPE_LIMITS = {
+    "dropout": (lambda v: v < 1, "must be below 1"),
+    "kd_tau": (lambda v: v > 0, "must be positive"),
+    "skd_tau": (lambda v: v > 0, "must be positive"),
+    "gblend_holdout": (lambda v: 0 < v < 1, "must be a fraction in (0, 1)"),
+}
+_ZERO_ALLOWED = {"gblend_estimate_epochs"}  # integer settings where 0 has a meaning (0: the whole training)
+
+
+def _check_recipe_value(reader: _Reader, key: str, value: Any) -> None:
+    """Refuse a numeric recipe value out of its range: negative, zero for a count (an int setting), or against
+    `_RECIPE_LIMITS`."""
+    count = {item.name: item.type for item in dataclasses.fields(Recipe)}.get(key) == "int"
+    zero = not count or key in _ZERO_ALLOWED
+    if isinstance(value, int | float) and (value < 0 or (value == 0 and not zero)):
+        raise reader.error(key, f"must be {'non-negative' if zero else 'positive'}, got {value!r}")
+    test, requirement = _RECIPE_LIMITS.get(key, (lambda v: True, ""))
+    if not test(value):
+        raise reader.error(key, f"{requirement}, got {value!r}")
+
+
 def _read_recipe(reader: _Reader) -> Recipe:
     values: dict[str, Any] = {}
     for item in dataclasses.fields(Recipe):
@@ -328,16 +374,13 @@ def _read_recipe(reader: _Reader) -> Recipe:
             values["sampling"] = reader.choice("sampling", SAMPLINGS, default)
         elif item.name == "kl_form":
             values["kl_form"] = reader.choice("kl_form", KL_FORMS, default)
-        elif item.type == "float":
-            values[item.name] = reader.positive(item.name, float, default, zero=True)
         else:
-            values[item.name] = reader.positive(item.name, int, default)
+            values[item.name] = reader.get(item.name, float if item.type == "float" else int, default)
+            _check_recipe_value(reader, item.name, values[item.name])
     reader.finish()
     recipe = Recipe(**values)
     if recipe.input_size > recipe.short_side:
         raise reader.error("input_size", f"{recipe.input_size} exceeds short_side {recipe.short_side}")
-    if recipe.dropout >= 1:
-        raise reader.error("dropout", f"must be below 1, got {recipe.dropout}")
     return recipe
 
 
@@ -469,10 +512,16 @@ def _read_run(name: str, reader: _Reader, runs: dict[str, Any]) -> RunSpec:
         if not isinstance(item, dict):
             raise reader.error(f"models[{index}]", "expected a table {modality = ..., init = ...}")
         models.append(_read_model(_Reader(reader.path, item, f"{reader.prefix}models[{index}]."), runs, bool(files)))
-    if method in ("ce", *DISTILLATION) and len(models) != 1:
+    if method in ("ce", *DISTILLATION, *TWO_VIEWS) and len(models) != 1:
         raise reader.error("models", f"method {method} trains exactly one model, got {len(models)}")
     if method == "ml" and len(models) < 2:
         raise reader.error("models", f"method ml trains two or more models, got {len(models)}")
+    if method in LATE_FUSION:
+        modalities = [model.modality for model in models]
+        if len(models) < 2 or len(set(modalities)) != len(modalities):
+            raise reader.error("models", f"method {method} fuses two or more distinct modalities, got {modalities}")
+        if files:
+            raise reader.error("checkpoints", f"a {method} run is trained, not loaded from checkpoint files")
     teacher = reader.get("teacher", str, None)
     if files and teacher:
         raise reader.error("teacher", "a run loaded from checkpoint files has no teacher")
@@ -500,10 +549,22 @@ def _model_ref(reader: _Reader, key: str, text: str, runs: dict[str, Any]) -> Mo
     run, model = match["run"], int(match["model"])
     if run not in runs:
         raise reader.error(key, f"run {run!r} is not defined in [runs]")
-    count = len(runs[run].models) if isinstance(runs[run], RunSpec) else len(runs[run].get("models", []))
+    count = len(_models_of(runs[run])) if key == "teacher" else cell_model_count(runs[run])
     if model >= count:
         raise reader.error(key, f"run {run!r} has {count} models, no model {model}")
     return run, model
+
+
+def _models_of(run: RunSpec | dict[str, Any]) -> Sequence[Any]:
+    """The models of a run, read already or still raw TOML."""
+    return run.models if isinstance(run, RunSpec) else run.get("models", [])
+
+
+def cell_model_count(run: RunSpec | dict[str, Any]) -> int:
+    """How many model indices cells may name: a run's M models, plus for a late-fusion run its fused head, index M
+    (model i < M of a late-fusion run is branch i with its own uni-modal head)."""
+    method = run.method if isinstance(run, RunSpec) else run.get("method")
+    return len(_models_of(run)) + (method in LATE_FUSION)
 
 
 def _read_overrides(reader: _Reader) -> tuple[tuple[str, Any], ...]:
@@ -519,6 +580,7 @@ def _read_overrides(reader: _Reader) -> tuple[tuple[str, Any], ...]:
         choices = {"sampling": SAMPLINGS, "kl_form": KL_FORMS}.get(key)
         if choices and value not in choices:
             raise reader.error(f"recipe.{key}", f"{value!r} is not one of {', '.join(choices)}")
+        _check_recipe_value(_Reader(reader.path, overrides, f"{reader.prefix}recipe."), key, value)
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in overrides.items()))
 
 
@@ -565,7 +627,7 @@ def _read_cell(reader: _Reader, key: str, value: Any, runs: dict[str, RunSpec], 
         refs = (_model_ref(cell, "model", f"{run}/{cell.positive('model', int, zero=True)}", runs),)
     result = ResultCell(
         members=refs,
-        paper=_read_paper(cell, "paper", cell.get("paper", list), metrics),
+        paper=_read_paper(cell, "paper", cell.get("paper", list), metrics, allow_empty=True),  # []: no paper value
         views=_read_views(cell.sub("views")) if "views" in value else None,
         id=cell.get("id", str, ""),
     )
@@ -640,7 +702,7 @@ def _read_claims(reader: _Reader, cell_ids: set[str]) -> tuple[ClaimSpec, ...]:
             text=item.get("text", str),
             better=item.get("better", str),
             worse=item.get("worse", str),
-            metric=item.choice("metric", METRICS, "top1"),
+            metric=item.choice("metric", ACCURACY_METRICS, "top1"),
             margin=item.get("margin", float, 0.0),
         )
         for key in ("better", "worse"):
@@ -696,18 +758,43 @@ def load_table(path: Path) -> TableSpec:
         triples=triples,
         claims=_read_claims(reader, ids),
     )
+    multilabel = [name for name, run in runs.items() if run.method in SINGLE_LABEL_ONLY]
+    if multilabel and table.setup == "charades":
+        raise reader.error(f"runs.{multilabel[0]}.method", "this method is single-label: not for the charades setup")
     if table.id != path.stem:
         raise reader.error("id", f"{table.id!r} differs from the file name {path.stem!r}")
     reader.finish()
     return table
 
 
+# Specs of the related methods' tables, outside `all` (which is the MML paper's Tables 1-13): a name each, and one
+# name for the group.
+RELATED_TABLES = ("gblend_table4", "skd_table2", "methods")
+RELATED_GROUP = "related"
+
+
 def table_path(directory: Path, name: str) -> Path:
-    """The spec file of a table id given as `table7`, `table07` or `7`."""
+    """The spec file of a table id given as `table7`, `table07` or `7`, or of a related-method table by its name."""
+    if name in RELATED_TABLES:
+        return directory / f"{name}.toml"
     number = name.removeprefix("table")
     if not number.isdigit():
-        raise SpecError(f"{directory}: {name}: a table id looks like table7, table07 or 7")
+        raise SpecError(
+            f"{directory}: {name}: a table id looks like table7, table07 or 7, or is one of "
+            f"{', '.join(RELATED_TABLES)} ({RELATED_GROUP}: all three)"
+        )
     return directory / f"table{int(number):02d}.toml"
+
+
+def table_paths(directory: Path, names: Sequence[str]) -> list[Path]:
+    """The spec files of table ids and the groups `all` (the paper's tables) and `related` (the related methods')."""
+    if list(names) == ["all"]:
+        return all_table_paths(directory)
+    paths: list[Path] = []
+    for name in names:
+        group = RELATED_TABLES if name == RELATED_GROUP else (name,)
+        paths += [path for path in (table_path(directory, n) for n in group) if path not in paths]
+    return paths
 
 
 def all_table_paths(directory: Path) -> list[Path]:

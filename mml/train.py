@@ -9,6 +9,11 @@ All randomness derives from (seed, replica, purpose, epoch), so a resumed run re
 Under torchrun the same step runs spread over the ranks (see `mml.distributed`): each rank trains one model on
 one shard of every batch, builds only its model's modality, and receives the other models' detached class scores
 instead of computing them; `group_step` is the one loss computation of both.
+
+The related methods (`mml.related`: KD in `group_step`; the two-view SKD-SRL family; late fusion and G-Blend) run
+through the same epoch loop (`_Epochs.run_epoch`) with their own step, in one process. Their auxiliary modules
+(SKD-SRL's projector / predictor, the fused head) are checkpointed and stored beside the models, and G-Blend's
+weight estimates (Algorithm 1, which trains with that same loop) are part of the checkpoint state.
 """
 
 from __future__ import annotations
@@ -27,20 +32,23 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from tqdm import tqdm
 
-from mml import distributed
+from mml import distributed, related
 from mml.data.cache import FrameSource
-from mml.data.clips import ShardBatches, TrainClips
+from mml.data.clips import ShardBatches, TrainClips, TwoViews
 from mml.data.datasets import VideoDataset
 from mml.data.modalities import MODALITIES
 from mml.distributed import Layout
 from mml.errors import CheckpointError, MMLError
+from mml.gblend import GBlendSplit, gblend_split
 from mml.losses import binary_cross_entropy, cross_entropy, d3d_loss, kl_message, kl_to_others, mars_loss
 from mml.models.convert import fit_checkpoint
+from mml.models.fusion import FUSED, LateFusion
 from mml.models.i3d import I3D_ARCHS, I3DResNet, build_i3d, inflate_2d_state_dict
 from mml.models.init import param_groups, transfer_weights
 from mml.models.tsm import TSMResNet, build_tsm
 from mml.runs import RunConfig, Store, write_atomic, write_json
-from mml.spec import execution
+from mml.skd import soft_distillation
+from mml.spec import LATE_FUSION, SINGLE_LABEL_ONLY, TWO_VIEWS, execution
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,7 @@ def derive_seed(*parts: int) -> int:
 
 
 # Purposes of derived seeds, so that each random stream is independent of the others.
-_INIT_SEED, _EPOCH_SEED, _ORDER_SEED, _SAMPLE_SEED = 1, 2, 3, 4
+_INIT_SEED, _EPOCH_SEED, _ORDER_SEED, _SAMPLE_SEED, _SPLIT_SEED, _ESTIMATE_SEED = 1, 2, 3, 4, 5, 6
 
 
 def network(config: RunConfig, modality: str) -> TSMResNet | I3DResNet:
@@ -91,6 +99,13 @@ def stored_models(store: Store, config: RunConfig) -> list[TSMResNet]:
         model.load_state_dict(load_file(str(store.run_dir(config.run_id) / f"model{index}.safetensors")))
         models.append(model)
     return models
+
+
+def stored_fusion(store: Store, config: RunConfig) -> LateFusion:
+    """The late-fusion network of a finished late-fusion run: its stored branches and fused head."""
+    fusion = related.fusion_network(config, stored_models(store, config))
+    fusion.fused_head.load_state_dict(load_file(str(store.run_dir(config.run_id) / f"{FUSED}.safetensors")))
+    return fusion
 
 
 def build_models(
@@ -181,8 +196,9 @@ def group_step(
 
     CE for every model (BCE for multi-label targets); plus the mutual KL term when the group has two or more
     models (ML / MML), its target built from the other models' `kl_message`s, computed here in one process or
-    received from the peer ranks; plus, for a MARS / D3D student, the weighted distance to the frozen teacher's
-    features / logits on the same clip. With BCE the extra terms are divided by the number of classes, so that they
+    received from the peer ranks; plus, for a MARS / D3D / KD student, the weighted distance to the frozen
+    teacher's features / logits (KD: the τ² KL of softened logits) on the same clip. With BCE the extra terms are
+    divided by the number of classes, so that they
     keep the magnitude of the classification loss (paper Appendix 2).
 
     Args:
@@ -209,8 +225,10 @@ def group_step(
             teacher_logits = teacher.head(teacher_features)
         if config.method == "mars":
             extra = config.recipe.mars_weight * mars_loss(features[0], teacher_features)
-        else:
+        elif config.method == "d3d":
             extra = config.recipe.d3d_weight * d3d_loss(logits[0], teacher_logits)
+        else:  # kd: Hinton et al.'s soft term
+            extra = config.recipe.kd_alpha * soft_distillation(logits[0], teacher_logits, config.recipe.kd_tau)
         losses[0] = losses[0] + scale * extra
     return losses
 
@@ -223,20 +241,28 @@ def backward(losses: Sequence[torch.Tensor], layout: Layout, share: float) -> No
     (total if weight == 1 else total * weight).backward()
 
 
-def _model_tensors(index: int, model: nn.Module, optimizer: torch.optim.SGD | None) -> dict[str, torch.Tensor]:
-    """Model `index`'s weights (`model<i>.<name>`) and, with its optimizer, momentum buffers (`optimizer<i>.<n>`)."""
-    tensors = {f"model{index}.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+def _module_tensors(
+    name: str, optimizer_name: str, module: nn.Module, optimizer: torch.optim.SGD | None
+) -> dict[str, torch.Tensor]:
+    """A module's weights (`<name>.<key>`) and, with its optimizer, momentum buffers (`<optimizer_name>.<n>`)."""
+    tensors = {f"{name}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     if optimizer is not None:
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         for number, parameter in enumerate(parameters):
             buffer = optimizer.state.get(parameter, {}).get("momentum_buffer")
             if buffer is not None:
-                tensors[f"optimizer{index}.{number}"] = buffer.detach().cpu().contiguous()
+                tensors[f"{optimizer_name}.{number}"] = buffer.detach().cpu().contiguous()
     return tensors
 
 
-def _load_checkpoint(path: Path, rid: str, models: dict[int, tuple[nn.Module, torch.optim.SGD]]) -> dict:
-    """Load the models (and optimisers) of the given indices from a run's checkpoint; returns its state."""
+def _checkpoint_names(index: int | str) -> tuple[str, str]:
+    """Checkpoint key prefixes of model `index` (`model<i>`, `optimizer<i>`) or of an auxiliary module by name."""
+    return (f"model{index}", f"optimizer{index}") if isinstance(index, int) else (index, f"optimizer_{index}")
+
+
+def _load_checkpoint(path: Path, rid: str, modules: dict[int | str, tuple[nn.Module, torch.optim.SGD]]) -> dict:
+    """Load the models (by index) and auxiliary modules (by name), with their optimisers, from a run's checkpoint;
+    returns its state."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as handle:
@@ -244,12 +270,13 @@ def _load_checkpoint(path: Path, rid: str, models: dict[int, tuple[nn.Module, to
     if state.get("run_id") != rid:
         raise CheckpointError(f"{path}: belongs to run {state.get('run_id')}, not {rid}")
     tensors = load_file(str(path))
-    for index, (model, optimizer) in models.items():
-        prefix = f"model{index}."
+    for index, (model, optimizer) in modules.items():
+        name, optimizer_name = _checkpoint_names(index)
+        prefix = f"{name}."
         model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         for number, parameter in enumerate(parameters):
-            buffer = tensors.get(f"optimizer{index}.{number}")
+            buffer = tensors.get(f"{optimizer_name}.{number}")
             if buffer is not None:
                 optimizer.state[parameter]["momentum_buffer"] = buffer.to(parameter.device)
     return state
@@ -272,12 +299,79 @@ def train_run(
     Args:
         stop_after_epoch: stop (as if interrupted) once this many epochs are checkpointed; used by tests.
     """
+    if distributed.active() and config.method in (*TWO_VIEWS, *LATE_FUSION):
+        raise MMLError(
+            f"run {config.run_id}: method {config.method} trains in one process only; run it without torchrun"
+        )
     layout = distributed.layout(len(config.models))
     if layout is None:
         return distributed.on_rank0(
             lambda: _train(config, dataset, cache, store, run, load_init, stop_after_epoch, Layout(len(config.models)))
         )
     return _train(config, dataset, cache, store, run, load_init, stop_after_epoch, layout)
+
+
+@dataclass
+class _Epochs:
+    """What every training epoch of one run needs, for `run_epoch`: the clips, the trained modules with their
+    optimisers, the step, and where this process stands."""
+
+    config: RunConfig
+    clips: TrainClips | TwoViews
+    parts: list[tuple[nn.Module, torch.optim.SGD]]  # every trained module with its optimiser
+    step: Callable[[object, torch.Tensor], list[torch.Tensor]]  # a batch's losses, their sum being the objective
+    layout: Layout
+    run: Execution
+    share: float
+    partial: Path
+
+    def run_epoch(self, epoch: int, stream: Sequence[int], desc: str) -> np.ndarray:
+        """Train one epoch (at epoch `epoch`'s lr, clips and order) with dropout seeded from `stream`; returns the
+        mean of each reported loss over the steps."""
+        config, recipe, layout = self.config, self.config.recipe, self.layout
+        rid = config.run_id
+        self.clips.epoch = epoch
+        order = torch.Generator().manual_seed(derive_seed(config.seed, config.replica, _ORDER_SEED, epoch))
+        drop_last = len(self.clips) >= recipe.batch_size
+        batches = BatchSampler(RandomSampler(self.clips, generator=order), recipe.batch_size, drop_last)
+        loader = DataLoader(
+            self.clips,
+            batch_sampler=ShardBatches(batches, layout.shard, layout.replicas),
+            generator=order,
+            num_workers=self.run.workers,
+            persistent_workers=False,
+        )
+        torch.manual_seed(derive_seed(config.seed, config.replica, *stream))
+        for module, _ in self.parts:
+            module.train()
+        totals = 0.0
+        bar = tqdm(loader, desc=desc, leave=False, disable=not self.run.progress)
+        for step, (inputs, labels) in enumerate(bar):
+            losses = self.step(to_device(inputs, self.run.device), labels.to(self.run.device))
+            values = layout.reduce(losses, self.share)
+            if not all(math.isfinite(value) for value in values):
+                raise MMLError(
+                    f"run {rid}: non-finite loss at epoch {epoch + 1}, step {step + 1}; "
+                    f"the last good checkpoint is kept in {self.partial}"
+                )
+            for _, optimizer in self.parts:
+                optimizer.zero_grad(set_to_none=True)
+            backward(losses, layout, self.share)
+            for module, optimizer in self.parts:
+                nn.utils.clip_grad_norm_(module.parameters(), recipe.grad_clip)
+                optimizer.step()
+            totals = totals + np.asarray(values)
+            bar.set_postfix(loss=" ".join(f"{v / (step + 1):.3f}" for v in np.atleast_1d(totals)))
+        return np.atleast_1d(totals / max(len(loader), 1))
+
+
+def to_device(inputs: object, device: str) -> object:
+    """Input tensors moved to `device`: a tensor, a dict per modality, or a pair of dicts (two views)."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    if isinstance(inputs, dict):
+        return {modality: tensor.to(device) for modality, tensor in inputs.items()}
+    return tuple(to_device(part, device) for part in inputs)
 
 
 def _train(
@@ -292,6 +386,8 @@ def _train(
 ) -> Path:
     """`train_run` of the models `layout.held` on shard `layout.shard` of every batch; rank 0 writes the store."""
     rid = config.run_id
+    if config.method in SINGLE_LABEL_ONLY and dataset.multilabel:
+        raise MMLError(f"run {rid}: method {config.method} is single-label, the data set is multi-label")
     partial = store.begin(rid) if layout.lead else store.partial_dir(rid)
     checkpoint = partial / "checkpoint.safetensors"
     resume = layout.share(checkpoint.is_file())
@@ -299,13 +395,25 @@ def _train(
     models = [model.to(device) for model in build_models(config, load_init, layout.held)]
     teacher = build_teacher(config, load_init).to(device) if config.teacher else None
     optimizers = build_optimizers(config, models, layout.held)
+    torch.manual_seed(derive_seed(config.seed, config.replica, _INIT_SEED, len(config.models)))  # auxiliary init
+    fusion = related.fusion_network(config, models).to(device) if config.method in LATE_FUSION else None
+    auxiliary = {name: m.to(device) for name, m in related.auxiliary_modules(config, models, fusion).items()}
+    extra_optimizers = {name: _sgd(config, related.auxiliary_groups(name, m)) for name, m in auxiliary.items()}
     state = {"run_id": rid, "epoch": 0, "history": []}
     if resume:
-        state = _load_checkpoint(checkpoint, rid, dict(zip(layout.held, zip(models, optimizers))))
+        modules: dict[int | str, tuple[nn.Module, torch.optim.SGD]] = dict(zip(layout.held, zip(models, optimizers)))
+        modules.update({name: (auxiliary[name], extra_optimizers[name]) for name in auxiliary})
+        state = _load_checkpoint(checkpoint, rid, modules)
     nets = layout.wrap([Outputs(model) for model in models])
     teacher_modality = [config.teacher.modality] if config.teacher else []
+    records = dataset.train
+    split = None
+    if config.method in ("gblend", "gblend_online"):
+        seed = derive_seed(config.seed, config.replica, _SPLIT_SEED)
+        split = gblend_split(len(records), holdout_fraction=config.recipe.gblend_holdout, seed=seed)
+        records = [dataset.train[i] for i in split.train]  # T: V is held out of training (G-Blend §2.4)
     clips = TrainClips(
-        dataset.train,
+        records,
         cache,
         [m.modality for m in config.models] + teacher_modality,
         config.recipe,
@@ -318,55 +426,40 @@ def _train(
     share = len(range(layout.shard, batch, layout.replicas)) / batch
     if share == 0:
         raise MMLError(f"run {rid}: a batch of {batch} clips cannot feed {layout.replicas} replicas of each model")
+    blend: dict[str, float] = {FUSED: 1.0}  # the heads' loss weights; naive late fusion: the fused head's only
+
+    def step(inputs: object, labels: torch.Tensor) -> list[torch.Tensor]:
+        if config.method in TWO_VIEWS:
+            return related.two_view_losses(config, nets[0], auxiliary.get("siamese"), inputs, labels)
+        if fusion is not None:
+            return related.fusion_losses(fusion, inputs, labels, blend)
+        return group_step(config, nets, teacher, inputs, labels, layout)
+
+    parts = list(zip(models, optimizers)) + [(auxiliary[n], extra_optimizers[n]) for n in auxiliary]
+    data = TwoViews(clips) if config.method in TWO_VIEWS else clips
+    epochs = _Epochs(config, data, parts, step, layout, run, share, partial)
     for epoch in range(state["epoch"], recipe.epochs):
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return partial
-        lr = set_learning_rate(config, optimizers, epoch)
-        clips.epoch = epoch
-        order = torch.Generator().manual_seed(derive_seed(config.seed, config.replica, _ORDER_SEED, epoch))
-        drop_last = len(clips) >= recipe.batch_size
-        batches = BatchSampler(RandomSampler(clips, generator=order), recipe.batch_size, drop_last)
-        loader = DataLoader(
-            clips,
-            batch_sampler=ShardBatches(batches, layout.shard, layout.replicas),
-            generator=order,
-            num_workers=run.workers,
-            persistent_workers=False,
-        )
-        torch.manual_seed(derive_seed(config.seed, config.replica, _EPOCH_SEED, epoch, *layout.stream))
-        for net in nets:
-            net.train()
-        totals = np.zeros(len(config.models))
-        bar = tqdm(loader, desc=f"{rid} epoch {epoch + 1}/{recipe.epochs}", leave=False, disable=not run.progress)
-        for step, (inputs, labels) in enumerate(bar):
-            inputs = {modality: tensor.to(device) for modality, tensor in inputs.items()}
-            losses = group_step(config, nets, teacher, inputs, labels.to(device), layout)
-            values = layout.reduce(losses, share)
-            if not all(math.isfinite(value) for value in values):
-                raise MMLError(
-                    f"run {rid}: non-finite loss at epoch {epoch + 1}, step {step + 1}; "
-                    f"the last good checkpoint is kept in {partial}"
-                )
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            backward(losses, layout, share)
-            for model, optimizer in zip(models, optimizers, strict=True):
-                nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-                optimizer.step()
-            totals += values
-            bar.set_postfix(loss=" ".join(f"{v / (step + 1):.3f}" for v in totals))
+        if split is not None:
+            estimated = _gblend_weights(config, state, epoch, epochs, fusion, blend, split, dataset, cache, run)
+            blend.clear()
+            blend.update(estimated)
+        lr = set_learning_rate(config, [o for _, o in parts], epoch)
+        desc = f"{rid} epoch {epoch + 1}/{recipe.epochs}"
+        losses = epochs.run_epoch(epoch, (_EPOCH_SEED, epoch, *layout.stream), desc)
         state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": (totals / max(len(loader), 1)).tolist()})
-        tensors = layout.gather(_held_tensors(layout, models, optimizers))
+        state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": losses.tolist()})
+        tensors = layout.gather(_held_tensors(layout, models, optimizers, auxiliary, extra_optimizers))
         if layout.lead:
             write_atomic(checkpoint, save(tensors, metadata={"state": json.dumps(state)}))
-    tensors = layout.gather(_held_tensors(layout, models, None))
+    tensors = layout.gather(_held_tensors(layout, models, None, auxiliary, None))
     if layout.lead:
-        for index in range(len(config.models)):
-            prefix = f"model{index}."
-            weights = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-            write_atomic(partial / f"model{index}.safetensors", save(weights))
-        write_json(partial / "metrics.json", {"history": state["history"]})
+        for index in [*range(len(config.models)), *auxiliary]:
+            name, _ = _checkpoint_names(index)
+            weights_of = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
+            write_atomic(partial / f"{name}.safetensors", save(weights_of))
+        write_json(partial / "metrics.json", {key: state[key] for key in ("history", "gblend") if key in state})
         record = {"run_id": rid, "config": dataclasses.asdict(config), **provenance(), "world_size": layout.world}
         write_json(partial / "run.json", record)
         store.finish(rid)
@@ -374,14 +467,89 @@ def _train(
     return store.run_dir(rid)
 
 
+def _sgd(config: RunConfig, groups: list[dict]) -> torch.optim.SGD:
+    recipe = config.recipe
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+
+
+def _gblend_weights(
+    config: RunConfig,
+    state: dict,
+    epoch: int,
+    epochs: _Epochs,
+    fusion: nn.Module,
+    blend: dict[str, float],
+    split: GBlendSplit,
+    dataset: VideoDataset,
+    cache: FrameSource,
+    run: Execution,
+) -> dict[str, float]:
+    """The G-Blend weights epoch `epoch` trains with: estimated (Algorithm 1) at the start of each super-epoch and
+    kept in the run's state, so that a resumed run trains with the weights it estimated before the interruption.
+
+    The estimate trains each head's network alone (`blend` set to {head: 1}) for n epochs on T with the run's own
+    epoch function (`epochs`), measures every head's loss on T' and V before and after, and puts the modules and
+    optimisers back as they were."""
+    estimates = state.setdefault("gblend", [])
+    started = [item for item in related.gblend_schedule(config) if item[0].start <= epoch]
+    super_epoch, length = max(started, key=lambda item: item[0].start)
+    done = [e for e in estimates if e["start"] == super_epoch.start]
+    if done:
+        return done[0]["weights"]
+    recipe, names = config.recipe, related.heads(config)
+    seed = derive_seed(config.seed, config.replica, _ESTIMATE_SEED)
+    modalities = [m.modality for m in config.models]
+    measured = []
+    for part in (split.train_subset, split.holdout):
+        clips = TrainClips([dataset.train[i] for i in part], cache, modalities, recipe, seed, config.num_classes)
+        clips.epoch = super_epoch.start  # the same clips at checkpoints N and N + n
+        measured.append(clips)
+
+    def measure() -> tuple[dict[str, float], dict[str, float]]:
+        train_subset, holdout = measured
+        return (
+            related.mean_head_losses(fusion, train_subset, recipe.batch_size, run.device),
+            related.mean_head_losses(fusion, holdout, recipe.batch_size, run.device),
+        )
+
+    def train_head(name: str) -> None:
+        blend.clear()
+        blend[name] = 1.0
+        for offset in range(length):
+            at = super_epoch.start + offset
+            set_learning_rate(config, [o for _, o in epochs.parts], at)
+            desc = f"{config.run_id} G-Blend estimate: {name} head, epoch {at + 1}"
+            epochs.run_epoch(at, (_ESTIMATE_SEED, super_epoch.start, names.index(name), offset), desc)
+
+    snapshot = related.Snapshot([m for m, _ in epochs.parts], [o for _, o in epochs.parts])
+    histories = related.estimate_histories(names, snapshot, train_head, measure)
+    weights, note = related.weights_from(histories, estimates[-1]["weights"] if estimates else None)
+    losses = {name: dataclasses.astuple(history) for name, history in histories.items()}
+    estimates.append({"start": super_epoch.start, "epochs": length, "weights": weights, "losses": losses, "note": note})
+    return weights
+
+
 def _held_tensors(
-    layout: Layout, models: Sequence[nn.Module], optimizers: Sequence[torch.optim.SGD] | None
+    layout: Layout,
+    models: Sequence[nn.Module],
+    optimizers: Sequence[torch.optim.SGD] | None,
+    auxiliary: dict[str, nn.Module],
+    auxiliary_optimizers: dict[str, torch.optim.SGD] | None,
 ) -> dict[str, torch.Tensor]:
-    """The tensors of this process's models (and optimisers), from shard 0 only: replicas are identical."""
+    """The tensors of this process's models and auxiliary modules (and optimisers), from shard 0 only: replicas
+    are identical."""
     tensors: dict[str, torch.Tensor] = {}
     if layout.shard == 0:
-        for position, (index, model) in enumerate(zip(layout.held, models, strict=True)):
-            tensors.update(_model_tensors(index, model, optimizers[position] if optimizers else None))
+        held = [
+            (index, model, optimizers[position] if optimizers else None)
+            for position, (index, model) in enumerate(zip(layout.held, models, strict=True))
+        ]
+        held += [
+            (name, module, auxiliary_optimizers[name] if auxiliary_optimizers else None)
+            for name, module in auxiliary.items()
+        ]
+        for index, module, optimizer in held:
+            tensors.update(_module_tensors(*_checkpoint_names(index), module, optimizer))
     return tensors
 
 

@@ -113,6 +113,26 @@ FAULTS = [
         "resumes to the uninterrupted result",
         "test_reproduce.py::test_resume_after_interruption_equals_uninterrupted_run",
     ),
+    (
+        "related-method spec: a bad setting, one modality twice, a missing teacher, the charades setup",
+        "one line `file: key: reason`",
+        "test_spec.py::test_invalid_related_method_specs",
+    ),
+    (
+        "G-Blend run interrupted between super-epochs",
+        "resumes with the weights it estimated; the result equals the uninterrupted run's",
+        "test_related.py::test_gblend_resume_keeps_weights_and_super_epoch",
+    ),
+    (
+        "a single-process method (two views, late fusion) under torchrun",
+        "one line: run it without torchrun",
+        "test_related.py::test_single_process_methods_refuse_torchrun",
+    ),
+    (
+        "unknown table name",
+        "one line listing the table ids and the related tables",
+        "test_spec.py::test_related_table_names",
+    ),
 ]
 
 

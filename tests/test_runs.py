@@ -50,13 +50,29 @@ def _variants() -> list[tuple[str, RunConfig]]:
     }
     variants = [(name, config(**{name: value})) for name, value in changed.items()]
     for item in dataclasses.fields(Recipe):
-        value = getattr(RECIPE, item.name)
-        changes = {int: lambda v: v + 1, float: lambda v: v * 2 + 1, str: lambda v: v + "x", tuple: lambda v: (*v, 9)}
-        new = changes[type(value)](value)
-        variants.append((f"recipe.{item.name}", config(recipe=dataclasses.replace(RECIPE, **{item.name: new}))))
+        new = _changed(getattr(RECIPE, item.name))
+        method = item.metadata.get("methods", ("ml",))[0]  # a setting of some methods: in a run of the first
+        recipe = dataclasses.replace(RECIPE, **{item.name: new})
+        variants.append((f"recipe.{item.name}", config(method=method, recipe=recipe)))
     variants.append(("models.init", config(models=(ModelConfig("RGB", "run:0123456789abcdef/1"),) * 2)))
     variants.append(("models.modality", config(models=(ModelConfig("Diff", "run:0123456789abcdef/0"),) * 2)))
     return variants
+
+
+def _changed(value: object) -> object:
+    changes = {int: lambda v: v + 1, float: lambda v: v * 2 + 1, str: lambda v: v + "x", tuple: lambda v: (*v, 9)}
+    return changes[type(value)](value)
+
+
+def test_method_settings_enter_only_their_methods_ids() -> None:
+    for item in dataclasses.fields(Recipe):
+        methods = item.metadata.get("methods")
+        if methods is None:
+            continue
+        changed = dataclasses.replace(RECIPE, **{item.name: _changed(getattr(RECIPE, item.name))})
+        for method in methods:
+            assert run_id(config(method=method, recipe=changed)) != run_id(config(method=method)), item.name
+        assert run_id(config(method="ce", recipe=changed)) == run_id(config(method="ce")), item.name
 
 
 def test_every_result_changing_field_changes_the_identity() -> None:
@@ -152,3 +168,15 @@ def test_object_task_relabels_by_first_placeholder(tmp_path: Path) -> None:
     assert [r.label for r in objects.train] == [1, 0, 1]
     assert [r.video_id for r in objects.validation] == ["4"]  # an object unseen in training is left out
     assert dataset.for_target("action") is dataset
+
+
+def test_ids_of_existing_runs_are_pinned() -> None:
+    """Settings added for later methods (left at their defaults) must not change the ids of runs already stored."""
+    table = load_table(REPRODUCTIONS / "table07.toml")
+    profile = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")
+    dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64)
+    plan = plan_tables([table], profile, dataset)
+    ids = {name: plan.run_id("table07", name, 0) for name in ("rgb", "A", "C")}
+    assert ids == {"rgb": "b6cda8f100332925", "A": "41c00a391bcf990d", "C": "2468e37e5a48613e"}
+    changed = dataclasses.replace(plan.runs[ids["A"]], recipe=dataclasses.replace(profile.recipe, skd_alpha=0.5))
+    assert changed.run_id == ids["A"]  # an SKD-SRL setting does not enter an MML run's id

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mml.errors import SpecError
-from mml.spec import ResultCell, ViewProtocol, all_table_paths, load_profile, load_table, table_path
+from mml.spec import ResultCell, ViewProtocol, all_table_paths, load_profile, load_table, table_path, table_paths
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 
@@ -172,3 +172,96 @@ def test_table_ids() -> None:
     assert table_path(REPRODUCTIONS, "07").name == "table07.toml"
     with pytest.raises(SpecError, match="a table id looks like"):
         table_path(REPRODUCTIONS, "seven")
+
+
+RELATED = """
+id = "table99"
+title = "Related methods"
+columns = ["Model", "Top-1 / Top-5"]
+rows = [["fused", { run = "blend", model = 2, paper = [] }]]
+
+[runs.rgb]
+method = "ce"
+models = [{ modality = "RGB", init = "imagenet" }]
+
+[runs.blend]
+method = "gblend_online"
+models = [{ modality = "RGB", init = "imagenet" }, { modality = "Flow", init = "imagenet" }]
+recipe = { gblend_super_epoch = 2, gblend_holdout = 0.1 }
+
+[runs.student]
+method = "kd"
+models = [{ modality = "RGB", init = "imagenet" }]
+teacher = "rgb/0"
+
+[runs.siamese]
+method = "skd_srl"
+models = [{ modality = "RGB", init = "imagenet" }]
+recipe = { skd_tau = 4.0, skd_alpha = 0.5, skd_beta = 0 }
+"""
+
+
+def test_related_methods_load_with_their_settings(tmp_path: Path) -> None:
+    table = load_table(write(tmp_path, RELATED))
+    assert table.rows[0][1] == ResultCell(members=(("blend", 2),), paper=())  # the fused head, no paper value
+    assert dict(table.runs["blend"].recipe) == {"gblend_holdout": 0.1, "gblend_super_epoch": 2}
+    assert table.runs["student"].teacher == ("rgb", 0)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            '{ modality = "Flow", init = "imagenet" }]\nrecipe',
+            '{ modality = "RGB", init = "imagenet" }]\nrecipe',
+            "runs.blend.models: method gblend_online fuses two or more distinct modalities, got ['RGB', 'RGB']",
+        ),
+        ("model = 2", "model = 3", "rows[0][1].model: run 'blend' has 3 models, no model 3"),
+        ("gblend_holdout = 0.1", "gblend_holdout = 1.5", "gblend_holdout: must be a fraction in (0, 1), got 1.5"),
+        ("gblend_super_epoch = 2", "gblend_super_epoch = 0", "runs.blend.recipe.gblend_super_epoch: must be positive"),
+        ("gblend_super_epoch = 2", 'gblend_super_epoch = "two"', "runs.blend.recipe.gblend_super_epoch: expected int"),
+        ("skd_tau = 4.0", "skd_tau = 0.0", "runs.siamese.recipe.skd_tau: must be positive, got 0.0"),
+        ("skd_alpha = 0.5", "skd_alpha = -1", "runs.siamese.recipe.skd_alpha: must be non-negative, got -1"),
+        ('teacher = "rgb/0"\n', "", "runs.student.teacher: methods mars and d3d and kd need a teacher, others none"),
+        ('method = "skd_srl"', 'method = "self_kd"\nteacher = "rgb/0"', "runs.siamese.teacher: methods mars and d3d"),
+        ('method = "skd_srl"', 'method = "skd"', "runs.siamese.method: 'skd' is not one of ce, ml, mars, d3d, kd"),
+        (
+            'models = [{ modality = "RGB", init = "imagenet" }]\nrecipe',
+            'models = [{ modality = "RGB", init = "imagenet" }, { modality = "RGB", init = "imagenet" }]\nrecipe',
+            "runs.siamese.models: method skd_srl trains exactly one model, got 2",
+        ),
+        ('title = "Related methods"', 'title = "Related methods"\nsetup = "charades"', "runs.blend.method: this"),
+    ],
+)
+def test_invalid_related_method_specs(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in RELATED
+    path = write(tmp_path, RELATED.replace(old, new, 1))
+    with pytest.raises(SpecError) as info:
+        load_table(path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+    assert message in str(info.value)
+
+
+def test_related_method_profile_settings(tmp_path: Path) -> None:
+    text = (REPRODUCTIONS / "profiles.toml").read_text()
+    assert load_profile(REPRODUCTIONS / "profiles.toml", "smoke").recipe.gblend_estimate_epochs == 1
+    negative = text.replace("gblend_estimate_epochs = 1", "gblend_estimate_epochs = -1", 1)
+    path = write(tmp_path, negative, "profiles.toml")
+    with pytest.raises(SpecError, match=r"smoke\.recipe\.gblend_estimate_epochs: must be non-negative, got -1"):
+        load_profile(path, "smoke")
+    path = write(tmp_path, text.replace("[smoke.views]", "kd_tau = 0\n[smoke.views]", 1), "profiles.toml")
+    with pytest.raises(SpecError, match=r"smoke\.recipe\.kd_tau: must be positive, got 0"):
+        load_profile(path, "smoke")
+
+
+def test_related_table_names() -> None:
+    assert table_path(REPRODUCTIONS, "gblend_table4").name == "gblend_table4.toml"
+    assert [p.stem for p in table_paths(REPRODUCTIONS, ["related", "table7", "methods"])] == [
+        "gblend_table4",
+        "skd_table2",
+        "methods",
+        "table07",
+    ]
+    assert "gblend_table4.toml" not in [p.name for p in all_table_paths(REPRODUCTIONS)]  # not in `all`
+    with pytest.raises(SpecError, match=r"gblend: a table id looks like .* or is one of gblend_table4, skd_table2"):
+        table_path(REPRODUCTIONS, "gblend")

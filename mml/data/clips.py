@@ -74,8 +74,13 @@ class TrainClips(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], int]:
+        return self.sample(index)
+
+    def sample(self, index: int, view: int = 0) -> tuple[dict[str, torch.Tensor], int]:
+        """Video `index`'s clip of this epoch; `view` > 0 draws another, independent augmentation of it (positions
+        and crop), view 0 being the clip every one-view method trains on."""
         record = self.records[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, self.epoch, index] + ([view] if view else []))
         frames = self.cache.frames(record)
         sources = {m: _source(self.cache, record, m) for m in self.modalities}
         specs = [MODALITIES[m] for m in self.modalities]
@@ -94,11 +99,33 @@ class TrainClips(Dataset):
         }
         height, width = next(iter(clips.values())).shape[2:4]  # every modality has the frames' size
         crop = multiscale_crop(height, width, self.recipe.input_size, rng)
-        inputs = {
-            name: build_input(MODALITIES[name], clip, crop, self.recipe.input_size) for name, clip in clips.items()
-        }
+        size = self.recipe.input_size
+        inputs = {name: build_input(MODALITIES[name], clip, crop, size) for name, clip in clips.items()}
         first, last = int(min(starts[0])), int(max(starts[0])) + specs[0].new_length - 1
         return inputs, clip_target(record, first, last, len(frames), self.num_classes)
+
+
+class TwoViews(Dataset):
+    """Two independently augmented views of each training clip (SKD-SRL's x1, x2 = T(x)), with its label."""
+
+    def __init__(self, clips: TrainClips) -> None:
+        self.clips = clips
+
+    @property
+    def epoch(self) -> int:
+        return self.clips.epoch
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.clips.epoch = value
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> tuple[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]], int]:
+        first, label = self.clips.sample(index, 0)
+        second, _ = self.clips.sample(index, 1)
+        return (first, second), label
 
 
 class ShardBatches(Sampler[list[int]]):
@@ -169,3 +196,17 @@ class TestViews(Dataset):
         if isinstance(record, VideoRecord):
             return torch.stack(clips), record.label
         return torch.stack(clips), multi_hot(record.labels, self.num_classes)
+
+
+class FusedViews(Dataset):
+    """The test views of several modalities per video, for a late-fusion network: ({modality: views}, label)."""
+
+    def __init__(self, views: Sequence[TestViews]) -> None:
+        self.views = list(views)
+
+    def __len__(self) -> int:
+        return len(self.views[0])
+
+    def __getitem__(self, index: int) -> tuple[dict[str, torch.Tensor], int | torch.Tensor]:
+        items = [views[index] for views in self.views]
+        return {views.spec.name: clips for views, (clips, _) in zip(self.views, items, strict=True)}, items[0][1]

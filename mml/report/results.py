@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from mml.cost import inference_gflops
 from mml.ensemble import Scores, ensemble_accuracy, pair_matrix, rank_triples
 from mml.runner import Plan
 from mml.runs import Store
@@ -37,10 +38,13 @@ class StoredResults:
         for seed in range(len(self.profile.seeds)):
             if len(cell.members) == 1:
                 run, model = cell.members[0]
-                stored = self.store.evaluation(self.run_ids(run)[seed], views.key)["models"][model]
+                stored = dict(self.store.evaluation(self.run_ids(run)[seed], views.key)["models"][model])
             else:
                 top1, top5 = ensemble_accuracy([self.scores(ref, seed, views) for ref in cell.members])
                 stored = {"top1": top1, "top5": top5}
+            if "gflops" in self.table.metrics:  # an ensemble costs the sum of its members
+                configs = [(self.plan.runs[self.run_ids(run)[seed]], model) for run, model in cell.members]
+                stored["gflops"] = sum(inference_gflops(config, model, views) for config, model in configs)
             values.append(tuple(stored[m] for m in self.table.metrics))
         return tuple(values)
 
