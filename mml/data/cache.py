@@ -151,6 +151,9 @@ class JpegCache(FolderFrames):
     def _write_folder(self, record: Record, kind: str, images: list[tuple[Path, np.ndarray]]) -> None:
         """Write a video's images into a temporary folder, then rename it into place (the rename marks it done)."""
         final = self._folder(record, kind)
+        for stale in final.parent.glob(f".partial-{record.video_id}-*"):  # left by a killed process
+            if not _process_alive(stale.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(stale, ignore_errors=True)
         partial = final.with_name(f".partial-{record.video_id}-{os.getpid()}")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -162,6 +165,17 @@ class JpegCache(FolderFrames):
             shutil.rmtree(partial, ignore_errors=True)
             if not final.is_dir():
                 raise
+
+
+def _process_alive(pid: str) -> bool:
+    """Whether the process of a staging folder's pid still runs (then its folder is not stale)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _flow_of(record: Record, frames: np.ndarray, backend: FlowBackend) -> np.ndarray:
