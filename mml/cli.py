@@ -30,7 +30,7 @@ from mml.report.results import StoredResults
 from mml.runner import execute, plan_tables
 from mml.runs import Store
 from mml.spec import SETUPS, TableSpec, load_profile, load_table, table_path, table_paths
-from mml.train import Execution
+from mml.train import PRECISIONS, Execution
 
 # Defaults point into the project checkout when mml runs from one (editable install), else the working directory.
 _PROJECT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,12 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
         help="train independent runs at once, one per device, e.g. cuda:0,cuda:1,cuda:2,cuda:3",
     )
     parser.add_argument("--workers", type=int, help="data-loading processes (default: 0 on CPU, 8 on GPU)")
+    parser.add_argument(
+        "--baseline", action="store_true", help="train in fp32, eager, contiguous (the default on the CPU)"
+    )
+    parser.add_argument("--precision", choices=PRECISIONS, help="forward passes in fp32 or bf16 autocast (CUDA: bf16)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last (CUDA: on)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile (CUDA: on)")
     parser.add_argument("--cache", type=Path, help="frame / flow cache folder (default: STORE/cache)")
     parser.add_argument(
         "--set",
@@ -121,7 +127,16 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
         return
     cpus = os.cpu_count() or 1
     workers = args.workers if args.workers is not None else (8 if device.startswith("cuda") else 0)
-    run = Execution(device=device, workers=workers, prepare_workers=cpus, progress=progress)
+    run = Execution.for_device(
+        device,
+        fast=False if args.baseline else None,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        workers=workers,
+        prepare_workers=cpus,
+        progress=progress,
+    )
     command = f"nox -s reproduce -- {' '.join(names)} --profile {profile.name}"
     needed = trained = 0
     written, reports = [], {}

@@ -18,6 +18,7 @@ weight estimates (Algorithm 1, which trains with that same loop) are part of the
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -53,12 +54,56 @@ from mml.spec import LATE_FUSION, SINGLE_LABEL_ONLY, TWO_VIEWS, execution
 
 @dataclass(frozen=True)
 class Execution:
-    """How and where to run: never part of a run's identity."""
+    """How and where to run: never part of a run's identity (`run.json` records the training settings).
+
+    The speed settings default to the fp32-eager baseline; `for_device` turns them on for CUDA: bf16 autocast of
+    the forward passes and losses (`precision`), channels_last weights and activations, `torch.compile` of each
+    trained network, and cuDNN's autotuner. SGD uses PyTorch's multi-tensor (foreach) update on CUDA by default.
+    """
 
     device: str = execution(default="cpu")
     workers: int = execution(default=0)  # data-loading processes during training and evaluation
     prepare_workers: int = execution(default=1)  # processes that decode videos and compute flow into the cache
     progress: bool = execution(default=True)
+    precision: str = execution(default="fp32")  # "fp32", or "bf16": autocast of the forward passes and losses
+    channels_last: bool = execution(default=False)
+    compile: bool = execution(default=False)  # torch.compile each trained network
+    cudnn_benchmark: bool = execution(default=False)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Execution: precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+
+    @classmethod
+    def for_device(cls, device: str, fast: bool | None = None, **settings: object) -> Execution:
+        """Settings for `device`: the fast ones on CUDA, the fp32-eager baseline elsewhere (or as `fast` says);
+        `settings` override single ones, e.g. `compile=False`."""
+        fast = device.startswith("cuda") if fast is None else fast
+        defaults = {"precision": "bf16", "channels_last": True, "compile": True, "cudnn_benchmark": True}
+        chosen = {key: value for key, value in settings.items() if value is not None}
+        return cls(device=device, **({**defaults, **chosen} if fast else chosen))
+
+    def speed_record(self) -> dict[str, object]:
+        """The speed settings a run was trained with, for its `run.json`."""
+        return {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compile}
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(run: Execution) -> contextlib.AbstractContextManager:
+    """bf16 autocast on the run's device type when `run.precision` asks for it; a no-op context otherwise."""
+    device_type = torch.device(run.device).type
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
+
+
+def prepared(network: nn.Module, run: Execution) -> nn.Module:
+    """A network (moved to the device) in the run's memory format: channels_last (channels_last_3d for 3D convs)."""
+    network = network.to(run.device)
+    if run.channels_last:
+        three_d = any(isinstance(module, nn.Conv3d) for module in network.modules())
+        network = network.to(memory_format=torch.channels_last_3d if three_d else torch.channels_last)
+    return network
 
 
 def derive_seed(*parts: int) -> int:
@@ -340,6 +385,7 @@ class _Epochs:
             generator=order,
             num_workers=self.run.workers,
             persistent_workers=False,
+            pin_memory=self.run.device.startswith("cuda"),
         )
         torch.manual_seed(derive_seed(config.seed, config.replica, *stream))
         for module, _ in self.parts:
@@ -347,7 +393,8 @@ class _Epochs:
         totals = 0.0
         bar = tqdm(loader, desc=desc, leave=False, disable=not self.run.progress)
         for step, (inputs, labels) in enumerate(bar):
-            losses = self.step(to_device(inputs, self.run.device), labels.to(self.run.device))
+            with autocast(self.run):
+                losses = self.step(to_device(inputs, self.run.device), labels.to(self.run.device))
             values = layout.reduce(losses, self.share)
             if not all(math.isfinite(value) for value in values):
                 raise MMLError(
@@ -368,9 +415,9 @@ class _Epochs:
 def to_device(inputs: object, device: str) -> object:
     """Input tensors moved to `device`: a tensor, a dict per modality, or a pair of dicts (two views)."""
     if isinstance(inputs, torch.Tensor):
-        return inputs.to(device)
+        return inputs.to(device, non_blocking=True)
     if isinstance(inputs, dict):
-        return {modality: tensor.to(device) for modality, tensor in inputs.items()}
+        return {modality: tensor.to(device, non_blocking=True) for modality, tensor in inputs.items()}
     return tuple(to_device(part, device) for part in inputs)
 
 
@@ -392,8 +439,9 @@ def _train(
     checkpoint = partial / "checkpoint.safetensors"
     resume = layout.share(checkpoint.is_file())
     device = torch.device(run.device)
-    models = [model.to(device) for model in build_models(config, load_init, layout.held)]
-    teacher = build_teacher(config, load_init).to(device) if config.teacher else None
+    torch.backends.cudnn.benchmark = run.cudnn_benchmark and device.type == "cuda"  # PyTorch's process-wide switch
+    models = [prepared(model, run) for model in build_models(config, load_init, layout.held)]
+    teacher = prepared(build_teacher(config, load_init), run) if config.teacher else None
     optimizers = build_optimizers(config, models, layout.held)
     torch.manual_seed(derive_seed(config.seed, config.replica, _INIT_SEED, len(config.models)))  # auxiliary init
     fusion = related.fusion_network(config, models).to(device) if config.method in LATE_FUSION else None
@@ -405,6 +453,8 @@ def _train(
         modules.update({name: (auxiliary[name], extra_optimizers[name]) for name in auxiliary})
         state = _load_checkpoint(checkpoint, rid, modules)
     nets = layout.wrap([Outputs(model) for model in models])
+    if run.compile:
+        nets = [torch.compile(net) for net in nets]
     teacher_modality = [config.teacher.modality] if config.teacher else []
     records = dataset.train
     split = None
@@ -461,6 +511,7 @@ def _train(
             write_atomic(partial / f"{name}.safetensors", save(weights_of))
         write_json(partial / "metrics.json", {key: state[key] for key in ("history", "gblend") if key in state})
         record = {"run_id": rid, "config": dataclasses.asdict(config), **provenance(), "world_size": layout.world}
+        record["execution"] = run.speed_record()
         write_json(partial / "run.json", record)
         store.finish(rid)
     layout.barrier()  # the run is in the store before any rank goes on (to evaluate it, or to start from it)

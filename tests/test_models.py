@@ -31,6 +31,19 @@ def test_temporal_shift_matches_reference_loop(segments: int, channels: int, fol
     torch.testing.assert_close(temporal_shift(x, segments, fold_div), reference_shift(x, segments, fold_div))
 
 
+def test_temporal_shift_keeps_channels_last_and_its_gradient() -> None:
+    x = torch.randn(8, 16, 3, 5).to(memory_format=torch.channels_last).requires_grad_()
+    out = temporal_shift(x, 4)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    reference = x.detach().contiguous().requires_grad_()
+    expected = reference_shift(reference, 4, 8)
+    torch.testing.assert_close(out, expected)
+    weight = torch.randn(8, 16, 3, 5)
+    (out * weight).sum().backward()
+    (expected * weight).sum().backward()
+    torch.testing.assert_close(x.grad, reference.grad)
+
+
 def test_temporal_shift_blocks_by_hand() -> None:
     # one clip, 3 frames, 8 channels, fold_div 4 -> fold 2: channels 0-1 from next, 2-3 from previous, 4-7 unchanged
     x = torch.arange(3 * 8, dtype=torch.float32).reshape(3, 8, 1, 1) + 1

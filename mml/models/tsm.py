@@ -18,7 +18,8 @@ def temporal_shift(x: Tensor, segments: int, fold_div: int = 8) -> Tensor:
 
     Channels ``[0, fold)`` of frame t take frame t+1's values, channels ``[fold, 2*fold)`` take frame t-1's, the
     rest are unchanged; the missing frames at either end are zeros (TSM's out-of-place shift, ``fold = C //
-    fold_div``). Built from slices and one concatenation, so it is autograd-correct and copies the input once.
+    fold_div``). Each element is written once into a new tensor of ``x``'s memory format (contiguous or
+    channels_last), so the shift costs one copy of the input and no layout conversion; autograd-correct.
 
     Args:
         x: Frame features ``(B*T, C, H, W)``, segment-major within each clip.
@@ -26,17 +27,22 @@ def temporal_shift(x: Tensor, segments: int, fold_div: int = 8) -> Tensor:
         fold_div: Inverse of the fraction of channels shifted each way.
 
     Returns:
-        A new tensor of the same shape as ``x``.
+        A new tensor of the same shape and memory format as ``x``.
     """
     nt, c, h, w = x.shape
     if nt % segments:
         raise ValueError(f"temporal_shift: {nt} frames is not a multiple of segments={segments}")
     fold = c // fold_div
-    v = x.reshape(nt // segments, segments, c, h, w)
-    pad = v.new_zeros(nt // segments, 1, fold, h, w)
-    from_next = torch.cat((v[:, 1:, :fold], pad), dim=1)
-    from_prev = torch.cat((pad, v[:, :-1, fold : 2 * fold]), dim=1)
-    return torch.cat((from_next, from_prev, v[:, :, 2 * fold :]), dim=2).reshape(nt, c, h, w)
+    shape = (nt // segments, segments, c, h, w)
+    v = x.reshape(shape)  # a view for contiguous and channels_last inputs (it splits the batch dimension)
+    out = torch.empty_like(x)
+    o = out.view(shape)
+    o[:, :-1, :fold] = v[:, 1:, :fold]
+    o[:, -1, :fold] = 0
+    o[:, 1:, fold : 2 * fold] = v[:, :-1, fold : 2 * fold]
+    o[:, 0, fold : 2 * fold] = 0
+    o[:, :, 2 * fold :] = v[:, :, 2 * fold :]
+    return out
 
 
 class Bottleneck(nn.Module):
