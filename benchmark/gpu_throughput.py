@@ -1,7 +1,7 @@
 """Training throughput of TSM-R50 8x224 at batch 32, as `mml.train` trains it, in one run.
 
 For each setting (fp32 eager, the baseline; bf16 autocast + channels_last, eager; the same under torch.compile,
-the settings we propose as the trainer's default) and each group (one RGB model; an RGB+Flow ML pair, one clip
+the trainer's default on CUDA) and each group (one RGB model; an RGB+Flow ML pair, one clip
 feeding both), it reports clips/s (pairs/s for the pair) and peak device memory, on synthetic input already on the
 device and end to end from a JPEG frame + flow cache through the project's `TrainClips` and a DataLoader, and the
 achieved TFLOP/s from the training FLOPs per clip counted by `torch.utils.flop_counter`. Beside them: plain
@@ -9,8 +9,8 @@ torchvision ResNet-50 image training at the same images per step (batch x segmen
 ceiling, in images/s and its clip equivalent (images/s / segments).
 
 The training step is the trainer's: `mml.train.network`, `group_step` (CE plus the mutual KL term), `backward`,
-gradient clipping and SGD with TSM's parameter groups; bf16 / channels_last / compile are applied here around it,
-as switches the trainer could adopt.
+gradient clipping and SGD with TSM's parameter groups, under the trainer's own speed settings (`mml.train.Execution`,
+`prepared`, `autocast`).
 
     python benchmark/gpu_throughput.py --device cuda                 # the real figures (a few minutes)
     python benchmark/gpu_throughput.py --device cpu --tiny --steps 1 # a smoke run: tiny TSM, 32 px, batch 2
@@ -19,6 +19,7 @@ as switches the trainer could adopt.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import tempfile
 import time
@@ -41,22 +42,14 @@ from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.distributed import Layout
 from mml.runs import ModelConfig, RunConfig
 from mml.spec import DatasetConfig, Recipe
-from mml.train import Outputs, backward, build_optimizers, group_step, network
+from mml.train import Execution, Outputs, autocast, backward, build_optimizers, group_step, network, prepared
 
-
-@dataclass(frozen=True)
-class Setting:
-    """How a step runs: bf16 autocast, channels_last weights, torch.compile of each network."""
-
-    bf16: bool
-    channels_last: bool
-    compile: bool
-
-
+# The trainer's speed settings (`mml.train.Execution`, device set per run): the fp32-eager baseline, bf16 autocast
+# with channels_last, and the trainer's CUDA default, which adds torch.compile.
 SETTINGS = {
-    "fp32-eager": Setting(bf16=False, channels_last=False, compile=False),
-    "bf16-cl-eager": Setting(bf16=True, channels_last=True, compile=False),
-    "bf16-cl-compile": Setting(bf16=True, channels_last=True, compile=True),
+    "fp32-eager": Execution(),
+    "bf16-cl-eager": Execution(precision="bf16", channels_last=True),
+    "bf16-cl-compile": Execution(precision="bf16", channels_last=True, compile=True),
 }
 GROUPS = {"one": ("RGB",), "pair": ("RGB", "Flow")}
 INPUTS = ("synthetic", "cache")
@@ -102,11 +95,9 @@ def run_config(scale: Scale, modalities: tuple[str, ...]) -> RunConfig:
     )
 
 
-def training_step(config: RunConfig, setting: Setting, device: torch.device) -> Callable[[dict, torch.Tensor], None]:
+def training_step(config: RunConfig, setting: Execution) -> Callable[[dict, torch.Tensor], None]:
     """One optimiser step of every model of the group on a batch, as `mml.train` takes it, under `setting`."""
-    models = [network(config, model.modality).to(device) for model in config.models]
-    if setting.channels_last:
-        models = [model.to(memory_format=torch.channels_last) for model in models]
+    models = [prepared(network(config, model.modality), setting) for model in config.models]
     optimizers = build_optimizers(config, models)
     nets = [Outputs(model) for model in models]
     if setting.compile:
@@ -114,7 +105,7 @@ def training_step(config: RunConfig, setting: Setting, device: torch.device) -> 
     layout = Layout(len(models))
 
     def step(inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=setting.bf16):
+        with autocast(setting):
             losses = group_step(config, nets, None, inputs, labels, layout)
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
@@ -201,18 +192,16 @@ def timed(
 
 def training_flops(config: RunConfig, device: torch.device) -> float:
     """FLOPs of one fp32 training step (forward and backward) of the group per clip of the batch."""
-    step = training_step(config, SETTINGS["fp32-eager"], device)
+    step = training_step(config, Execution(device=str(device)))
     inputs, labels = next(synthetic_batches(config, device))
     with FlopCounterMode(display=False) as counter:
         step(inputs, labels)
     return counter.get_total_flops() / config.recipe.batch_size
 
 
-def resnet50_ceiling(scale: Scale, setting: Setting, device: torch.device, warmup: int, steps: int) -> float:
+def resnet50_ceiling(scale: Scale, setting: Execution, device: torch.device, warmup: int, steps: int) -> float:
     """Images/s of torchvision ResNet-50 image training (CE, SGD) at batch x segments images under `setting`."""
-    model = torchvision.models.resnet50(num_classes=scale.classes).to(device)
-    if setting.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = prepared(torchvision.models.resnet50(num_classes=scale.classes), setting)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     forward = torch.compile(model) if setting.compile else model
     images = scale.batch * scale.segments
@@ -221,7 +210,7 @@ def resnet50_ceiling(scale: Scale, setting: Setting, device: torch.device, warmu
     labels = torch.randint(scale.classes, (images,), generator=generator).to(device)
 
     def step(inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=setting.bf16):
+        with autocast(setting):
             loss = nn.functional.cross_entropy(forward(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -273,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
             config = run_config(scale, GROUPS[group])
             flops = training_flops(config, device)
             for setting_name, input_name in itertools.product(settings, inputs):
-                step = training_step(config, SETTINGS[setting_name], device)
+                step = training_step(config, dataclasses.replace(SETTINGS[setting_name], device=args.device))
                 if input_name == "synthetic":
                     batches = synthetic_batches(config, device)
                 else:
@@ -288,7 +277,9 @@ def main(argv: list[str] | None = None) -> None:
                     f"{flops / 1e9:.3g} | {flops * clips_per_second / 1e12:.3g} |"
                 )
     best = settings[-1]
-    images = resnet50_ceiling(scale, SETTINGS[best], device, args.warmup, args.steps)
+    images = resnet50_ceiling(
+        scale, dataclasses.replace(SETTINGS[best], device=args.device), device, args.warmup, args.steps
+    )
     print(
         f"torchvision ResNet-50 image training, {best}, {scale.batch * scale.segments} images of {scale.size} px: "
         f"{images:.1f} images/s = {images / scale.segments:.2f} clip equivalents/s"
