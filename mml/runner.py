@@ -247,6 +247,7 @@ def execute(
         outcome = run_on_devices(todo, {rid: set(plan.runs[rid].upstream) for rid in todo}, devices, work)
         trained = [rid for rid in todo if outcome[rid]]
     else:
+        run = dataclasses.replace(run, device=devices[0]) if devices else run
         loader = init_loader(store, imagenet_path)
         trained = [rid for rid in todo if _train_one(plan, views, dataset, store, run, loader, force, todo, rid)]
     distributed.on_rank0(functools.partial(_evaluate_pending, plan, pending, dataset, store, run))
