@@ -186,15 +186,9 @@ def build_optimizers(
 ) -> list[torch.optim.SGD]:
     """SGD with TSM's parameter groups for the models of `indices` (default all); a new fc (not from a run of this
     dataset) gets lr x5 / x10."""
-    recipe = config.recipe
     specs = config.models if indices is None else [config.models[index] for index in indices]
     return [
-        torch.optim.SGD(
-            param_groups(model, fc_lr5=spec.init_kind != "run"),
-            lr=recipe.lr,
-            momentum=recipe.momentum,
-            weight_decay=recipe.weight_decay,
-        )
+        _sgd(config, param_groups(model, fc_lr5=spec.init_kind != "run"))
         for model, spec in zip(models, specs, strict=True)
     ]
 
@@ -519,6 +513,7 @@ def _train(
 
 
 def _sgd(config: RunConfig, groups: list[dict]) -> torch.optim.SGD:
+    """SGD over parameter groups at the recipe's lr, momentum and weight decay (`set_learning_rate` scales them)."""
     recipe = config.recipe
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
 
