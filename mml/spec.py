@@ -248,18 +248,26 @@ class TriplesSpec:
     paper: dict[str, int]
 
 
+CLAIM_KINDS = ("superiority", "equivalence")
+POSITIONS = "positions"  # the claim metric of a triple ranking: a model's sum of positions, lower is better
+
+
 @dataclass(frozen=True)
 class ClaimSpec:
-    """A claim of the paper that the table supports: `better` beats `worse` on `metric`.
+    """A claim of the paper that the table tests on per-seed paired differences `better` − `worse` of `metric`.
 
-    `better` and `worse` are cell ids (`id` of a result cell) or, in a matrix table, "row label | column label".
+    `kind` "superiority": `better` beats `worse` by more than `margin` (0: simply beats it; negative: "not worse by
+    more than |margin|"). "equivalence": the two cells are within ±`margin` of each other (`margin` > 0), as in "nearly
+    equal", "useless", "within 0.5". `better` and `worse` are cell ids (`id` of a result cell), "row label | column
+    label" in a matrix table, or "group: label" in a triple ranking (metric "positions").
     """
 
     text: str
     better: str
     worse: str
     metric: str = "top1"
-    margin: float = 0.0  # the claim holds when mean(better - worse) > margin; negative: "not worse by more than"
+    kind: str = "superiority"
+    margin: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -692,7 +700,7 @@ def _read_triples(reader: _Reader, runs: dict[str, RunSpec]) -> TriplesSpec:
     return TriplesSpec(groups=tuple(groups), paper=paper)
 
 
-def _read_claims(reader: _Reader, cell_ids: set[str]) -> tuple[ClaimSpec, ...]:
+def _read_claims(reader: _Reader, cell_ids: set[str], triples: bool) -> tuple[ClaimSpec, ...]:
     claims = []
     for index, value in enumerate(reader.get("claims", list, [])):
         if not isinstance(value, dict):
@@ -702,9 +710,14 @@ def _read_claims(reader: _Reader, cell_ids: set[str]) -> tuple[ClaimSpec, ...]:
             text=item.get("text", str),
             better=item.get("better", str),
             worse=item.get("worse", str),
-            metric=item.choice("metric", ACCURACY_METRICS, "top1"),
+            metric=item.choice("metric", (*ACCURACY_METRICS, POSITIONS), "top1"),
+            kind=item.choice("kind", CLAIM_KINDS, "superiority"),
             margin=item.get("margin", float, 0.0),
         )
+        if claim.kind == "equivalence" and claim.margin <= 0:
+            raise item.error("margin", f"an equivalence claim needs a positive margin, got {claim.margin}")
+        if (claim.metric == POSITIONS) != triples:
+            raise item.error("metric", f"{POSITIONS!r} is the metric of triple rankings, and their only one")
         for key in ("better", "worse"):
             if getattr(claim, key) not in cell_ids:
                 raise item.error(key, f"{getattr(claim, key)!r} names no result cell of this table")
@@ -744,6 +757,8 @@ def load_table(path: Path) -> TableSpec:
     ids = {cell.id for row in rows for cell in row if isinstance(cell, ResultCell) and cell.id}
     if matrix:
         ids |= {f"{row} | {column}" for row, _ in matrix.rows for column, _ in matrix.columns}
+    if triples:
+        ids |= {f"{name}: {label}" for name, members in triples.groups for label, _ in members}
     table = TableSpec(
         id=reader.get("id", str),
         title=reader.get("title", str),
@@ -756,7 +771,7 @@ def load_table(path: Path) -> TableSpec:
         setup=reader.choice("setup", SETUPS, "sthv2"),
         matrix=matrix,
         triples=triples,
-        claims=_read_claims(reader, ids),
+        claims=_read_claims(reader, ids, triples is not None),
     )
     multilabel = [name for name, run in runs.items() if run.method in SINGLE_LABEL_ONLY]
     if multilabel and table.setup == "charades":
