@@ -62,11 +62,16 @@ def _chunks(clips: torch.Tensor | dict[str, torch.Tensor]) -> list:
     return list(clips.flatten(0, 1).split(EVAL_CLIPS))
 
 
-def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Percentage of videos whose label is among the k highest scores."""
+def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Per video, whether its label is among the k highest scores (ties broken by class order)."""
     k = min(k, scores.shape[1])
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    return float(100.0 * np.mean(np.any(top == labels[:, None], axis=1)))
+    return np.any(top == labels[:, None], axis=1)
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Percentage of videos whose label is among the k highest scores."""
+    return float(100.0 * np.mean(topk_correct(scores, labels, k)))
 
 
 def save_scores(path: Path, video_ids: list[str], labels: np.ndarray, logits: np.ndarray) -> None:

@@ -1,39 +1,106 @@
-"""Verdicts on the paper's claims: paired per-seed differences, mean against a margin, wins, Markdown lines."""
+"""Verdicts on the paper's claims: paired t-intervals and TOST against hand-computed values, the three-valued
+outcomes, no verdict below three seeds, the two-level bootstrap, and the Markdown lines."""
 
+import math
+
+import numpy as np
 import pytest
+from scipy import stats
 
-from mml.report.claims import judge, verdict_lines
+from mml.report.claims import (
+    Outcome,
+    judge,
+    label,
+    resolution_line,
+    t_interval,
+    two_level_bootstrap,
+    verdict_lines,
+)
 from mml.spec import ClaimSpec
 
 FLOW = ClaimSpec("Flow from RGB > Flow from ImageNet", better="flow_rgb", worse="flow_imagenet")
+NEARLY = ClaimSpec("Row 2 within 0.5 of row 1", better="row2", worse="row1", kind="equivalence", margin=0.5)
+# Student t quantiles with 2 degrees of freedom (tables): 97.5 % and 95 %.
+T975_2, T95_2 = 4.302653, 2.919986
 
 
-def test_claim_holds_on_the_mean_of_paired_differences() -> None:
+def test_t_interval_matches_the_hand_computed_value_and_scipy() -> None:
+    # d = 2.0, 2.2, 1.8: mean 2, sd 0.2, half-width t(0.975, 2) * 0.2 / sqrt(3).
+    interval = t_interval([2.0, 2.2, 1.8], 0.95)
+    half = T975_2 * 0.2 / math.sqrt(3)
+    assert (interval.low, interval.high) == pytest.approx((2 - half, 2 + half), abs=1e-6)
+    reference = stats.ttest_rel([62.0, 62.2, 61.8], [60.0, 60.0, 60.0]).confidence_interval(0.95)
+    assert (interval.low, interval.high) == pytest.approx((reference.low, reference.high))
+
+
+def test_interval_above_zero_is_supported_below_contradicted() -> None:
+    supported = judge(FLOW, [62.0, 62.2, 61.8], [60.0, 60.0, 60.0])
+    assert supported.outcome is Outcome.SUPPORTED and supported.wins == 3
+    assert supported.interval.low == pytest.approx(2 - T975_2 * 0.2 / math.sqrt(3), abs=1e-6)
+    contradicted = judge(FLOW, [60.0, 60.0, 60.0], [62.0, 62.2, 61.8])
+    assert contradicted.outcome is Outcome.CONTRADICTED and contradicted.wins == 0
+
+
+def test_three_wins_can_still_be_inconclusive() -> None:
+    # d = 2.0, 3.5, 1.5: mean 7/3, sd sqrt(13/12) = 1.0408; 95 % half-width 4.3027 * 1.0408 / sqrt(3) = 2.586.
     verdict = judge(FLOW, [60.0, 61.5, 59.0], [58.0, 58.0, 57.5])
-    assert verdict.differences == (2.0, 3.5, 1.5)
-    assert verdict.mean == pytest.approx(7 / 3)
-    assert verdict.wins == 3 and verdict.holds
+    assert verdict.differences == (2.0, 3.5, 1.5) and verdict.wins == 3
+    assert verdict.std == pytest.approx(math.sqrt(13 / 12))
+    assert verdict.interval.low == pytest.approx(7 / 3 - T975_2 * math.sqrt(13 / 12) / math.sqrt(3), abs=1e-6)
+    assert verdict.interval.low < 0 < verdict.interval.high
+    assert verdict.outcome is Outcome.INCONCLUSIVE
 
 
-def test_claim_fails_on_the_mean_even_with_a_majority_of_wins() -> None:
-    verdict = judge(FLOW, [50.1, 50.1, 45.0], [50.0, 50.0, 50.0])
-    assert verdict.wins == 2 and not verdict.holds
-    assert verdict.mean == pytest.approx(-4.8 / 3)
+def test_identical_values_are_inconclusive_never_not_held() -> None:
+    verdict = judge(FLOW, [50.0, 51.0, 52.5], [50.0, 51.0, 52.5])
+    assert verdict.mean == 0.0 and verdict.wins == 0
+    assert verdict.outcome is Outcome.INCONCLUSIVE
+    assert judge(NEARLY, [50.0, 51.0, 52.5], [50.0, 51.0, 52.5]).outcome is Outcome.EQUIVALENT
 
 
-def test_ties_are_neither_wins_nor_enough_to_hold() -> None:
-    verdict = judge(FLOW, [50.0, 51.0], [50.0, 51.0])
-    assert verdict.wins == 0 and verdict.mean == 0.0 and not verdict.holds
+def test_fewer_than_three_seeds_give_no_verdict() -> None:
+    for better, worse in (([61.0], [60.0]), ([61.0, 70.0], [60.0, 50.0]), ([60.0, 60.0], [60.0, 60.0])):
+        verdict = judge(FLOW, better, worse)
+        assert verdict.outcome is Outcome.NO_VERDICT and verdict.interval is None
+    assert label(judge(FLOW, [61.0], [60.0])) == "no verdict (1 seed)"
+    assert label(judge(NEARLY, [61.0, 60.0], [60.0, 60.0])) == "no verdict (2 seeds)"
 
 
-def test_margin() -> None:
-    strict = ClaimSpec("MML RGB > CE RGB by 1 point", "mml", "ce", margin=1.0)
-    lenient = ClaimSpec("MML is not worse than ML", "mml", "ml", margin=-0.5)
-    assert not judge(strict, [61.0, 61.8], [60.0, 61.0]).holds  # mean +0.9
-    assert not judge(strict, [61.0, 62.0], [60.0, 61.0]).holds  # mean exactly +1.0: not more than the margin
-    assert judge(strict, [61.2, 62.0], [60.0, 61.0]).holds  # mean +1.1
-    assert judge(lenient, [60.0, 60.0], [60.3, 60.1]).holds  # mean -0.2 > -0.5
-    assert not judge(lenient, [60.0, 60.0], [60.6, 60.6]).holds
+def test_ordering_margin() -> None:
+    # d = 2.0, 2.2, 1.8 has the 95 % interval [1.503, 2.497].
+    above = ClaimSpec("A beats B by more than 1.5", "a", "b", margin=1.5)
+    straddled = ClaimSpec("A beats B by more than 1.6", "a", "b", margin=1.6)
+    beyond = ClaimSpec("A beats B by more than 2.6", "a", "b", margin=2.6)
+    values = ([62.0, 62.2, 61.8], [60.0, 60.0, 60.0])
+    assert judge(above, *values).outcome is Outcome.SUPPORTED
+    assert judge(straddled, *values).outcome is Outcome.INCONCLUSIVE
+    assert judge(beyond, *values).outcome is Outcome.CONTRADICTED
+    # Not worse by more than 0.5: d = -0.2, -0.1, -0.3 gives [-0.448, +0.048], above -0.5.
+    lenient = ClaimSpec("A is not worse than B by more than 0.5", "a", "b", margin=-0.5)
+    assert judge(lenient, [59.8, 59.9, 59.7], [60.0, 60.0, 60.0]).outcome is Outcome.SUPPORTED
+
+
+def test_tost_equivalence() -> None:
+    # d = 0.1, -0.1, 0: the 90 % interval is ±2.92 * 0.1 / sqrt(3) = ±0.169, inside ±0.5.
+    equivalent = judge(NEARLY, [60.1, 59.9, 60.0], [60.0, 60.0, 60.0])
+    assert equivalent.outcome is Outcome.EQUIVALENT
+    assert equivalent.interval.confidence == 0.90
+    assert equivalent.interval.high == pytest.approx(T95_2 * 0.1 / math.sqrt(3), abs=1e-6)
+    # d = 2.0, 2.2, 1.8: 90 % interval [1.663, 2.337], outside ±0.5.
+    assert judge(NEARLY, [62.0, 62.2, 61.8], [60.0, 60.0, 60.0]).outcome is Outcome.DIFFERENT
+    # d = 0.4, 0.6, 0.5: the interval straddles +0.5.
+    assert judge(NEARLY, [60.4, 60.6, 60.5], [60.0, 60.0, 60.0]).outcome is Outcome.INCONCLUSIVE
+
+
+def test_equivalence_also_fails_on_a_large_negative_difference() -> None:
+    assert judge(NEARLY, [58.0, 57.8, 58.2], [60.0, 60.0, 60.0]).outcome is Outcome.DIFFERENT
+
+
+def test_sums_of_positions_lower_is_better() -> None:
+    ranks = ClaimSpec("ML ranks before CE", "RGB: ML", "RGB: CE", metric="positions")
+    verdict = judge(ranks, [10.0, 11.0, 12.0], [20.0, 20.0, 21.0])
+    assert verdict.differences == (10.0, 9.0, 9.0)
+    assert verdict.outcome is Outcome.SUPPORTED
 
 
 def test_seed_counts_must_match_and_be_positive() -> None:
@@ -43,13 +110,39 @@ def test_seed_counts_must_match_and_be_positive() -> None:
         judge(FLOW, [], [])
 
 
-def test_verdict_lines() -> None:
-    held = judge(FLOW, [62.0, 62.5, 61.93], [60.0, 60.0, 59.5])
-    failed = judge(ClaimSpec("MML RGB > ML RGB", "mml", "ml", metric="top5"), [60.0, 60.0, 60.5], [61.0, 60.5, 60.5])
+def test_bootstrap_covers_the_videos_when_seeds_agree() -> None:
+    # Five seeds with the same per-video differences: the t-interval has zero width, the bootstrap over videos not.
+    rng = np.random.default_rng(1)
+    videos = 100.0 * (rng.random(200) < 0.55) - 100.0 * (rng.random(200) < 0.50)
+    per_video = np.tile(videos, (5, 1))
+    value = float(videos.mean())
+    verdict = judge(FLOW, [60.0 + value] * 5, [60.0] * 5, per_video)
+    assert verdict.interval.method == "bootstrap"
+    assert verdict.interval.low < value < verdict.interval.high
+    # The percentile interval of the mean over 200 videos is close to the normal one, 1.96 * sd / sqrt(n).
+    normal = 1.96 * videos.std(ddof=1) / math.sqrt(len(videos))
+    assert verdict.interval.half_width == pytest.approx(normal, rel=0.15)
+    assert two_level_bootstrap(per_video, 0.95) == two_level_bootstrap(per_video, 0.95)  # fixed generator
+
+
+def test_bootstrap_needs_five_seeds_and_keeps_the_wider_interval() -> None:
+    per_video = np.zeros((3, 10))
+    assert judge(FLOW, [62.0, 62.2, 61.8], [60.0] * 3, per_video).interval.method == "t"
+    spread = np.random.default_rng(2).normal(0.0, 1.0, size=(5, 400))  # tiny video noise
+    differences = [1.0, 3.0, 2.0, 4.0, 0.5]  # large seed noise
+    verdict = judge(FLOW, [60.0 + d for d in differences], [60.0] * 5, spread + np.array(differences)[:, None])
+    assert verdict.interval.method == "t"
+
+
+def test_verdict_lines_and_resolution() -> None:
+    supported = judge(FLOW, [62.0, 62.2, 61.8], [60.0, 60.0, 60.0])
     single = judge(ClaimSpec("A > B", "a", "b", margin=0.5), [61.0], [60.0])
-    assert verdict_lines([held, failed, single]) == [
-        "- ✓ held: Flow from RGB > Flow from ImageNet (top1: +2.31 mean over 3 seeds, 3/3 seeds)",
-        "- ✗ not held: MML RGB > ML RGB (top5: −0.50 mean over 3 seeds, 0/3 seeds)",
-        "- ✓ held: A > B (top1: +1.00 mean over 1 seed, margin +0.50, 1/1 seeds)",
-    ]
+    lines = verdict_lines([supported, single])
+    assert lines[0] == (
+        "- **supported**: Flow from RGB > Flow from ImageNet (top1: Δ +2.00 ± 0.20 over 3 seeds, "
+        "95 % t-interval [+1.50, +2.50], 3/3 seeds ahead)"
+    )
+    assert lines[1] == "- **no verdict (1 seed)**: A > B (top1: Δ +1.00 over 1 seed, margin +0.50, 1/1 seeds ahead)"
+    assert "±0.50" in resolution_line([supported])
+    assert resolution_line([single]).startswith("Resolvable here: nothing — 1 seed, a verdict needs 3")
     assert verdict_lines([]) == []

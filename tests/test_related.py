@@ -57,7 +57,7 @@ def test_gblend_table4_end_to_end(specs: Path, tmp_path: Path, capsys: pytest.Ca
     assert "9 runs needed" in out  # 8 spec runs and the ImageNet stand-in
     text = (tmp_path / "tables" / "micro" / "gblend_table4.md").read_text()
     table = rows(text)
-    assert len(table) == 10 and text.count("held: ") == 7
+    assert len(table) == 10 and text.count("**no verdict (1 seed)**: ") == 7
     assert re.search(r"\| G-Blend \(offline\) +\| 73\.10 / 90\.80 +\| \d+\.\d\d / \d+\.\d\d +\| [+-]", table[2])
     assert re.search(r"\| Naive late fusion +\| — +\| \d+\.\d\d / \d+\.\d\d +\| — ", table[5])
     store = Store(tmp_path / "store")
@@ -85,7 +85,7 @@ def test_skd_table2_end_to_end(specs: Path, tmp_path: Path) -> None:
     assert reproduce(specs, tmp_path, *ONE_EPOCH, table="skd_table2") == 0
     text = (tmp_path / "tables" / "micro" / "skd_table2.md").read_text()
     table = rows(text)
-    assert len(table) == 5 and text.count("held: ") == 4
+    assert len(table) == 5 and text.count("**no verdict (1 seed)**: ") == 4
     assert re.search(r"\| SKD-SRL +\| itself +\| 69\.80 +\| \d+\.\d\d +\| [+-]\d+\.\d\d", table[4])
     runs = (tmp_path / "store").glob("runs/*/run.json")
     stored = {json.loads(path.read_text())["config"]["method"]: path.parent for path in runs}

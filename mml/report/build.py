@@ -1,16 +1,49 @@
-"""Writing a table's outputs from the store: Markdown, LaTeX, ensemble heatmaps, claim verdicts, and REPORT.md."""
+"""Writing a table's outputs from the store: Markdown, LaTeX, ensemble heatmaps, training curves, claim verdicts,
+and REPORT.md."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from mml.report.claims import Verdict, judge
+from mml.report.claims import MIN_SEEDS, Outcome, Verdict, judge, label, t_interval
 from mml.report.heatmap import write_heatmap
-from mml.report.results import METRIC_INDEX, StoredResults
+from mml.report.learning import table_health, write_curves
+from mml.report.results import METRIC_INDEX, TOPK, StoredResults
 from mml.report.tables import Report, matrix_frame, mean, rows_frame, to_markdown, triples_frame, write_table
-from mml.spec import ResultCell
+from mml.spec import POSITIONS, ModelRef, ResultCell, TableSpec, ViewProtocol
+
+
+def claim_cells(spec: TableSpec) -> dict[str, tuple[tuple[ModelRef, ...], ViewProtocol | None]]:
+    """The models (and test views, None: the profile's) behind every cell a claim can name."""
+    cells: dict[str, tuple[tuple[ModelRef, ...], ViewProtocol | None]] = {
+        cell.id: (cell.members, cell.views) for cell in spec.cells() if cell.id
+    }
+    if spec.matrix:
+        for row, row_ref in spec.matrix.rows:
+            for column, column_ref in spec.matrix.columns:
+                cells[f"{row} | {column}"] = ((row_ref, column_ref), None)
+    if spec.triples:
+        for name, members in spec.triples.groups:
+            cells.update({f"{name}: {label}": ((ref,), None) for label, ref in members})
+    return cells
+
+
+def _per_video(
+    results: StoredResults, spec: TableSpec, claim_metric: str, better: str, worse: str
+) -> np.ndarray | None:
+    """Per-seed, per-video differences of two cells' top-k outcomes, or None for other metrics."""
+    if claim_metric not in TOPK or spec.setup == "charades":
+        return None
+    cells = claim_cells(spec)
+    (better_members, better_views), (worse_members, worse_views) = cells[better], cells[worse]
+    return results.per_video(better_members, claim_metric, better_views) - results.per_video(
+        worse_members, claim_metric, worse_views
+    )
 
 
 def build_report(results: StoredResults, command: str) -> tuple[Report, list[pd.DataFrame]]:
@@ -26,7 +59,9 @@ def build_report(results: StoredResults, command: str) -> tuple[Report, list[pd.
                 for metric, index in METRIC_INDEX.items():
                     values[f"{row} | {column}|{metric}"] = [m.loc[row, column][index] for m in matrices]
     elif spec.triples:
-        data = triples_frame(spec, results.triple_sums())
+        sums = results.triple_sums()
+        data = triples_frame(spec, sums)
+        values.update({f"{key}|{POSITIONS}": [float(s) for s in seeds] for key, seeds in sums.items()})
     else:
         cache: dict[ResultCell, tuple[tuple[float, ...], ...]] = {}
 
@@ -38,27 +73,61 @@ def build_report(results: StoredResults, command: str) -> tuple[Report, list[pd.
             return cache[cell]
 
         data = rows_frame(spec, cell_values)
+    run_ids = {name: tuple(results.run_ids(name)) for name in spec.runs}
+    health = table_health(
+        results.store, results.plan, [i for ids in run_ids.values() for i in ids], results.profile.views
+    )
+    failed = {(h.run_id, h.model): h.name for h in health if not h.learned}
+    cells = claim_cells(spec)
     verdicts: list[Verdict] = []
     for claim in spec.claims:
         better, worse = values[f"{claim.better}|{claim.metric}"], values[f"{claim.worse}|{claim.metric}"]
-        verdicts.append(judge(claim, better, worse))
-    run_ids = {name: tuple(results.run_ids(name)) for name in spec.runs}
-    report = Report(spec, results.profile, data, run_ids, command, tuple(verdicts))
+        verdict = judge(claim, better, worse, _per_video(results, spec, claim.metric, claim.better, claim.worse))
+        members = {ref for key in (claim.better, claim.worse) for ref in cells[key][0]}
+        unlearned = sorted(
+            {failed[(rid, model)] for run, model in members for rid in run_ids[run] if (rid, model) in failed}
+        )
+        if unlearned:
+            caveat = f"rests on models that did not learn: {', '.join(f'`{name}`' for name in unlearned)}"
+            verdict = dataclasses.replace(verdict, caveat=caveat)
+        verdicts.append(verdict)
+    report = Report(spec, results.profile, data, run_ids, command, tuple(verdicts), tuple(health))
     return report, matrices
 
 
+def unresolved_cells(matrices: list[pd.DataFrame], baseline: tuple[str, str]) -> set[tuple[str, str]]:
+    """Matrix cells whose top-1 difference to the baseline cell is not resolved: the 95 % t-interval over seeds
+    includes 0, or there are fewer than `MIN_SEEDS` seeds (every cell but the baseline)."""
+    first = matrices[0]
+    cells = {(row, column) for row in first.index for column in first.columns} - {baseline}
+    if len(matrices) < MIN_SEEDS:
+        return cells
+    unresolved = set()
+    for row, column in cells:
+        differences = [m.loc[row, column][0] - m.loc[baseline][0] for m in matrices]
+        interval = t_interval(differences, 0.95)
+        if interval.low <= 0 <= interval.high:
+            unresolved.add((row, column))
+    return unresolved
+
+
 def write_outputs(results: StoredResults, command: str, directory: Path) -> tuple[Report, list[Path]]:
-    """Write a table's Markdown and LaTeX, and for an ensemble matrix its heatmaps (ours, and the paper's)."""
+    """Write a table's Markdown and LaTeX, its training curves, and for an ensemble matrix its heatmaps (ours,
+    marking the cells not resolved from the baseline, and the paper's)."""
     report, matrices = build_report(results, command)
     paths = write_table(report, directory)
     spec = report.spec
+    curves = write_curves(list(report.health), directory / f"{spec.id}_curves.png", f"{spec.title} — training loss")
+    paths += [curves] if curves else []
     if spec.matrix:
         ours = matrices[0].copy()
         for row in ours.index:
             for column in ours.columns:
                 ours.loc[row, column] = mean([m.loc[row, column] for m in matrices])
-        title = f"{spec.title} — reproduced ({results.profile.name})"
-        paths += write_heatmap(ours, spec.matrix.baseline, directory / f"{spec.id}_heatmap", title)
+        seeds = len(matrices)
+        title = f"{spec.title} — reproduced ({results.profile.name}, mean of {seeds} seed{'s' if seeds > 1 else ''})"
+        unresolved = unresolved_cells(matrices, spec.matrix.baseline)
+        paths += write_heatmap(ours, spec.matrix.baseline, directory / f"{spec.id}_heatmap", title, unresolved)
         if all(cell for row in spec.matrix.paper for cell in row):
             paper = pd.DataFrame(
                 [list(row) for row in spec.matrix.paper],
@@ -69,22 +138,41 @@ def write_outputs(results: StoredResults, command: str, directory: Path) -> tupl
     return report, paths
 
 
+_ORDER = [o.value for o in Outcome]
+
+
+def verdict_counts(verdicts: list[Verdict]) -> str:
+    """E.g. "3 supported, 1 inconclusive, 2 no verdict (1 seed)" in the order of `Outcome`."""
+    counts = Counter(label(v) for v in verdicts)
+    keys = sorted(counts, key=lambda key: (_ORDER.index(key.split(" (")[0]), key))
+    return ", ".join(f"{counts[key]} {key}" for key in keys) or "no claims"
+
+
 def write_summary(reports: list[Report], directory: Path) -> Path:
-    """`REPORT.md`: every table with its claims' verdicts on one page, after a summary of the verdicts."""
-    held = sum(v.holds for r in reports for v in r.verdicts)
-    total = sum(len(r.verdicts) for r in reports)
+    """`REPORT.md`: the verdict counts and the scale caveat, then every table with its claims' verdicts."""
+    verdicts = [v for r in reports for v in r.verdicts]
     profile = reports[0].profile
+    failed = sorted({h.name for r in reports for h in r.health if not h.learned})
+    seeds = len(profile.seeds)
     lines = [
         f"# Reproduction report — profile `{profile.name}`",
         "",
         f"{profile.description}.",
         "",
-        f"Claims of the paper held here: {held} of {total}.",
+        f"Verdicts on the paper's {len(verdicts)} claims: {verdict_counts(verdicts)}.",
+        "",
+        f"Scale caveat: every verdict is about this profile's runs ({seeds} seed{'s' if seeds > 1 else ''}), not about"
+        " the paper's numbers. A claim is judged on per-seed paired differences: supported / contradicted when the 95 %"
+        " t-interval lies above / below the margin, equivalent / different when the 90 % interval (TOST) lies inside /"
+        f" outside ±margin, inconclusive otherwise, and no verdict with fewer than {MIN_SEEDS} seeds. Under each table:"
+        " the smallest difference it can resolve.",
         "",
     ]
+    if failed:
+        lines += [f"Models that did not learn ({len(failed)}): {', '.join(f'`{name}`' for name in failed)}.", ""]
     for report in reports:
-        held_here = sum(v.holds for v in report.verdicts)
-        lines.append(f"- [{report.spec.title}](#{report.spec.id}): {held_here} of {len(report.verdicts)} claims held")
+        counts = verdict_counts(list(report.verdicts))
+        lines.append(f"- [{report.spec.title}](#{report.spec.id}): {counts}")
     for report in reports:
         body = to_markdown(report).replace(
             f"# {report.spec.title}", f'## <a id="{report.spec.id}"></a>{report.spec.title}', 1

@@ -8,6 +8,7 @@ and metadata, so the same matrix always gives byte-identical PNG and PDF files.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,14 @@ def _top1(matrix: pd.DataFrame) -> np.ndarray:
     return np.array([[float(cell[0]) for cell in row] for row in matrix.itertuples(index=False)], dtype=np.float64)
 
 
-def figure(matrix: pd.DataFrame, baseline: tuple[str, str], title: str) -> Figure:
-    """The heatmap of a matrix of (top1, top5) cells with the `baseline` (row name, column name) cell white."""
+UNRESOLVED_MARK = "~"
+
+
+def figure(
+    matrix: pd.DataFrame, baseline: tuple[str, str], title: str, unresolved: Collection[tuple[str, str]] = ()
+) -> Figure:
+    """The heatmap of a matrix of (top1, top5) cells with the `baseline` (row name, column name) cell white; cells
+    in `unresolved` (their difference to the baseline is not resolved by the seeds) are marked with a "~" in italics."""
     if baseline[0] not in matrix.index or baseline[1] not in matrix.columns:
         raise ValueError(f"baseline cell {baseline} is not in the matrix")
     top1 = _top1(matrix)
@@ -64,7 +71,10 @@ def figure(matrix: pd.DataFrame, baseline: tuple[str, str], title: str) -> Figur
     for (i, j), value in np.ndenumerate(top1):
         colour = text_colour(cmap(scale(value)))
         text = f"{value:.2f}/{float(matrix.iat[i, j][1]):.2f}"
-        ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=7)
+        marked = (matrix.index[i], matrix.columns[j]) in unresolved
+        style = "italic" if marked else "normal"
+        text = f"{UNRESOLVED_MARK}{text}" if marked else text
+        ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=7, fontstyle=style)
     ax.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
     ax.set_xticks(range(columns), labels=[str(name) for name in matrix.columns], fontsize=8)
     ax.set_yticks(range(rows), labels=[str(name) for name in matrix.index], fontsize=8)
@@ -72,15 +82,23 @@ def figure(matrix: pd.DataFrame, baseline: tuple[str, str], title: str) -> Figur
         label.set(rotation=35, ha="right", rotation_mode="anchor")
     ax.set_xlabel(matrix.columns.name or "")
     ax.set_ylabel(matrix.index.name or "")
-    ax.set_title(title)
+    if unresolved:
+        title += f"\n({UNRESOLVED_MARK}: difference to the boxed baseline not resolved at 95 %)"
+    ax.set_title(title, fontsize=9 if unresolved else None)
     fig.colorbar(image, ax=ax, label="top-1 (%)", shrink=0.8)
     return fig
 
 
-def write_heatmap(matrix: pd.DataFrame, baseline: tuple[str, str], path_stem: Path, title: str) -> list[Path]:
+def write_heatmap(
+    matrix: pd.DataFrame,
+    baseline: tuple[str, str],
+    path_stem: Path,
+    title: str,
+    unresolved: Collection[tuple[str, str]] = (),
+) -> list[Path]:
     """Write `<path_stem>.png` and `<path_stem>.pdf`, byte-identical for the same input; returns their paths."""
     path_stem.parent.mkdir(parents=True, exist_ok=True)
-    fig = figure(matrix, baseline, title)
+    fig = figure(matrix, baseline, title, unresolved)
     png, pdf = path_stem.with_name(f"{path_stem.name}.png"), path_stem.with_name(f"{path_stem.name}.pdf")
     fig.savefig(png, dpi=DPI, metadata={"Software": None})
     fig.savefig(pdf, metadata={"CreationDate": None})

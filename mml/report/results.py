@@ -3,15 +3,18 @@ and triple rankings, one value per seed of the profile."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from mml.cost import inference_gflops
-from mml.ensemble import Scores, ensemble_accuracy, pair_matrix, rank_triples
+from mml.ensemble import Scores, ensemble_accuracy, ensemble_probabilities, pair_matrix, rank_triples
+from mml.evaluate import topk_correct
 from mml.runner import Plan
 from mml.runs import Store
 from mml.spec import ModelRef, Profile, ResultCell, TableSpec, ViewProtocol
 
 METRIC_INDEX = {"top1": 0, "top5": 1}
+TOPK = {"top1": 1, "top5": 5}  # the metrics that are means over videos of a per-video outcome
 
 
 class StoredResults:
@@ -47,6 +50,16 @@ class StoredResults:
                 stored["gflops"] = sum(inference_gflops(config, model, views) for config, model in configs)
             values.append(tuple(stored[m] for m in self.table.metrics))
         return tuple(values)
+
+    def per_video(self, members: tuple[ModelRef, ...], metric: str, views: ViewProtocol | None = None) -> np.ndarray:
+        """100 × whether each validation video is classified correctly (top-k of `metric`) by one model or the
+        ensemble of `members`, per seed: shape (seeds, videos); the seed's mean over videos is the cell's value."""
+        rows = []
+        for seed in range(len(self.profile.seeds)):
+            members_scores = [self.scores(ref, seed, views) for ref in members]
+            probabilities = ensemble_probabilities(members_scores)
+            rows.append(100.0 * topk_correct(probabilities, members_scores[0].labels, TOPK[metric]))
+        return np.stack(rows)
 
     def matrices(self) -> list[pd.DataFrame]:
         """The two-model ensemble matrix of each seed (cells are (top1, top5) tuples)."""

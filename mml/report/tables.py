@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mml.report.claims import Verdict, verdict_lines
+from mml.report.claims import Verdict, resolution_line, verdict_lines
+from mml.report.learning import ModelHealth, health_lines
 from mml.spec import Profile, ResultCell, TableSpec
 
 METRIC_NAMES = {"top1": "Top-1", "top5": "Top-5", "map": "mAP", "gflops": "GFLOPs"}
@@ -30,11 +31,14 @@ DIGITS = {"gflops": 4}  # decimals per metric (2 unless listed): a tiny smoke mo
 
 
 def _ours(values: Sequence[tuple[float, ...]], metrics: Sequence[str] = ()) -> str:
+    """Mean ± std over seeds per metric, then the seed count: "43.00 ± 1.00 / 81.00 ± 1.00 (n=3)"."""
     digits = [DIGITS.get(m, 2) for m in metrics] or [2] * len(values[0])
     if len(values) == 1:
-        return " / ".join(f"{v:.{d}f}" for v, d in zip(values[0], digits, strict=True))
-    spread = (statistics.stdev(column) for column in zip(*values, strict=True))
-    return " / ".join(f"{m:.{d}f} ± {s:.{d}f}" for m, s, d in zip(mean(values), spread, digits, strict=True))
+        text = " / ".join(f"{v:.{d}f}" for v, d in zip(values[0], digits, strict=True))
+    else:
+        spread = (statistics.stdev(column) for column in zip(*values, strict=True))
+        text = " / ".join(f"{m:.{d}f} ± {s:.{d}f}" for m, s, d in zip(mean(values), spread, digits, strict=True))
+    return f"{text} (n={len(values)})"
 
 
 def _numbers(values: Sequence[float], sign: bool = False) -> str:
@@ -51,6 +55,7 @@ class Report:
     run_ids: dict[str, tuple[str, ...]]
     command: str
     verdicts: tuple[Verdict, ...] = ()
+    health: tuple[ModelHealth, ...] = ()  # the learning check of every model behind the table
 
 
 def rows_frame(spec: TableSpec, values: Callable[[ResultCell], Sequence[tuple[float, ...]]]) -> pd.DataFrame:
@@ -77,13 +82,17 @@ def rows_frame(spec: TableSpec, values: Callable[[ResultCell], Sequence[tuple[fl
 
 
 def matrix_frame(spec: TableSpec, matrices: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """An ensemble matrix as strings: "ours top-1/top-5 (paper top-1/top-5)" per cell, means over seeds."""
+    """An ensemble matrix as strings: "ours top-1/top-5 (paper top-1/top-5)" per cell, means over seeds (± the
+    top-1's std when there are several)."""
     matrix = spec.matrix
     records = []
     for i, (row, _) in enumerate(matrix.rows):
         record = [row]
         for j, (column, _) in enumerate(matrix.columns):
-            ours = "/".join(f"{v:.2f}" for v in mean([m.loc[row, column] for m in matrices]))
+            seeds = [m.loc[row, column] for m in matrices]
+            ours = "/".join(f"{v:.2f}" for v in mean(seeds))
+            if len(seeds) > 1:
+                ours = ours.replace("/", f"±{statistics.stdev(s[0] for s in seeds):.2f}/", 1)
             paper = matrix.paper[i][j]
             record.append(f"{ours} ({'/'.join(f'{v:.2f}' for v in paper)})" if paper else ours)
         records.append(record)
@@ -107,12 +116,23 @@ def triples_frame(spec: TableSpec, sums: dict[str, list[int]]) -> pd.DataFrame:
 
 
 def _values_note(spec: TableSpec) -> str:
-    """What the numbers are: the accuracies in %, the GFLOPs per clip if shown, Δ, and the cells without a paper
-    value if any."""
-    note = f"Values: {' / '.join(METRIC_NAMES[m] for m in spec.metrics if m != 'gflops')} (%) on the validation videos"
+    """What the numbers are: per layout, the accuracies in %, the GFLOPs per clip if shown, Δ where shown, and the
+    cells without a paper value if any."""
+    accuracies = " / ".join(METRIC_NAMES[m] for m in spec.metrics if m != "gflops")
+    if spec.triples:
+        return (
+            "Values: each model's sum of positions over the ranking of every triple ensemble by top-1 (positions from"
+            " 0; the smaller, the better it ensembles) and its rank, ours (mean over seeds) beside the paper's."
+        )
+    if spec.matrix:
+        return (
+            f'Values: {accuracies} (%) of each two-model ensemble on the validation videos as "ours (paper)", ours'
+            " the mean over seeds (± the top-1's std with several seeds); no Δ is shown, the heatmaps compare them."
+        )
+    note = f"Values: {accuracies} (%) on the validation videos, ours as mean ± std over n seeds"
     if "gflops" in spec.metrics:
         note += "; GFLOPs: inference cost of one test clip, counted by torch's FlopCounterMode"
-    note += "; Δ = ours − paper"
+    note += "; Δ = mean of ours − paper"
     return note + ("; — where the paper has no value." if any(not c.paper for c in spec.cells()) else ".")
 
 
@@ -135,9 +155,14 @@ def to_markdown(report: Report) -> str:
     """GitHub-flavoured Markdown: a title, the table, the claims' verdicts, the notes."""
     data = report.data
     body = data.to_markdown(index=False, tablefmt="pipe", colalign=["left"] * len(data.columns), disable_numparse=True)
-    claims = "\n".join(["", "Claims of the paper:", "", *verdict_lines(report.verdicts), ""]) if report.verdicts else ""
+    claims = ""
+    if report.verdicts:
+        claims = "\n".join(
+            ["", "Claims of the paper:", "", *verdict_lines(report.verdicts), "", resolution_line(report.verdicts), ""]
+        )
+    health = "\n".join(["", *health_lines(list(report.health)), ""]) if report.health else ""
     text = "\n".join(f"- {line}" for line in notes(report))
-    return f"# {report.spec.title}\n\n{body}\n{claims}\n{text}\n"
+    return f"# {report.spec.title}\n\n{body}\n{claims}{health}\n{text}\n"
 
 
 _LATEX_ESCAPES = {
@@ -155,8 +180,6 @@ _LATEX_ESCAPES = {
     "Δ": r"$\Delta$",
     "−": "-",
     "—": "---",
-    "✓": r"$\checkmark$",
-    "✗": r"$\times$",
 }
 
 
@@ -170,8 +193,14 @@ def to_latex(report: Report) -> str:
     data = report.data
     header = " & ".join(latex_escape(c) for c in data.columns) + r" \\"
     body = [" & ".join(latex_escape(str(v)) for v in row) + r" \\" for row in data.itertuples(index=False)]
-    lines_below = [line.removeprefix("- ") for line in verdict_lines(report.verdicts)] + notes(report)
-    text = r" \\ ".join(latex_escape(line).replace("`", "") for line in lines_below)
+    lines_below = [line.removeprefix("- ") for line in verdict_lines(report.verdicts)]
+    if report.verdicts:
+        lines_below.append(resolution_line(report.verdicts))
+    lines_below += (
+        [line.strip().removeprefix("- ") for line in health_lines(list(report.health))] if report.health else []
+    )
+    lines_below += notes(report)
+    text = r" \\ ".join(latex_escape(line.replace("**", "")).replace("`", "") for line in lines_below)
     lines = [
         r"\begin{table}[ht]",
         r"\centering",
