@@ -125,7 +125,7 @@ class Resolver:
 
     def imagenet_init(self, seed: int, arch: str) -> str:
         """The `init` string of "from ImageNet" ("from Kinetics" in the Charades setup) for a model of `arch`: the
-        weight file (of the profile's backbone), torchvision's weights, or the synthetic pretraining run —
+        weight file (of the profile's backbone), torchvision's weights, or the synthetic pretraining run of `arch` —
         single-frame RGB object recognition on the training videos (an appearance task, as ImageNet is), or for
         multi-label data a clip classification of each video's first action."""
         source = self.profile.imagenet
@@ -146,7 +146,7 @@ class Resolver:
                 lr_steps=tuple(step for step in recipe.lr_steps if step < source.epochs),
                 sampling="uniform",
             ),
-            self.profile.arch,
+            arch,
             target="primary" if self.dataset.multilabel else "object",
         )
         return f"imagenet:run:{self.plan.add(pretrain, 'imagenet (synthetic pretraining)')}/0"

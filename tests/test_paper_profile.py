@@ -17,8 +17,9 @@ import torchvision
 from mml.cli import main
 from mml.data.datasets import VideoDataset
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
-from mml.errors import SpecError
-from mml.runner import plan_tables
+from mml.errors import CheckpointError, SpecError
+from mml.runner import init_loader, plan_tables
+from mml.runs import Store
 from mml.spec import RELATED_GROUP, load_profile, load_table, table_paths
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
@@ -54,6 +55,45 @@ def test_table9_trains_resnet101_on_16_frames_with_the_span_of_the_8_frame_recip
     recipe = paper().recipe
     cells = table.cells()
     assert cells and all(cell.views.full_resolution and cell.views.crop_side(recipe) == 256 for cell in cells)
+
+
+def test_an_imagenet_file_is_for_the_profile_backbone_and_the_deep_one_keeps_torchvision(tmp_path: Path) -> None:
+    table = load_table(REPRODUCTIONS / "table09.toml")
+    weights = tmp_path / "resnet50.pth"
+    weights.write_bytes(b"resnet-50 weights")
+    plan = plan_tables([table], paper(), NO_VIDEOS, weights)
+    init = {name: plan.runs[plan.run_id("table09", name, 0)].models[0].init for name in ("rgb", "r101_rgb")}
+    assert init == {
+        "rgb": f"imagenet:sha256:{hashlib.sha256(b'resnet-50 weights').hexdigest()}",
+        "r101_rgb": "imagenet:ResNet101_Weights.IMAGENET1K_V1",
+    }
+    with pytest.raises(CheckpointError, match="the weight file of this initialisation was not given"):
+        init_loader(Store(tmp_path / "store"), None)(init["rgb"], "tsm_r50")
+
+
+def test_a_teacher_of_another_backbone_is_refused(tmp_path: Path) -> None:
+    spec = tmp_path / "table95.toml"
+    spec.write_text(
+        """
+id = "table95"
+title = "A deep teacher"
+columns = ["Model", "Top-1 / Top-5"]
+rows = [["KD", { run = "student", model = 0, paper = [] }]]
+
+[runs.teacher]
+method = "ce"
+models = [{ modality = "RGB", init = "imagenet" }]
+deep = true
+
+[runs.student]
+method = "kd"
+models = [{ modality = "RGB", init = "imagenet" }]
+teacher = "teacher/0"
+"""
+    )
+    message = r"table95\.toml: runs\.student\.teacher: teacher trains tsm_r101, the student tsm_r50"
+    with pytest.raises(SpecError, match=message):
+        plan_tables([load_table(spec)], paper(), NO_VIDEOS)
 
 
 def test_deep_runs_need_a_deep_arch_in_the_profile() -> None:
