@@ -48,7 +48,17 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--store", type=Path, default=_HOME / "store", help="run store folder (default: ./store)")
     parser.add_argument("--data", type=Path, help="dataset folder (real datasets; synthetic ones are generated here)")
     parser.add_argument("--charades-data", type=Path, help="Charades folder for the charades setup (Tab. 6)")
-    parser.add_argument("--imagenet", type=Path, help="ImageNet weights file instead of torchvision's download")
+    parser.add_argument(
+        "--imagenet",
+        type=Path,
+        help="ImageNet weights file of the profile's backbone instead of torchvision's download (sthv2 setup)",
+    )
+    parser.add_argument(
+        "--kinetics",
+        type=Path,
+        help="Kinetics-400 weights file for the Charades setup's 'from Kinetics' init (PySlowFast's I3D checkpoint, "
+        ".pkl or .pyth); without it that init is torchvision's ImageNet weights inflated to 3D",
+    )
     parser.add_argument("--specs", type=Path, default=_HOME / "reproductions", help="folder of specs and profiles")
     parser.add_argument("--out", type=Path, default=_HOME / "tables", help="output folder (default: ./tables)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -108,18 +118,18 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
     profile = load_profile(args.specs / "profiles.toml", args.profile, args.set)
     store = Store(args.store, args.cache)
     progress = not args.no_progress and distributed.rank() == 0
-    work = []  # per setup (sthv2, charades): its profile, tables, dataset and plan
+    work = []  # per setup (sthv2, charades): its profile, tables, dataset, plan and pretrained weight file
     for setup in SETUPS:
         chosen = [table for table in tables if table.setup == setup]
         if chosen:
             scale = profile.setup(setup)
-            data = args.data if setup == "sthv2" else args.charades_data
+            data, pretrained = (args.data, args.imagenet) if setup == "sthv2" else (args.charades_data, args.kinetics)
             dataset = distributed.rank0_first(
                 functools.partial(open_dataset, scale.dataset, data, store.root / "data", progress)
             )
-            work.append((scale, chosen, dataset, plan_tables(chosen, scale, dataset, args.imagenet)))
+            work.append((scale, chosen, dataset, plan_tables(chosen, scale, dataset, pretrained), pretrained))
     if args.dry_run:
-        for _, _, _, plan in work:
+        for _, _, _, plan, _ in work:
             for rid in plan.order():
                 config = plan.runs[rid]
                 models = " + ".join(f"{m.modality} from {m.init}" for m in config.models)
@@ -140,8 +150,8 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
     command = f"nox -s reproduce -- {' '.join(names)} --profile {profile.name}"
     needed = trained = 0
     written, reports = [], {}
-    for scale, chosen, dataset, plan in work:
-        summary = execute(plan, scale.views, dataset, store, run, args.imagenet, args.force, args.devices)
+    for scale, chosen, dataset, plan, pretrained in work:
+        summary = execute(plan, scale.views, dataset, store, run, pretrained, args.force, args.devices)
         needed, trained = needed + summary.needed, trained + len(summary.trained)
         if distributed.rank() != 0:
             continue

@@ -25,7 +25,7 @@ from mml.train import network
 def inference_gflops(config: RunConfig, model: int, views: ViewProtocol) -> float:
     """GFLOPs of one clip of `views`' test input through model `model` of a run: model i alone, or for a
     late-fusion run's fused head (index M) its whole network, every branch included."""
-    size = views.crop_size or config.recipe.input_size
+    size = views.crop_side(config.recipe)
     segments = config.recipe.segments
 
     def clip(modality: str) -> torch.Tensor:

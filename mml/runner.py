@@ -23,14 +23,14 @@ from safetensors.torch import load_file
 from mml import distributed
 from mml.data.datasets import VideoDataset, prepare_frames
 from mml.data.modalities import frames_needed
-from mml.errors import CheckpointError, MMLError
+from mml.errors import CheckpointError, MMLError, SpecError
 from mml.evaluate import evaluate_stored
 from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
 from mml.models.init import imagenet_state_dict
 from mml.models.tsm import ARCHS
 from mml.runs import ModelConfig, RunConfig, Store
 from mml.schedule import run_on_devices
-from mml.spec import Profile, TableSpec, ViewProtocol
+from mml.spec import Profile, Recipe, TableSpec, ViewProtocol, run_recipe
 from mml.train import Execution, import_run, train_run
 
 
@@ -76,13 +76,18 @@ def file_sha256(path: Path) -> str:
 
 
 class Resolver:
-    """Turns spec runs into run configs for one profile and dataset."""
+    """Turns spec runs into run configs for one profile and dataset.
 
-    def __init__(self, profile: Profile, dataset: VideoDataset, imagenet_path: Path | None, plan: Plan) -> None:
+    `pretrained_path` is a weight file for the "from ImageNet" init of the profile's backbone (`arch`): ImageNet
+    weights in the sthv2 setup, Kinetics-400 weights ("from Kinetics") in the Charades setup. Without one, and for
+    the deep backbone, torchvision's ImageNet weights of the run's backbone are used (inflated to 3D for I3D).
+    """
+
+    def __init__(self, profile: Profile, dataset: VideoDataset, pretrained_path: Path | None, plan: Plan) -> None:
         self.profile, self.dataset, self.plan = profile, dataset, plan
-        if profile.imagenet.source == "torchvision":
-            weights = {**ARCHS, **I3D_ARCHS}[profile.arch].imagenet
-            self.imagenet = f"imagenet:sha256:{file_sha256(imagenet_path)}" if imagenet_path else f"imagenet:{weights}"
+        self.pretrained_path = pretrained_path
+        torchvision = profile.imagenet.source == "torchvision"
+        self.pretrained_sha = file_sha256(pretrained_path) if pretrained_path and torchvision else None
 
     def _config(
         self,
@@ -90,16 +95,16 @@ class Resolver:
         models: Sequence[ModelConfig],
         seed: int,
         replica: int,
+        recipe: Recipe,
+        arch: str,
         target: str = "action",
         teacher: ModelConfig | None = None,
-        deep: bool = False,
-        **recipe: object,
     ) -> RunConfig:
         return RunConfig(
             method=method,
             models=tuple(models),
-            arch=self.profile.deep_arch if deep else self.profile.arch,
-            recipe=dataclasses.replace(self.profile.recipe, **recipe),
+            arch=arch,
+            recipe=recipe,
             dataset=self.dataset.fingerprint,
             num_classes=len(self.dataset.for_target(target).classes),
             target=target,
@@ -108,24 +113,41 @@ class Resolver:
             teacher=teacher,
         )
 
-    def imagenet_init(self, seed: int) -> str:
-        """The `init` string of "from ImageNet" ("from Kinetics" in the Charades setup): real weights, or the
-        synthetic pretraining run — single-frame RGB object recognition on the training videos (an appearance
-        task, as ImageNet is), or for multi-label data a clip classification of each video's first action."""
+    def arch(self, table: TableSpec, name: str) -> str:
+        """The backbone of spec run `name`: the profile's `deep_arch` for a `deep` run, else its `arch`."""
+        if not table.runs[name].deep:
+            return self.profile.arch
+        if self.profile.deep_arch is None:
+            raise SpecError(
+                f"{table.source}: runs.{name}: deep = true, but profile {self.profile.name!r} sets no deep_arch"
+            )
+        return self.profile.deep_arch
+
+    def imagenet_init(self, seed: int, arch: str) -> str:
+        """The `init` string of "from ImageNet" ("from Kinetics" in the Charades setup) for a model of `arch`: the
+        weight file (of the profile's backbone), torchvision's weights, or the synthetic pretraining run of `arch` —
+        single-frame RGB object recognition on the training videos (an appearance task, as ImageNet is), or for
+        multi-label data a clip classification of each video's first action."""
         source = self.profile.imagenet
         if source.source == "torchvision":
-            return self.imagenet
+            if self.pretrained_path is not None and arch == self.profile.arch:
+                return f"imagenet:sha256:{self.pretrained_sha}"
+            return f"imagenet:{({**ARCHS, **I3D_ARCHS})[arch].imagenet}"
         recipe = self.profile.recipe
         pretrain = self._config(
             "ce",
             [ModelConfig(modality="RGB", init="random")],
             seed,
             0,
+            dataclasses.replace(
+                recipe,
+                segments=source.segments,
+                epochs=source.epochs,
+                lr_steps=tuple(step for step in recipe.lr_steps if step < source.epochs),
+                sampling="uniform",
+            ),
+            arch,
             target="primary" if self.dataset.multilabel else "object",
-            segments=source.segments,
-            epochs=source.epochs,
-            lr_steps=tuple(step for step in recipe.lr_steps if step < source.epochs),
-            sampling="uniform",
         )
         return f"imagenet:run:{self.plan.add(pretrain, 'imagenet (synthetic pretraining)')}/0"
 
@@ -135,12 +157,13 @@ class Resolver:
         if key in self.plan.cells:
             return self.plan.cells[key]
         spec = table.runs[name]
+        arch = self.arch(table, name)
         models = []
         for model, file in zip(spec.models, spec.checkpoints or [None] * len(spec.models)):
             if file is not None:
                 init = f"checkpoint:sha256:{file_sha256(file)}"
             elif model.init == "imagenet":
-                init = self.imagenet_init(seed)
+                init = self.imagenet_init(seed, arch)
             elif model.init_run:
                 upstream, index = model.init_run
                 init = f"run:{self.resolve(table, upstream, seed)}/{index}"
@@ -150,11 +173,15 @@ class Resolver:
         teacher = None
         if spec.teacher:
             teacher_run, index = spec.teacher
+            if self.arch(table, teacher_run) != arch:
+                raise SpecError(
+                    f"{table.source}: runs.{name}.teacher: {teacher_run} trains {self.arch(table, teacher_run)}, "
+                    f"the student {arch}; a teacher is built with its student's backbone"
+                )
             modality = table.runs[teacher_run].models[index].modality
             teacher = ModelConfig(modality=modality, init=f"run:{self.resolve(table, teacher_run, seed)}/{index}")
-        config = self._config(
-            spec.method, models, seed, spec.replica, teacher=teacher, deep=spec.deep, **dict(spec.recipe)
-        )
+        recipe = run_recipe(self.profile.recipe, dict(spec.recipe))
+        config = self._config(spec.method, models, seed, spec.replica, recipe, arch, teacher=teacher)
         self.plan.cells[key] = self.plan.add(config, f"{table.id}:{name}")
         if spec.checkpoints:
             self.plan.checkpoints[config.run_id] = spec.checkpoints
@@ -162,12 +189,12 @@ class Resolver:
 
 
 def plan_tables(
-    tables: Sequence[TableSpec], profile: Profile, dataset: VideoDataset, imagenet_path: Path | None = None
+    tables: Sequence[TableSpec], profile: Profile, dataset: VideoDataset, pretrained_path: Path | None = None
 ) -> Plan:
     """Every run (and upstream run) that `tables` need for each seed of the profile, and the view protocols each
-    run is evaluated with: the profile's, and those that result cells ask for."""
+    run is evaluated with: the profile's, and those that result cells ask for. `pretrained_path`: see `Resolver`."""
     plan = Plan()
-    resolver = Resolver(profile, dataset, imagenet_path, plan)
+    resolver = Resolver(profile, dataset, pretrained_path, plan)
     for seed in profile.seeds:
         for table in tables:
             for name in table.runs:
@@ -182,8 +209,9 @@ def plan_tables(
     return plan
 
 
-def init_loader(store: Store, imagenet_path: Path | None):
-    """The function that returns the state dict an `init` string names (see `train.build_models`)."""
+def init_loader(store: Store, pretrained_path: Path | None):
+    """The function that returns the state dict an `init` string names (see `train.build_models`): a stored run's
+    model, the weight file `pretrained_path` (`imagenet:sha256:…`), or torchvision's weights of the arch."""
 
     def load(init: str, arch: str) -> dict[str, torch.Tensor]:
         reference = ModelConfig(modality="", init=init).init_run
@@ -192,7 +220,11 @@ def init_loader(store: Store, imagenet_path: Path | None):
             if not path.is_file():
                 raise CheckpointError(f"{path}: initialisation weights of {init} not found in the store")
             return load_file(str(path))
-        return imagenet_state_dict(I3D_2D_TWINS.get(arch, arch), imagenet_path)
+        if init.startswith("imagenet:sha256:"):
+            if pretrained_path is None:
+                raise CheckpointError(f"{init}: the weight file of this initialisation was not given")
+            return imagenet_state_dict(I3D_2D_TWINS.get(arch, arch), pretrained_path)
+        return imagenet_state_dict(I3D_2D_TWINS.get(arch, arch))
 
     return load
 
@@ -216,7 +248,7 @@ def execute(
     dataset: VideoDataset,
     store: Store,
     run: Execution,
-    imagenet_path: Path | None = None,
+    pretrained_path: Path | None = None,
     force: bool = False,
     devices: Sequence[str] = (),
 ) -> Summary:
@@ -243,12 +275,12 @@ def execute(
                 "--devices trains several runs at once from one process; under torchrun every rank "
                 "already takes its part of each run"
             )
-        work = functools.partial(_train_on_device, plan, views, dataset, store, run, imagenet_path, force, todo)
+        work = functools.partial(_train_on_device, plan, views, dataset, store, run, pretrained_path, force, todo)
         outcome = run_on_devices(todo, {rid: set(plan.runs[rid].upstream) for rid in todo}, devices, work)
         trained = [rid for rid in todo if outcome[rid]]
     else:
         run = dataclasses.replace(run, device=devices[0]) if devices else run
-        loader = init_loader(store, imagenet_path)
+        loader = init_loader(store, pretrained_path)
         trained = [rid for rid in todo if _train_one(plan, views, dataset, store, run, loader, force, todo, rid)]
     distributed.on_rank0(functools.partial(_evaluate_pending, plan, pending, dataset, store, run))
     return Summary(needed=len(order), trained=trained)
@@ -295,7 +327,7 @@ def _train_on_device(
     dataset: VideoDataset,
     store: Store,
     run: Execution,
-    imagenet_path: Path | None,
+    pretrained_path: Path | None,
     force: bool,
     todo: list[str],
     rid: str,
@@ -303,7 +335,7 @@ def _train_on_device(
 ) -> bool:
     """`_train_one` in a process of the device schedule: on `device`, without progress bars (they would interleave)."""
     run = dataclasses.replace(run, device=device, progress=False)
-    return _train_one(plan, views, dataset, store, run, init_loader(store, imagenet_path), force, todo, rid)
+    return _train_one(plan, views, dataset, store, run, init_loader(store, pretrained_path), force, todo, rid)
 
 
 def _work(plan: Plan, order: list[str], store: Store, force: bool) -> tuple[list[str], list[tuple[str, ViewProtocol]]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,12 @@ def execution(**kwargs: Any) -> Any:
 
 @dataclass(frozen=True)
 class Recipe:
-    """Training and input settings of one run (all result-changing)."""
+    """Training and input settings of one run (all result-changing).
+
+    `dense_stride` is the frame step τ of dense sampling at this recipe's `segments`; the dense clip's span
+    `dense_stride × segments` is what a profile fixes, as the original code fixes `--dense_length` (32) and takes
+    τ = dense_length // T. A run that overrides `segments` keeps the span (`run_recipe`).
+    """
 
     segments: int = identity()
     short_side: int = identity()
@@ -70,7 +75,7 @@ class Recipe:
     grad_clip: float = identity(default=20.0)
     dropout: float = identity(default=0.5)
     sampling: str = identity(default="both")
-    dense_stride: int = identity(default=4)
+    dense_stride: int = identity(default=4)  # τ at `segments`; see the class docstring
     kl_form: str = identity(default="probs")
     mars_weight: float = identity(default=50.0)  # MARS feature-MSE weight (Crasto et al.)
     d3d_weight: float = identity(default=1.0)  # D3D logit-L2 weight (Stroud et al.)
@@ -97,7 +102,9 @@ class ViewProtocol:
     Uniform view i of m starts at shift (i + uniform_offset) / m of a segment: offset 0 gives the paper's formula,
     offset 0.5 with m = 1 the original code's centred single view used for the ablation tables. `crops` 1 is the
     centre crop, 3 PySlowFast's / mmaction2's three crops along the longer side (start, centre, end); `crop_size`
-    is their side and the model's test input size, 0 meaning the recipe's `input_size`.
+    is their side and the model's test input size, 0 meaning the recipe's `input_size`. `full_resolution` makes
+    the side the recipe's `short_side` instead, at any scale: the paper's "central full-resolution crop" of final
+    testing (Appendix 1, Tab. 9 and 10; TSM's `--full_res`, 256 of 256), where the ablations use a 224 centre crop.
     """
 
     dense: int = identity(default=0)
@@ -105,14 +112,23 @@ class ViewProtocol:
     uniform_offset: float = identity(default=0.5)
     crops: int = identity(default=1)
     crop_size: int = identity(default=0)
+    full_resolution: bool = identity(default=False)
+
+    def crop_side(self, recipe: Recipe) -> int:
+        """The side of the square test crops (the model's test input size) under `recipe`."""
+        if self.full_resolution:
+            return recipe.short_side
+        return self.crop_size or recipe.input_size
 
     @property
     def key(self) -> str:
-        """A folder name for this protocol's evaluations, e.g. `dense0-uniform1-offset0.5` or
-        `dense10-uniform0-offset0-crops3-size256`; protocols with a single recipe-sized centre crop keep the
-        short form that stored evaluations are filed under."""
+        """A folder name for this protocol's evaluations, e.g. `dense0-uniform1-offset0.5`,
+        `dense10-uniform0-offset0-crops3-size256` or `dense1-uniform2-offset0-crops1-full`; protocols with a single
+        recipe-sized centre crop keep the short form that stored evaluations are filed under."""
         key = f"dense{self.dense}-uniform{self.uniform}-offset{self.uniform_offset:g}"
-        if self.crops != 1 or self.crop_size != 0:
+        if self.full_resolution:
+            key += f"-crops{self.crops}-full"
+        elif self.crops != 1 or self.crop_size != 0:
             key += f"-crops{self.crops}-size{self.crop_size}"
         return key
 
@@ -152,7 +168,7 @@ class Profile:
     description: str
     dataset: DatasetConfig
     arch: str
-    deep_arch: str  # the backbone of runs marked `deep` (Tab. 9's ResNet-101 where the profile allows)
+    deep_arch: str | None  # the backbone of runs marked `deep` (Tab. 9's ResNet-101); None: such runs are refused
     recipe: Recipe
     imagenet: ImagenetSource
     views: ViewProtocol
@@ -392,6 +408,22 @@ def _read_recipe(reader: _Reader) -> Recipe:
     return recipe
 
 
+def run_recipe(recipe: Recipe, overrides: Mapping[str, Any]) -> Recipe:
+    """A spec run's recipe: the profile's `recipe` with the run's `overrides`.
+
+    A run that changes `segments` but not `dense_stride` keeps the profile's dense clip span `dense_stride ×
+    segments`, as the original code keeps `--dense_length` when T changes (`t_stride = dense_length // T`): the
+    paper profile's 8 × 4 = 32 frames give τ = 2 for Tab. 9's 16 frames, where τ = 4 would span 61 frames and wrap
+    around most videos. τ is at least 1 (a span shorter than the segments, as the smoke profile's 2 × 4 for 16
+    segments, gives consecutive frames).
+    """
+    changed = dataclasses.replace(recipe, **overrides)
+    if "segments" in overrides and "dense_stride" not in overrides:
+        span = recipe.dense_stride * recipe.segments
+        changed = dataclasses.replace(changed, dense_stride=max(1, span // changed.segments))
+    return changed
+
+
 def _read_views(views: _Reader) -> ViewProtocol:
     protocol = ViewProtocol(
         dense=views.positive("dense", int, 0, zero=True),
@@ -399,7 +431,10 @@ def _read_views(views: _Reader) -> ViewProtocol:
         uniform_offset=views.positive("uniform_offset", float, 0.5, zero=True),
         crops=views.get("crops", int, 1),
         crop_size=views.positive("crop_size", int, 0, zero=True),
+        full_resolution=views.get("full_resolution", bool, False),
     )
+    if protocol.full_resolution and protocol.crop_size:
+        raise views.error("crop_size", "a full-resolution crop is the short side: give crop_size or full_resolution")
     if protocol.crops not in SPATIAL_CROPS:
         raise views.error("crops", f"must be 1 (centre crop) or 3 (crops along the longer side), got {protocol.crops}")
     if protocol.uniform_offset >= 1:
@@ -446,8 +481,8 @@ def _read_profile(path: Path, name: str, reader: _Reader) -> Profile:
             else RawframesConfig.from_mapping(rawframes, f"{path}: {name}.dataset.rawframes"),
             frame_lists=frame_lists,
         ),
-        arch=(arch := reader.get("arch", str)),
-        deep_arch=reader.get("deep_arch", str, arch),
+        arch=reader.get("arch", str),
+        deep_arch=reader.get("deep_arch", str, None),
         recipe=_read_recipe(reader.sub("recipe")),
         imagenet=image,
         views=protocol,

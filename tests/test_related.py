@@ -97,7 +97,7 @@ def test_skd_table2_end_to_end(specs: Path, tmp_path: Path) -> None:
 def test_methods_table_with_measured_cost(specs: Path, tmp_path: Path) -> None:
     assert reproduce(specs, tmp_path, *ONE_EPOCH, table="methods") == 0
     table = rows((tmp_path / "tables" / "micro" / "methods.md").read_text())
-    assert len(table) == 10
+    assert len(table) == 12
     cells = [row.split("|") for row in table]  # method, model, paper, ours = top-1 / top-5 / GFLOPs, Δ
     cost = {f"{cell[1].strip()} {cell[2].strip()}": float(cell[4].split("/")[2]) for cell in cells}
     rgb = cost["CE RGB"]

@@ -129,8 +129,8 @@ def test_table7_dag_order_and_shared_runs() -> None:
     profile = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")
     dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64)
     plan = plan_tables([table, table], profile, dataset)
-    # 9 spec runs + the synthetic ImageNet pretraining, each once although the table is listed twice.
-    assert len(plan.runs) == 10
+    # 10 spec runs + the synthetic ImageNet pretraining, each once although the table is listed twice.
+    assert len(plan.runs) == 11
     order = plan.order()
     position = {rid: i for i, rid in enumerate(order)}
     for rid, run in plan.runs.items():

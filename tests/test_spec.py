@@ -1,11 +1,22 @@
 """Table specs and profiles: the shipped files validate; invalid ones fail with `file: key: reason`."""
 
+import re
 from pathlib import Path
 
 import pytest
 
 from mml.errors import SpecError
-from mml.spec import ResultCell, ViewProtocol, all_table_paths, load_profile, load_table, table_path, table_paths
+from mml.spec import (
+    Recipe,
+    ResultCell,
+    ViewProtocol,
+    all_table_paths,
+    load_profile,
+    load_table,
+    run_recipe,
+    table_path,
+    table_paths,
+)
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 
@@ -46,10 +57,21 @@ def test_shipped_profiles_validate(name: str) -> None:
 
 def test_table7_has_seven_rows_and_the_relaunch_chain() -> None:
     table = load_table(REPRODUCTIONS / "table07.toml")
-    assert len(table.rows) == 7
+    assert [row[0] for row in table.rows] == ["Tab. 1", "1", "2", "3", "4", "5", "6", "7"]  # the CE baseline first
     assert table.runs["B"].models[0].init_run == ("A", 0)
-    assert table.runs["ml_c"].models[1].init_run == ("C", 1)
-    assert table.runs["rgb2"].replica == 1
+    assert [m.init_run for m in table.runs["ml_c"].models] == [("C", 0), ("C2", 0)]  # "C(RGB)" / "C2(RGB)"
+    assert [m.init for m in table.runs["C2"].models] == [m.init for m in table.runs["C"].models]
+    assert (table.runs["rgb2"].replica, table.runs["C2"].replica) == (1, 1)
+
+
+def test_equivalence_claims_of_the_shipped_specs_have_the_margin_of_their_text() -> None:
+    """The paper's "useless", "nearly equal", "does not significantly affect" and "similar" are equivalences within
+    ±0.5 (no text gives a margin), each text saying so; every claim quotes the paper's numbers."""
+    claims = [claim for path in all_table_paths(REPRODUCTIONS) for claim in load_table(path).claims]
+    equivalences = [claim for claim in claims if claim.kind == "equivalence"]
+    assert len(equivalences) == 5
+    assert all(claim.margin == 0.5 and "±0.5" in claim.text and "no margin" in claim.text for claim in equivalences)
+    assert all(re.search(r"\d+\.\d+ vs \d+\.\d+|\d{4,} vs \d{4,}", claim.text) for claim in claims)
 
 
 def test_valid_spec_loads(tmp_path: Path) -> None:
@@ -126,6 +148,49 @@ def test_view_protocol_keys() -> None:
     three = ViewProtocol(dense=10, uniform=0, uniform_offset=0.0, crops=3, crop_size=256)
     assert three.key == "dense10-uniform0-offset0-crops3-size256"
     assert ViewProtocol(crop_size=256).key == "dense0-uniform1-offset0.5-crops1-size256"
+
+
+def test_full_resolution_views_crop_the_short_side_at_any_scale(tmp_path: Path) -> None:
+    recipe = Recipe(segments=4, short_side=48, input_size=40, batch_size=8, epochs=1, lr=0.01, lr_steps=(1,))
+    full = ViewProtocol(dense=1, uniform=2, uniform_offset=0.0, full_resolution=True)
+    assert (full.crop_side(recipe), ViewProtocol().crop_side(recipe), ViewProtocol(crop_size=32).crop_side(recipe)) == (
+        48,
+        40,
+        32,
+    )
+    assert full.key == "dense1-uniform2-offset0-crops1-full" and ViewProtocol().key == "dense0-uniform1-offset0.5"
+    views = "views = { dense = 1, uniform = 2, uniform_offset = 0, full_resolution = true }"
+    text = VALID.replace("paper = [50.0, 80.0] }", f"paper = [50.0, 80.0], {views} }}")
+    assert load_table(write(tmp_path, text)).rows[0][1].views == full
+    both = VALID.replace(
+        "paper = [50.0, 80.0] }", "paper = [50.0, 80.0], views = { crop_size = 32, full_resolution = true } }"
+    )
+    with pytest.raises(SpecError, match=r"rows\[0\]\[1\]\.views\.crop_size: a full-resolution crop is the short side"):
+        load_table(write(tmp_path, both))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "segments", "stride"),
+    [
+        ({"segments": 16}, 16, 2),  # Tab. 9's 16 frames keep the 8 x 4 span: the original's 32 // 16
+        ({"segments": 4}, 4, 8),
+        ({"segments": 16, "dense_stride": 4}, 16, 4),  # an explicit stride is kept
+        ({"segments": 64}, 64, 1),  # a span shorter than the segments: consecutive frames
+        ({"sampling": "dense"}, 8, 4),
+    ],
+)
+def test_a_run_that_changes_segments_keeps_the_dense_span(overrides: dict, segments: int, stride: int) -> None:
+    recipe = load_profile(REPRODUCTIONS / "profiles.toml", "paper").recipe
+    assert (recipe.segments, recipe.dense_stride) == (8, 4)
+    changed = run_recipe(recipe, overrides)
+    assert (changed.segments, changed.dense_stride) == (segments, stride)
+
+
+def test_deep_arch_is_explicit_in_every_shipped_profile() -> None:
+    profiles = REPRODUCTIONS / "profiles.toml"
+    assert load_profile(profiles, "paper").deep_arch == "tsm_r101"
+    assert load_profile(profiles, "smoke").deep_arch == "tsm_tiny"
+    assert load_profile(profiles, "paper").setup("charades").deep_arch is None  # no deep run there
 
 
 def test_profile_views_crops() -> None:

@@ -153,7 +153,8 @@ class TestViews(Dataset):
 
     Views are temporal-major: each temporal view's crops in turn (the centre crop, or with `views.crops` 3 the
     start / centre / end crops along the longer side), so views = temporal views x crops. ``size`` is
-    `views.crop_size`, or the recipe's `input_size` when that is 0.
+    `views.crop_side(recipe)`: `views.crop_size`, the recipe's `input_size` when that is 0, or its `short_side` for a
+    full-resolution protocol.
     """
 
     def __init__(
@@ -189,7 +190,7 @@ class TestViews(Dataset):
         record = self.records[index]
         source = _source(self.cache, record, self.spec.name)
         gathered = [gather_clip(self.spec, source, starts) for starts in self.view_starts(len(source))]
-        size = self.views.crop_size or self.recipe.input_size
+        size = self.views.crop_side(self.recipe)
         height, width = gathered[0].shape[2:4]
         crops = three_crops(height, width, size) if self.views.crops == 3 else [center_crop(height, width, size)]
         clips = [build_input(self.spec, clip, crop, size) for clip in gathered for crop in crops]

@@ -1,5 +1,6 @@
-"""Reading weight files safely: ``.safetensors`` or ``torch.save`` files (never unpickling code), unwrapped from
-checkpoint containers, with the original TSM / MML code's and DataParallel's key names mapped to ours.
+"""Reading weight files safely: ``.safetensors``, ``torch.save`` or Caffe2 ``.pkl`` files (never unpickling code),
+unwrapped from checkpoint containers, with the original TSM / MML code's, PySlowFast's (``mml.models.slowfast_weights``)
+and DataParallel's key names mapped to ours.
 
 The original code saves ``torch.save({'epoch', 'arch', 'state_dict', 'best_prec1'})`` with DataParallel's
 ``module.`` prefix, the backbone under ``base_model.``, a ``.net`` path component where TSM's ``TemporalShift``
@@ -8,6 +9,7 @@ block, so those layouts reduce to ours by renaming alone.
 """
 
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from mml.errors import CheckpointError
+from mml.models.slowfast_weights import read_caffe2, slowfast_key
 
 # Keys under which checkpoint containers keep the state dict (the original TSM code uses "state_dict").
 _CONTAINER_KEYS = ("state_dict", "model", "model_state", "module")
@@ -30,7 +33,8 @@ def _reason(error: Exception) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
-    """The tensors of a ``.safetensors`` or ``torch.save`` file, unwrapped from a checkpoint container.
+    """The tensors of a ``.safetensors`` or ``torch.save`` file, unwrapped from a checkpoint container, or of a
+    Caffe2 ``.pkl`` file of PySlowFast's model zoo (already under our names, see ``slowfast_weights.read_caffe2``).
 
     ``torch.save`` files are read with ``weights_only=True``, so a pickle that would run code or build arbitrary
     objects is refused rather than executed. A container dict (``state_dict``, ``model``, ``model_state`` or
@@ -42,6 +46,8 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     """
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    if path.suffix == ".pkl" and not zipfile.is_zipfile(path):
+        return read_caffe2(path)
     try:
         loaded: Any = (
             load_file(path)
@@ -66,9 +72,11 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
 
 
 def _our_key(key: str) -> str:
-    """One key of the original TSM / DataParallel layout in ours (already-ours keys are unchanged)."""
+    """One key of the original TSM / PySlowFast / DataParallel layout in ours (already-ours keys are unchanged)."""
     while key.startswith("module."):
         key = key.removeprefix("module.")
+    if slowfast := slowfast_key(key):
+        return slowfast
     parts = [part for part in key.removeprefix("base_model.").split(".") if part != "net"]
     if parts[0] == "new_fc":
         parts[0] = "fc"
@@ -76,12 +84,13 @@ def _our_key(key: str) -> str:
 
 
 def normalize_keys(state: Mapping[str, Tensor], *, origin: str = "state dict") -> dict[str, Tensor]:
-    """Rename a state dict of the original TSM / MML layout (or DataParallel's) to our model's key names.
+    """Rename a state dict of the original TSM / MML layout (or PySlowFast's, DataParallel's) to our key names.
 
     Strips leading ``module.`` (repeated for nested wrappers) and ``base_model.``, removes the ``net`` path
     component of TSM's ``TemporalShift`` wrapper and renames ``new_fc.`` to ``fc.``:
     ``module.base_model.layer1.0.conv1.net.weight`` -> ``layer1.0.conv1.weight``, ``module.new_fc.bias`` ->
-    ``fc.bias``. Keys already in our layout are kept as they are.
+    ``fc.bias``; PySlowFast's I3D keys get our names (``s2.pathway0_res0.branch2.a.weight`` ->
+    ``layer1.0.conv1.weight``). Keys already in our layout are kept as they are.
 
     Raises:
         CheckpointError: When two keys map to the same name (one would otherwise be dropped).
