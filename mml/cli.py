@@ -3,6 +3,10 @@ need and writes them; `mml prepare sthv2 --data DIR` decodes a dataset's videos 
 
 `torchrun --nproc-per-node N -m mml reproduce ...` runs `reproduce` on N ranks (see `mml.distributed`); ranks other
 than 0 print nothing but errors.
+
+Every table records the command that wrote it (`recorded_command`) and the code version (`mml.runs.code_version`).
+`reproduce` trains and evaluates with `mml.runs.CPU_THREADS` intra-op threads, so that results do not depend on the
+machine's core count.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -28,7 +33,7 @@ from mml.errors import MMLError
 from mml.report.build import write_outputs, write_summary
 from mml.report.results import StoredResults
 from mml.runner import execute, plan_tables
-from mml.runs import Store
+from mml.runs import Store, pinned_cpu_threads
 from mml.spec import SETUPS, TableSpec, load_profile, load_table, table_path, table_paths
 from mml.train import PRECISIONS, Execution
 
@@ -38,29 +43,42 @@ _HOME = _PROJECT if (_PROJECT / "reproductions").is_dir() else Path.cwd()
 
 
 def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("reproduce", help="train what paper tables need and write them")
+    # No abbreviated options: the command line a table records names every option in full (`recorded_command`).
+    parser = commands.add_parser("reproduce", help="train what paper tables need and write them", allow_abbrev=False)
     parser.add_argument(
         "tables",
         nargs="+",
         help="table ids (table7, 07, 7) or 'all'; related-method tables gblend_table4, skd_table2, methods, 'related'",
     )
     parser.add_argument("--profile", default="smoke", help="scale profile from profiles.toml (default: smoke)")
-    parser.add_argument("--store", type=Path, default=_HOME / "store", help="run store folder (default: ./store)")
-    parser.add_argument("--data", type=Path, help="dataset folder (real datasets; synthetic ones are generated here)")
-    parser.add_argument("--charades-data", type=Path, help="Charades folder for the charades setup (Tab. 6)")
+    parser.add_argument(
+        "--store", type=Path, default=_HOME / "store", metavar="DIR", help="run store folder (default: ./store)"
+    )
+    parser.add_argument(
+        "--data", type=Path, metavar="DIR", help="dataset folder (real datasets; synthetic ones are generated here)"
+    )
+    parser.add_argument(
+        "--charades-data", type=Path, metavar="DIR", help="Charades folder for the charades setup (Tab. 6)"
+    )
     parser.add_argument(
         "--imagenet",
         type=Path,
+        metavar="FILE",
         help="ImageNet weights file of the profile's backbone instead of torchvision's download (sthv2 setup)",
     )
     parser.add_argument(
         "--kinetics",
         type=Path,
+        metavar="FILE",
         help="Kinetics-400 weights file for the Charades setup's 'from Kinetics' init (PySlowFast's I3D checkpoint, "
         ".pkl or .pyth); without it that init is torchvision's ImageNet weights inflated to 3D",
     )
-    parser.add_argument("--specs", type=Path, default=_HOME / "reproductions", help="folder of specs and profiles")
-    parser.add_argument("--out", type=Path, default=_HOME / "tables", help="output folder (default: ./tables)")
+    parser.add_argument(
+        "--specs", type=Path, default=_HOME / "reproductions", metavar="DIR", help="folder of specs and profiles"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=_HOME / "tables", metavar="DIR", help="output folder (default: ./tables)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--devices",
@@ -76,7 +94,7 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, help="forward passes in fp32 or bf16 autocast (CUDA: bf16)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last (CUDA: on)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile (CUDA: on)")
-    parser.add_argument("--cache", type=Path, help="frame / flow cache folder (default: STORE/cache)")
+    parser.add_argument("--cache", type=Path, metavar="DIR", help="frame / flow cache folder (default: STORE/cache)")
     parser.add_argument(
         "--set",
         action="append",
@@ -100,12 +118,13 @@ def reproduce(args: argparse.Namespace) -> None:
     """Plan, train what is missing, and write the tables (on every rank under torchrun)."""
     device = distributed.init(args.device)
     try:
-        if distributed.rank() == 0:
-            _reproduce(args, device)
-        else:
-            warnings.simplefilter("ignore")
-            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        with pinned_cpu_threads():
+            if distributed.rank() == 0:
                 _reproduce(args, device)
+            else:
+                warnings.simplefilter("ignore")
+                with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                    _reproduce(args, device)
     finally:
         distributed.shutdown()
 
@@ -147,7 +166,7 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
         prepare_workers=cpus,
         progress=progress,
     )
-    command = f"nox -s reproduce -- {' '.join(names)} --profile {profile.name}"
+    command = args.command_line
     needed = trained = 0
     written, reports = [], {}
     for scale, chosen, dataset, plan, pretrained in work:
@@ -233,13 +252,51 @@ def with_checkpoints(tables: list[TableSpec], options: Sequence[str]) -> list[Ta
     return tables
 
 
+def recorded_command(program: Sequence[str], parser: argparse.ArgumentParser, argv: Sequence[str]) -> str:
+    """The command line a table records: how mml was started (`program`: `python -m mml` or `mml`), then the
+    arguments of `parser`'s command as given, overrides included, shell-quoted.
+
+    Only where files are is left out: the value of a path option (`--store /tmp/xyz`) is written as its placeholder
+    (`--store DIR`), and so are the files of `--checkpoint RUN=FILE`. A location changes no result (data and weight
+    files enter the run ids by their content, the store holds runs by id), and keeping it would make the same table
+    differ byte for byte between machines and stores. The interpreter is written `python`, not its path, for the
+    same reason."""
+    placeholders = {
+        option: action.metavar for action in parser._actions if action.type is Path for option in action.option_strings
+    }
+    placeholders["--checkpoint"] = "FILE"
+
+    def hidden(option: str, value: str) -> str:
+        if option == "--checkpoint":
+            target, equals, files = value.partition("=")
+            return f"{target}{equals}{','.join('FILE' for _ in files.split(','))}" if equals else value
+        return placeholders[option]
+
+    words, option = list(program), None
+    for word in argv:
+        name, equals, value = word.partition("=")
+        if option is not None:
+            words.append(hidden(option, word))
+            option = None
+        elif word in placeholders:
+            words.append(word)
+            option = word
+        elif equals and name in placeholders:
+            words.append(f"{name}={hidden(name, value)}")
+        else:
+            words.append(word)
+    return shlex.join(words)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mml` command; bad input ends with a one-line error and exit status 2."""
     parser = argparse.ArgumentParser(prog="mml", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _reproduce_parser(commands)
     _prepare_parser(commands)
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(arguments)
+    args.command_line = recorded_command(_program(argv is None), commands.choices[args.command], arguments)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = _show_warning
@@ -251,6 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mml: error: {err}", file=sys.stderr)
             return 2
     return 0
+
+
+def _program(from_command_line: bool) -> list[str]:
+    """How mml was started: `python -m mml` (also under torchrun -m mml) when this process runs mml/__main__.py,
+    else `mml`, the command whose arguments `main` takes (the console script, or a call of `main(argv)`)."""
+    return ["python", "-m", "mml"] if from_command_line and Path(sys.argv[0]).name == "__main__.py" else ["mml"]
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001

@@ -3,7 +3,9 @@
 A run's identity is the sha256 of the canonical JSON of everything that changes its result: method, models (with
 the identity of the run or weight file each is initialised from), backbone, recipe, dataset fingerprint, seed
 and the hand-bumped `SEMANTICS` integer. Same identity means the same result: a stored run is reused,
-never retrained.
+never retrained. So that it does on any CPU, runs train and evaluate with a fixed intra-op thread count
+(`CPU_THREADS`, `pinned_cpu_threads`), and tests/test_pinned_run.py retrains pinned runs to catch result changes
+that kept the ids.
 
 Layout of a store:
     runs/<id>/        finished runs: run.json, model<i>.safetensors, metrics.json (training history), DONE (last)
@@ -28,10 +30,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from mml import __version__
 from mml.spec import Recipe, identity
 
 # Bump when training or evaluation behaviour changes in a way that changes results: every run id changes with it.
-SEMANTICS = 1
+# tests/test_pinned_run.py fails when the results of its pinned runs change under the same ids (re-pin after a bump:
+# `python -m tests.pinned_run`). 2: CPU training and evaluation pinned to `CPU_THREADS` intra-op threads.
+SEMANTICS = 2
+
+# PyTorch's CPU results depend on its intra-op thread count (reductions are split per thread): the same run trained
+# with 1 and with 2 threads ends with different weights. Runs train and evaluate with this many, whatever the
+# machine's core count, so that a run id names one result (on a CPU, `--devices cpu,cpu` trains runs side by side).
+CPU_THREADS = 1
+
+
+def code_version() -> str:
+    """The version of the code that writes tables, as their footnotes record it: package and training semantics."""
+    return f"mml {__version__}, training semantics {SEMANTICS}"
+
+
+@contextlib.contextmanager
+def pinned_cpu_threads(threads: int = CPU_THREADS) -> Iterator[None]:
+    """Train and evaluate with `threads` (by default `CPU_THREADS`) intra-op threads inside this block, here and in
+    the processes it spawns (they read OMP_NUM_THREADS); the previous settings come back afterwards."""
+    before, environment = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        if environment is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = environment
 
 
 @dataclass(frozen=True)
