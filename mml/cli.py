@@ -34,7 +34,7 @@ from mml.report.build import write_outputs, write_summary
 from mml.report.results import StoredResults
 from mml.runner import execute, plan_tables
 from mml.runs import Store, pinned_cpu_threads
-from mml.spec import SETUPS, TableSpec, load_profile, load_table, table_path, table_paths
+from mml.spec import ALL_GROUP, SETUPS, TableSpec, load_profile, load_table, table_path, table_paths
 from mml.train import PRECISIONS, Execution
 
 # Defaults point into the project checkout when mml runs from one (editable install), else the working directory.
@@ -178,7 +178,7 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
             results = StoredResults(store, plan, scale, table)
             reports[table.id], paths = write_outputs(results, command, args.out / profile.name)
             written += paths
-    if names == ["all"] and distributed.rank() == 0:
+    if ALL_GROUP in names and distributed.rank() == 0:  # every table of the invocation on one page
         written.append(write_summary([reports[table.id] for table in tables], args.out / profile.name))
     minutes = (time.monotonic() - started) / 60
     done = f"{needed} runs needed, {trained} trained or loaded, {needed - trained} reused from {store.root}"

@@ -836,14 +836,19 @@ def table_path(directory: Path, name: str) -> Path:
     return directory / f"table{int(number):02d}.toml"
 
 
+ALL_GROUP = "all"
+
+
 def table_paths(directory: Path, names: Sequence[str]) -> list[Path]:
-    """The spec files of table ids and the groups `all` (the paper's tables) and `related` (the related methods')."""
-    if list(names) == ["all"]:
-        return all_table_paths(directory)
+    """The spec files of table ids and of the groups `all` (the paper's tables) and `related` (the related
+    methods'), in the order given, each once (`all related`: every table)."""
     paths: list[Path] = []
     for name in names:
-        group = RELATED_TABLES if name == RELATED_GROUP else (name,)
-        paths += [path for path in (table_path(directory, n) for n in group) if path not in paths]
+        if name == ALL_GROUP:
+            group = all_table_paths(directory)
+        else:
+            group = [table_path(directory, n) for n in (RELATED_TABLES if name == RELATED_GROUP else (name,))]
+        paths += [path for path in group if path not in paths]
     return paths
 
 

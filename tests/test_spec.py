@@ -328,5 +328,7 @@ def test_related_table_names() -> None:
         "table07",
     ]
     assert "gblend_table4.toml" not in [p.name for p in all_table_paths(REPRODUCTIONS)]  # not in `all`
+    everything = [p.stem for p in table_paths(REPRODUCTIONS, ["all", "related", "table7"])]
+    assert everything == [f"table{n:02d}" for n in range(1, 14)] + ["gblend_table4", "skd_table2", "methods"]
     with pytest.raises(SpecError, match=r"gblend: a table id looks like .* or is one of gblend_table4, skd_table2"):
         table_path(REPRODUCTIONS, "gblend")
