@@ -503,9 +503,32 @@ def load_profile(path: Path, name: str, overrides: Sequence[str] = ()) -> Profil
     data = _load_toml(path)
     if name not in data:
         raise SpecError(f"{path}: {name}: no such profile (known: {', '.join(sorted(data))})")
+    data[name] = _inherited(path, data, name)
     for override in overrides:
         _apply_override(data[name], override, f"{path}: {name}")
     return _read_profile(path, name, _Reader(path, data).sub(name))
+
+
+def _inherited(path: Path, data: dict[str, Any], name: str, trail: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Profile `name` with the values of the profile its `base` key names underneath (recursively, tables merged
+    key by key), so a profile can be another one with a few values changed."""
+    profile = data[name]
+    if not isinstance(profile, dict) or "base" not in profile:
+        return profile
+    base = profile["base"]
+    if base not in data or base == name or base in trail:
+        raise SpecError(f"{path}: {name}.base: {base!r} is not another profile of this file (or a cycle)")
+    merged = _merged(_inherited(path, data, base, (*trail, name)), profile)
+    del merged["base"]
+    return merged
+
+
+def _merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in changes.items():
+        both_tables = isinstance(value, dict) and isinstance(base.get(key), dict)
+        result[key] = _merged(base[key], value) if both_tables else value
+    return result
 
 
 def _apply_override(profile: dict[str, Any], override: str, where: str) -> None:

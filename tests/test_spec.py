@@ -1,5 +1,6 @@
 """Table specs and profiles: the shipped files validate; invalid ones fail with `file: key: reason`."""
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_every_shipped_spec_validates(path: Path) -> None:
     assert table.cells() or table.matrix or table.triples
 
 
-@pytest.mark.parametrize("name", ["smoke", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "small", "paper"])
 def test_shipped_profiles_validate(name: str) -> None:
     profile = load_profile(REPRODUCTIONS / "profiles.toml", name)
     assert profile.recipe.input_size <= profile.recipe.short_side
@@ -332,3 +333,16 @@ def test_related_table_names() -> None:
     assert everything == [f"table{n:02d}" for n in range(1, 14)] + ["gblend_table4", "skd_table2", "methods"]
     with pytest.raises(SpecError, match=r"gblend: a table id looks like .* or is one of gblend_table4, skd_table2"):
         table_path(REPRODUCTIONS, "gblend")
+
+
+def test_a_profile_inherits_its_base_table_by_table(tmp_path: Path) -> None:
+    text = (REPRODUCTIONS / "profiles.toml").read_text()
+    text += '\n[tiny]\nbase = "smoke"\nseeds = [0, 1]\n[tiny.recipe]\nepochs = 2\n[tiny.charades.recipe]\nepochs = 1\n'
+    text += '\n[loop]\nbase = "loop"\n'
+    (tmp_path / "profiles.toml").write_text(text)
+    smoke, tiny = (load_profile(tmp_path / "profiles.toml", name) for name in ("smoke", "tiny"))
+    assert tiny.seeds == (0, 1) and tiny.recipe.epochs == 2 and tiny.charades.recipe.epochs == 1
+    assert dataclasses.replace(tiny.recipe, epochs=smoke.recipe.epochs) == smoke.recipe
+    assert tiny.dataset == smoke.dataset and tiny.charades.dataset == smoke.charades.dataset
+    with pytest.raises(SpecError, match=r"loop\.base: 'loop' is not another profile of this file"):
+        load_profile(tmp_path / "profiles.toml", "loop")
