@@ -32,3 +32,12 @@ def test_every_upstream_run_of_seed_s_is_of_seed_s() -> None:
         for name in table.runs:
             ids = plan.run_ids(table.id, name)
             assert [plan.runs[rid].seed for rid in ids] == [0, 1, 2] and len(set(ids)) == 3
+
+
+def test_the_small_profile_shares_its_seed_0_runs_with_smoke() -> None:
+    tables = [load_table(REPRODUCTIONS / "table07.toml")]
+    smoke = plan_tables(tables, load_profile(REPRODUCTIONS / "profiles.toml", "smoke"), Videos())
+    small = plan_tables(tables, load_profile(REPRODUCTIONS / "profiles.toml", "small"), Videos())
+    for name in tables[0].runs:
+        assert small.run_ids("table07", name)[0] == smoke.run_ids("table07", name)[0]
+    assert len(small.runs) == 3 * len(smoke.runs)
