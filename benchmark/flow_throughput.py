@@ -45,17 +45,20 @@ MODES = {"eager": False, "compiled": True}
 TARGET_SPEEDUP, TARGET_EPE = 100.0, 0.3
 
 
-def decoded_frames(count: int, height: int, width: int) -> np.ndarray:
-    """(count + 1, H, W) uint8 grey frames of decoded synthetic clips (several clips when one is too short)."""
-    frames, clip = [], 0
-    while sum(len(f) for f in frames) < count + 1:
+def decoded_pairs(count: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` pairs of consecutive uint8 grey frames of decoded synthetic clips, as two (count, H, W) stacks
+    (several clips when one is too short; no pair spans two clips)."""
+    firsts, seconds, clip = [], [], 0
+    while sum(len(f) for f in firsts) < count:
         config = SyntheticConfig(height=height, width=width, frames=min(count + 1, 64), min_frames=2)
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "clip.webm"
             encode_video(path, render_clip(config, "train", clip), fps=12)
-            frames.append(np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in decode_video(path)]))
+            grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in decode_video(path)])
+        firsts.append(grey[:-1])
+        seconds.append(grey[1:])
         clip += 1
-    return np.concatenate(frames)[: count + 1]
+    return np.concatenate(firsts)[:count], np.concatenate(seconds)[:count]
 
 
 def moved_textures(count: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,10 +79,7 @@ def moved_textures(count: int, height: int, width: int) -> tuple[np.ndarray, np.
 
 def frame_pairs(content: str, count: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` pairs of `content` ("video" or "texture"), as two (count, H, W) uint8 stacks."""
-    if content == "video":
-        grey = decoded_frames(count, height, width)
-        return grey[:-1], grey[1:]
-    return moved_textures(count, height, width)
+    return (decoded_pairs if content == "video" else moved_textures)(count, height, width)
 
 
 def opencv_flows(first: np.ndarray, second: np.ndarray, threads: int) -> tuple[np.ndarray, float]:

@@ -331,17 +331,23 @@ def measure(args: argparse.Namespace, scale: Scale) -> dict:
             if (group, setting_name) not in steps:
                 setting = dataclasses.replace(SETTINGS[setting_name], device=args.device)
                 steps[group, setting_name] = training_step(config, setting)
+            warmup, count = args.warmup, args.steps
             if input_name == "synthetic":
                 batches = synthetic_batches(config, device)
             else:
                 modalities = [m.modality for m in config.models]
                 clips = TrainClips(dataset.train, source, modalities, config.recipe, 0, config.num_classes)
                 batches = cached_batches(config, clips, device, args.workers)
-            seconds, peak = timed(steps[group, setting_name], batches, args.warmup, args.steps, device)
+                # The workers deliver their first batches together: drain that wave untimed, and time several
+                # waves, lest a few steps served from the queue stand for the loader's rate.
+                warmup, count = max(warmup, args.workers), max(count, 4 * args.workers)
+            seconds, peak = timed(steps[group, setting_name], batches, warmup, count, device)
             row = {
                 "group": group,
                 "setting": setting_name,
                 "input": input_name,
+                "warmup": warmup,
+                "timed_steps": count,
                 "clips_per_second": scale.batch / seconds,
                 "peak_gib": peak,
                 "gflop_per_clip": flops[group] / 1e9,

@@ -115,6 +115,13 @@ def test_flow_reference_carries_the_opencv_side(tmp_path: Path, capsys: pytest.C
         flow.main(["--reference", str(figures)])
 
 
+def test_video_pairs_are_consecutive_frames_of_one_clip() -> None:
+    first, second = _script("flow_throughput").decoded_pairs(8, 32, 40)  # the first clip has 8 frames: 7 pairs
+    assert first.shape == second.shape == (8, 32, 40)
+    assert all((first[k + 1] == second[k]).all() for k in range(6))  # chained within the clip
+    assert not (first[7] == second[6]).all()  # the 8th pair starts the next clip: no pair across the cut
+
+
 def test_flow_targets_need_both_speed_and_accuracy() -> None:
     target = _script("flow_throughput").target
     assert target(120.0, 0.2)["met"] and not target(99.0, 0.2)["met"] and not target(150.0, 0.31)["met"]
