@@ -228,6 +228,9 @@ def test_no_step_runs_once_the_budget_is_spent(tmp_path: Path) -> None:
     assert [s["status"] for s in report["steps"]] == ["not run: budget spent"] * 6
     assert report["environment"]["torch"] and report["environment"]["device"] == "cpu"
     assert "# GPU check" in (tmp_path / "gpu_check.md").read_text()
+    assert check.main(["--out", str(tmp_path), "--tiny", "--budget", "0", "--only", "table7-default,flow"]) == 1
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [s["name"] for s in report["steps"]] == ["table7-prepare", "flow", "table7-default"]  # its cache first
 
 
 @pytest.mark.slow
