@@ -40,12 +40,13 @@ def test_temporal_shift_on_cuda_keeps_channels_last_and_its_gradient(dtype: torc
 
 
 def test_tvl1_on_cuda_gives_the_cpu_flow() -> None:
-    """The same pairs on both devices: the same flow up to float rounding (the bound is 100x under the 0.3 px one
-    that the port keeps to OpenCV)."""
+    """The same pairs on both devices: the same flow up to float rounding and the stopping test it may tip (one
+    iteration more or less moves a converged flow by at most epsilon = 0.01 px RMS); a 30th of the 0.3 px bound
+    the port keeps to OpenCV."""
     first = np.stack([_texture(48, 64, seed) for seed in (3, 4)])
     second = np.stack([_warped(image, 1.5, -0.75) for image in first])
     on_cpu = tvl1(torch.from_numpy(first), torch.from_numpy(second))
     on_cuda = tvl1(torch.from_numpy(first).cuda(), torch.from_numpy(second).cuda())
     assert on_cuda.device.type == "cuda"
     error = (on_cuda.cpu() - on_cpu).norm(dim=1)
-    assert error.mean().item() < 3e-3
+    assert error.mean().item() < 0.01
