@@ -288,8 +288,11 @@ def _label(mode: str) -> str:
 
 
 def _write(path: Path | None, results: dict) -> None:
+    """`results` as JSON at `path`, replaced whole (a run stopped while writing leaves the previous version)."""
     if path is not None:
-        path.write_text(json.dumps(results, indent=1) + "\n")
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(results, indent=1) + "\n")
+        os.replace(temporary, path)
 
 
 if __name__ == "__main__":

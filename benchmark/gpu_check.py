@@ -40,7 +40,7 @@ CUDA_TESTS = (
 )
 
 ENVIRONMENT = """
-import json, platform, sys
+import json, os, platform
 import cv2, numpy, torch, torchvision
 try:
     import av
@@ -57,7 +57,7 @@ print(json.dumps({
     "pyav": pyav,
     "device": torch.cuda.get_device_name() if cuda else "cpu",
     "cuda": torch.version.cuda if cuda else None,
-    "cpus": __import__("os").cpu_count(),
+    "cpus": os.cpu_count(),
 }))
 """
 
@@ -70,7 +70,7 @@ class Step:
     part: str
     command: list[str]
     timeout: float
-    figures: Path | None = None  # the JSON file the command writes its figures to
+    figures: Path | None = None  # the file the command writes its figures to: JSON, or pytest's JUnit XML
     table: Path | None = None  # the Markdown table the command writes
 
 
@@ -183,10 +183,11 @@ def read_figures(step: Step, outcome: Outcome, output: list[str]) -> None:
     """What the step measured, from the files it wrote (if it got that far) and its output."""
     outcome.tail = output[-15:]
     if step.figures is not None and step.figures.is_file():
-        if step.figures.suffix == ".xml":
-            outcome.figures = junit_counts(step.figures)
-        else:
-            outcome.figures = json.loads(step.figures.read_text())
+        try:
+            is_xml = step.figures.suffix == ".xml"
+            outcome.figures = junit_counts(step.figures) if is_xml else json.loads(step.figures.read_text())
+        except (ElementTree.ParseError, json.JSONDecodeError) as error:  # a process killed while writing it
+            outcome.tail.append(f"gpu_check: {step.figures.name} unreadable: {error}")
     if step.table is not None and step.table.is_file():
         outcome.table = step.table.read_text()
     if step.name.startswith("table7"):
@@ -206,9 +207,8 @@ def junit_counts(path: Path) -> dict:
         problem = case.find("failure") if case.find("failure") is not None else case.find("error")
         if problem is not None:
             counts["failed"] += 1
-            failures.append(
-                f"{name}: {(problem.get('message') or '').splitlines()[0] if problem.get('message') else ''}"
-            )
+            message = (problem.get("message") or problem.tag).splitlines()
+            failures.append(f"{name}: {message[0] if message else problem.tag}")
         elif case.find("skipped") is not None:
             counts["skipped"] += 1
         else:

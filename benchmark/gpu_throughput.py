@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import itertools
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -387,8 +388,11 @@ def measure(args: argparse.Namespace, scale: Scale) -> dict:
 
 
 def _write(path: Path | None, results: dict) -> None:
+    """`results` as JSON at `path`, replaced whole (a run stopped while writing leaves the previous version)."""
     if path is not None:
-        path.write_text(json.dumps(results, indent=1) + "\n")
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text(json.dumps(results, indent=1) + "\n")
+        os.replace(temporary, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -159,6 +159,15 @@ def test_a_step_past_its_timeout_is_killed_with_its_children(tmp_path: Path) -> 
     assert check.run_step(quick, 30, log, dict(os.environ)).status == "failed (exit 3)"
 
 
+def test_figures_cut_off_by_a_kill_are_reported_not_fatal(tmp_path: Path) -> None:
+    check = _script("gpu_check")
+    truncated = tmp_path / "flow.json"
+    truncated.write_text('{"device": "NVIDIA H200", "modes": {')
+    outcome = check.Outcome("timed out after 100 s", 100.0)
+    check.read_figures(check.Step("flow", "3", ["x"], 100, figures=truncated), outcome, ["a line"])
+    assert outcome.figures is None and outcome.tail[0] == "a line" and "flow.json unreadable" in outcome.tail[1]
+
+
 def _report(throughput: dict | None, flow: dict | None) -> dict:
     steps = [
         {"name": "tests", "part": "1", "status": "passed", "seconds": 1.0, "tail": [], "table": None,
