@@ -6,9 +6,10 @@ feeding both), it reports clips/s (pairs/s for the pair) and peak device memory,
 device and end to end from a JPEG frame + flow cache through the project's `TrainClips` and a DataLoader, and the
 achieved TFLOP/s from the training FLOPs per clip counted by `torch.utils.flop_counter`. Beside them: plain
 torchvision ResNet-50 image training at the same images per step (batch x segments) in the best setting, as the
-ceiling, in images/s and its clip equivalent (images/s / segments). Each setting's step is built (and compiled)
-once per group and timed on both inputs. `--json` writes every figure and the issue's three target ratios
-(`target_ratios`) as JSON.
+ceiling, in images/s and its clip equivalent (images/s / segments). Each group's step in each setting is built
+(and compiled) once and timed on both inputs; the rows the issue's three targets compare come first
+(`row_order`); from the cache, at least `--workers` steps warm up and four times as many are timed. `--json`
+writes every figure and the target ratios (`target_ratios`) as JSON, after each row.
 
 The training step is the trainer's: `mml.train.network`, `group_step` (CE plus the mutual KL term), `backward`,
 gradient clipping and SGD with TSM's parameter groups, under the trainer's own speed settings (`mml.train.Execution`,
