@@ -42,5 +42,5 @@ def benchmark(session: nox.Session) -> None:
 @nox.session(default=False)
 def lint(session: nox.Session) -> None:
     """Check style with ruff."""
-    session.install("ruff")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", "mml", "tests", "benchmark", "noxfile.py")
