@@ -58,8 +58,8 @@ def test_gblend_table4_end_to_end(specs: Path, tmp_path: Path, capsys: pytest.Ca
     text = (tmp_path / "tables" / "micro" / "gblend_table4.md").read_text()
     table = rows(text)
     assert len(table) == 10 and text.count("**no verdict (1 seed)**: ") == 7
-    assert re.search(r"\| G-Blend \(offline\) +\| 73\.10 / 90\.80 +\| \d+\.\d\d / \d+\.\d\d +\| [+-]", table[2])
-    assert re.search(r"\| Naive late fusion +\| — +\| \d+\.\d\d / \d+\.\d\d +\| — ", table[5])
+    assert re.search(r"\| G-Blend \(offline\) +\| 73\.10 / 90\.80 +\| \d+\.\d\d / \d+\.\d\d \(n=1\) +\| [+-]", table[2])
+    assert re.search(r"\| Naive late fusion +\| — +\| \d+\.\d\d / \d+\.\d\d \(n=1\) +\| — ", table[5])
     store = Store(tmp_path / "store")
     estimates = {}
     for run in store.root.glob("runs/*/run.json"):
@@ -86,7 +86,7 @@ def test_skd_table2_end_to_end(specs: Path, tmp_path: Path) -> None:
     text = (tmp_path / "tables" / "micro" / "skd_table2.md").read_text()
     table = rows(text)
     assert len(table) == 5 and text.count("**no verdict (1 seed)**: ") == 4
-    assert re.search(r"\| SKD-SRL +\| itself +\| 69\.80 +\| \d+\.\d\d +\| [+-]\d+\.\d\d", table[4])
+    assert re.search(r"\| SKD-SRL +\| itself +\| 69\.80 +\| \d+\.\d\d \(n=1\) +\| [+-]\d+\.\d\d", table[4])
     runs = (tmp_path / "store").glob("runs/*/run.json")
     stored = {json.loads(path.read_text())["config"]["method"]: path.parent for path in runs}
     assert set(load_file(str(stored["skd_srl"] / "siamese.safetensors"))) >= {"projector.weight"}
@@ -99,7 +99,7 @@ def test_methods_table_with_measured_cost(specs: Path, tmp_path: Path) -> None:
     table = rows((tmp_path / "tables" / "micro" / "methods.md").read_text())
     assert len(table) == 12
     cells = [row.split("|") for row in table]  # method, model, paper, ours = top-1 / top-5 / GFLOPs, Δ
-    cost = {f"{cell[1].strip()} {cell[2].strip()}": float(cell[4].split("/")[2]) for cell in cells}
+    cost = {f"{cell[1].strip()} {cell[2].strip()}": float(cell[4].split("/")[2].split()[0]) for cell in cells}
     rgb = cost["CE RGB"]
     assert rgb > 0 and cost["SKD-SRL RGB"] == rgb and cost["G-Blend (offline) its RGB branch"] == rgb
     assert cost["CE Flow (the teacher)"] > rgb  # a 10-channel first conv

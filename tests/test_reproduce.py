@@ -209,7 +209,7 @@ def test_charades_setup_end_to_end(specs: Path, tmp_path: Path, capsys: pytest.C
     text = (tmp_path / "tables" / "micro" / "table06.md").read_text()
     rows = [line for line in text.splitlines() if re.match(r"^\| (Ordinary|MARS|D3D|MML) ", line)]
     assert len(rows) == 7
-    assert re.search(r"\| 33\.72 +\| \d+\.\d\d +\| [+-]\d+\.\d\d +\| 15\.81 +\|", rows[0])
+    assert re.search(r"\| 33\.72 +\| \d+\.\d\d \(n=1\) +\| [+-]\d+\.\d\d +\| 15\.81 +\|", rows[0])
     assert text.count("**no verdict (1 seed)**: ") == 6
     evaluation = json.loads(next((tmp_path / "store" / "runs").glob("*/eval/dense2-*/metrics.json")).read_text())
     assert set(evaluation["models"][0]) == {"map"}
