@@ -16,7 +16,7 @@ from mml.data.charades import (
     read_charades,
     targets,
 )
-from mml.data.synthetic import MARKER_NAME
+from mml.data.synthetic import MARKER_NAME, typical_object
 from mml.data.synthetic_charades import (
     GENERATOR_VERSION,
     SyntheticCharadesConfig,
@@ -182,6 +182,7 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"seed": -1},
         {"frames": 48.0},
         {"num_classes": True},
+        {"typical_percent": 101},
     ],
 )
 def test_config_rejects_bad_values(changes: dict[str, object]) -> None:
@@ -211,6 +212,15 @@ def test_objects_move_only_during_their_action_interval() -> None:
             assert np.array_equal(np.flatnonzero(moving), np.arange(obj.first, obj.last)), (index, obj.label)
             assert np.all(obj.centres - obj.radii[:, None] >= 0)
             assert np.all(obj.centres + obj.radii[:, None] <= [LARGE.width, LARGE.height])
+
+
+@pytest.mark.parametrize("percent", [0, 60, 100])
+def test_objects_are_their_actions_typical_objects_at_the_configured_rate(percent: int) -> None:
+    config = SyntheticCharadesConfig(train_videos=300, typical_percent=percent)
+    objects = [obj for i in range(config.train_videos) for obj in plan_video(config, "train", i).objects]
+    typical = np.mean([(obj.colour, obj.shape) == typical_object(obj.label) for obj in objects])
+    # At most 3 binomial standard deviations off (plus the objects drawn at random that match by chance).
+    assert percent / 100 - 3 * np.sqrt(0.25 / len(objects)) <= typical <= percent / 100 + 0.05
 
 
 # (label, axis, sign): coordinate (x=0, y=1, radius=2) that grows (+1) or shrinks (-1) during the action.

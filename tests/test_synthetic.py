@@ -7,17 +7,22 @@ import numpy as np
 import pytest
 
 from mml.data.synthetic import (
+    DISTRACTOR_COLOURS,
     GENERATOR_VERSION,
     MARKER_NAME,
+    OBJECT_COLOURS,
     TEMPLATES,
     SyntheticConfig,
     ensure_sthv2,
     generate_sthv2,
     plan_clip,
     render_clip,
+    typical_object,
 )
+from mml.data.transforms import center_crop
 from mml.data.video import decode_video
 from mml.errors import DataError
+from mml.spec import load_profile
 
 TINY = SyntheticConfig(num_classes=3, train_per_class=2, val_per_class=1, frames=6, min_frames=4, height=32, width=48)
 ANNOTATIONS = (
@@ -54,6 +59,10 @@ def _load(path: Path) -> object:
         {"seed": -1},
         {"frames": 16.0},
         {"num_classes": True},
+        {"margin": -1},
+        {"margin": 7},
+        {"typical_percent": 101},
+        {"moving_distractor_percent": -1},
     ],
 )
 def test_config_rejects_bad_values(changes: dict[str, object]) -> None:
@@ -74,6 +83,9 @@ def test_fingerprint_fields_hold_every_field_and_the_version() -> None:
         "width",
         "fps",
         "seed",
+        "margin",
+        "typical_percent",
+        "moving_distractor_percent",
         "generator_version",
     }
     assert SyntheticConfig().fingerprint_fields() != fields
@@ -110,13 +122,99 @@ def test_trajectories_follow_the_class_motion(label: int, axis: int, sign: int) 
         assert np.all(sign * np.diff(values) > 0), TEMPLATES[label]
 
 
+def _inside(box: tuple[np.ndarray, np.ndarray], centres: np.ndarray, radii: np.ndarray) -> bool:
+    """Whether discs of `radii` at `centres` lie inside the box (low corner, high corner)."""
+    low, high = box
+    return bool(np.all(centres - radii[:, None] >= low) and np.all(centres + radii[:, None] <= high))
+
+
 @pytest.mark.parametrize("label", range(10))
-def test_objects_stay_inside_the_frame(label: int) -> None:
+def test_objects_stay_inside_the_stage(label: int) -> None:
     config = SyntheticConfig()
+    low, high = config.stage()
+    assert np.allclose(low, [8 + config.margin, config.margin]) and np.allclose(high, [56 - config.margin, 44])
     for plan in _plans(config, label):
         assert config.min_frames <= len(plan.centres) == len(plan.radii) <= config.frames
-        assert np.all(plan.centres - plan.radii[:, None] >= 0)
-        assert np.all(plan.centres + plan.radii[:, None] <= [config.width, config.height])
+        for track in (plan.obj, plan.distractor):
+            assert len(track.centres) == len(track.radii) == len(plan.centres)
+            assert _inside(config.stage(), track.centres, track.radii)
+
+
+def test_objects_stay_inside_the_smoke_profiles_test_crop() -> None:
+    """The smoke profile's centre crop (the test view) holds every object of every clip whole."""
+    profile = load_profile(Path(__file__).parents[1] / "reproductions" / "profiles.toml", "smoke")
+    config = SyntheticConfig(**profile.dataset.synthetic)
+    recipe = profile.recipe
+    assert min(config.height, config.width) == recipe.short_side  # frames are not rescaled, so pixels are the crop's
+    crop = center_crop(config.height, config.width, recipe.input_size)
+    box = (np.array([crop.left, crop.top]), np.array([crop.left + crop.width, crop.top + crop.height]))
+    for split in ("train", "validation"):
+        for index in range(config.split_size(split)):
+            plan = plan_clip(config, split, index)
+            assert all(_inside(box, track.centres, track.radii) for track in (plan.obj, plan.distractor))
+
+
+def test_typical_objects_are_distinct_and_differ_within_pairs() -> None:
+    objects = [typical_object(label) for label in range(len(TEMPLATES))]
+    assert len(set(objects)) == len(objects)
+    assert all(colour in OBJECT_COLOURS for colour, _ in objects)
+    for first in range(0, len(TEMPLATES), 2):
+        (colour_a, shape_a), (colour_b, shape_b) = objects[first], objects[first + 1]
+        assert colour_a != colour_b and shape_a != shape_b
+
+
+@pytest.mark.parametrize("percent", [0, 30, 100])
+def test_objects_correlate_with_the_class_at_the_configured_rate(percent: int) -> None:
+    config = SyntheticConfig(train_per_class=100, typical_percent=percent)
+    plans = [plan_clip(config, "train", index) for index in range(config.split_size("train"))]
+    rate = np.mean([plan.typical for plan in plans])
+    assert abs(rate - percent / 100) <= 3 * np.sqrt(0.25 / len(plans))  # 3 standard deviations of a binomial at most
+    for plan in plans:
+        assert plan.colour in OBJECT_COLOURS
+        if plan.typical:
+            assert (plan.colour, plan.shape) == typical_object(plan.label)
+    # Objects not drawn as typical are spread over the vocabulary, so appearance is only a partial cue.
+    others = {(plan.colour, plan.shape) for plan in plans if not plan.typical}
+    assert percent == 100 or len(others) > 0.9 * len(OBJECT_COLOURS) * 4
+
+
+@pytest.mark.parametrize("percent", [0, 50, 100])
+def test_distractors_move_as_another_class_at_the_configured_rate(percent: int) -> None:
+    config = SyntheticConfig(train_per_class=100, moving_distractor_percent=percent)
+    plans = [plan_clip(config, "train", index) for index in range(config.split_size("train"))]
+    moving = [plan for plan in plans if plan.distractor.motion is not None]
+    assert abs(len(moving) / len(plans) - percent / 100) <= 3 * np.sqrt(0.25 / len(plans))
+    for plan in plans:
+        distractor = plan.distractor
+        assert distractor.colour in DISTRACTOR_COLOURS and distractor.colour not in OBJECT_COLOURS
+        if distractor.motion is None:
+            assert np.ptp(distractor.centres, axis=0).max() == 0 and np.ptp(distractor.radii) == 0
+            continue
+        assert distractor.motion != plan.label and 0 <= distractor.motion < config.num_classes
+    for label, axis, sign in MOTION_CHECKS:  # a moving distractor follows its own class's motion
+        for plan in (plan for plan in moving if plan.distractor.motion == label):
+            values = plan.distractor.radii if axis == 2 else plan.distractor.centres[:, axis]
+            assert np.all(sign * np.diff(values) > 0), TEMPLATES[label]
+
+
+def test_speeds_vary_within_a_clip() -> None:
+    for plan in _plans(SyntheticConfig(), 0):
+        steps = np.diff(plan.centres[:, 0])
+        assert steps.max() > 1.3 * steps.min()
+
+
+def test_the_labelled_object_is_the_only_saturated_thing_in_a_frame() -> None:
+    """One frame tells which object the label is about (the object task is well posed), by colour alone."""
+    config = SyntheticConfig()
+    ys, xs = np.mgrid[0 : config.height, 0 : config.width]
+    for index in range(10):
+        plan = plan_clip(config, "train", index)
+        frames = render_clip(config, "train", index).astype(int)
+        chroma = frames.max(axis=-1) - frames.min(axis=-1)
+        for frame_chroma, centre, radius in zip(chroma, plan.centres, plan.radii):
+            distance = np.hypot(xs - centre[0], ys - centre[1])
+            assert frame_chroma[distance > 1.2 * radius + 1.5].max() < 60
+            assert np.median(frame_chroma[distance < 0.4 * radius]) > 90
 
 
 def _best_threshold_accuracy(first: np.ndarray, second: np.ndarray) -> float:
@@ -149,10 +247,12 @@ def test_single_frames_do_not_reveal_the_class(first: int, second: int, axis: in
 
 def test_start_positions_are_random_and_overlap_across_opposite_classes() -> None:
     starts = {label: np.array([plan.centres[0, 0] for plan in _plans(LARGE, label)]) for label in (0, 1)}
+    low, high = LARGE.stage()
+    side = high[0] - low[0]
     for label in (0, 1):
-        assert starts[label].std() > 0.1 * LARGE.width
+        assert starts[label].std() > 0.08 * side
     # Some left-to-right clips start further right than some right-to-left clips.
-    assert starts[0].max() - starts[1].min() > 0.15 * LARGE.width
+    assert starts[0].max() - starts[1].min() > 0.1 * side
 
 
 def test_whole_trajectories_do_reveal_the_class() -> None:

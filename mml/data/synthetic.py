@@ -1,8 +1,26 @@
-"""Synthetic Something-Something-v2: classes are defined by motion, so a single frame cannot tell them apart.
+"""Synthetic Something-Something-v2: classes are defined by motion; appearance is a partial cue, as in the real set.
 
-Each clip shows one object moving over a static textured background with a static distractor. Paired classes
-(left/right, up/down, the diagonals, approach/recede) are exact time reversals of each other, so the distribution of
-any single frame is the same for both classes of a pair. The dataset is written in the real sthv2 file layout.
+Each clip shows the labelled object (a filled shape in a saturated colour, e.g. "yellow square") doing its class's
+motion over a static textured background, together with a distractor: a filled white or black shape. Why each
+ingredient is there:
+
+- Motion defines the class. Paired classes (left/right, up/down, the diagonals, approach/recede) are time
+  reversals of each other with the same distribution of start positions, speed profiles and objects, so the
+  position or size of an object in one frame tells nothing about the class: telling a pair apart needs time.
+- Appearance is a partial cue, as objects are in Something-Something-v2. With probability `typical_percent` the
+  labelled object is its class's typical object (one colour and shape per class, different within every pair),
+  otherwise any object of the vocabulary; so one frame predicts the class well above chance but far from always.
+- The distractor makes motion alone ambiguous. With probability `moving_distractor_percent` it performs another
+  class's motion, and its luminance contrast matches the objects', so optical flow (computed on grey levels) shows
+  two equally plausible movers; only colour, which RGB and frame differences see, tells which one the label is
+  about. Otherwise it stands still.
+- The labelled object is the only saturated thing in a frame, so single-frame object recognition (the smoke
+  profile's stand-in for ImageNet pretraining, `VideoDataset.object_task`) is well posed.
+- Speeds vary from frame to frame, so a clip's motion is not a constant-velocity template.
+- Every object stays whole inside the stage: the centred square of the frame's short side inset by `margin`
+  pixels, which the test-time centre crop keeps when `margin` is what that crop cuts off.
+
+Every random choice follows the dataset seed; the dataset is written in the real sthv2 file layout.
 """
 
 import dataclasses
@@ -23,7 +41,7 @@ from mml.data.sthv2 import LABELS_FILE, SPLIT_FILES, TEST_FILE, VIDEO_DIR, class
 from mml.data.video import encode_video
 from mml.errors import DataError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MARKER_NAME = ".mml-synthetic.json"
 SPLITS = ("train", "validation")
 _SPLIT_CODES = {"train": 0, "validation": 1}
@@ -66,6 +84,9 @@ _COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (110, 30, 140),
     "black": (20, 20, 20),
 }
+# The labelled objects' colours are saturated, the distractor's are not: one frame tells which object is labelled.
+OBJECT_COLOURS: tuple[str, ...] = ("yellow", "cyan", "orange", "pink", "lime", "red", "blue", "purple")
+DISTRACTOR_COLOURS: tuple[str, ...] = ("white", "black")
 _CROSS_ARM = 0.35
 _SHAPES: dict[str, np.ndarray] = {
     "square": np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], dtype=np.float64) * 0.8,
@@ -110,6 +131,9 @@ class SyntheticConfig:
         width: Frame width in pixels (even, >= 32).
         fps: Frame rate written into the videos.
         seed: Root seed of every random choice.
+        margin: Pixels on each side of the centred short-side square that objects never enter (0..short side / 8).
+        typical_percent: Chance (in %) that the labelled object is its class's typical object.
+        moving_distractor_percent: Chance (in %) that the distractor performs another class's motion.
     """
 
     num_classes: int = 10
@@ -121,6 +145,9 @@ class SyntheticConfig:
     width: int = 64
     fps: int = 12
     seed: int = 0
+    margin: int = 4
+    typical_percent: int = 50
+    moving_distractor_percent: int = 50
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -140,6 +167,12 @@ class SyntheticConfig:
                 raise ValueError(f"SyntheticConfig.{name} must be even and >= 32, got {value}")
         if self.seed < 0:
             raise ValueError(f"SyntheticConfig.seed must be >= 0, got {self.seed}")
+        if not 0 <= self.margin <= min(self.height, self.width) // 8:
+            limit = min(self.height, self.width) // 8
+            raise ValueError(f"SyntheticConfig.margin must be in 0..{limit} (short side / 8), got {self.margin}")
+        for name in ("typical_percent", "moving_distractor_percent"):
+            if not 0 <= getattr(self, name) <= 100:
+                raise ValueError(f"SyntheticConfig.{name} must be in 0..100, got {getattr(self, name)}")
 
     def fingerprint_fields(self) -> dict[str, int]:
         """All fields plus the generator version: equal fingerprints mean byte-identical datasets."""
@@ -152,26 +185,66 @@ class SyntheticConfig:
         per_class = self.train_per_class if split == "train" else self.val_per_class
         return per_class * self.num_classes
 
+    def stage(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (x, y) corners low and high of the region objects stay inside: the centred square of the short
+        side, inset by `margin`."""
+        side = min(self.height, self.width)
+        corner = (np.array([self.width, self.height]) - side) / 2
+        return corner + self.margin, corner + side - self.margin
+
 
 @dataclass(frozen=True, eq=False)
-class ClipPlan:
-    """The labelled object of one clip and its trajectory.
+class Track:
+    """One drawn object and its path.
 
     Attributes:
-        label: Class index (into TEMPLATES).
         shape: Shape name ("square", "disc", "triangle" or "cross").
-        colour: Colour name.
+        colour: Colour name (a key of the palette).
         angle: Rotation of the shape in radians (constant over the clip).
         centres: Per-frame object centre (x, y) in pixels, shape (T, 2); y grows downwards.
         radii: Per-frame object radius in pixels, shape (T,).
+        motion: Index of the motion it performs (into TEMPLATES), or None when it stands still.
     """
 
-    label: int
     shape: str
     colour: str
     angle: float
     centres: np.ndarray
     radii: np.ndarray
+    motion: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class ClipPlan:
+    """The labelled object of one clip, its trajectory, and the distractor.
+
+    Attributes:
+        label: Class index (into TEMPLATES); the labelled object performs its motion.
+        obj: The labelled object (a saturated colour).
+        typical: Whether `obj` is its class's typical object (drawn so, not merely equal to it by chance).
+        distractor: The white or black distractor, still or performing the motion of another class.
+    """
+
+    label: int
+    obj: Track
+    typical: bool
+    distractor: Track
+
+    @property
+    def shape(self) -> str:
+        return self.obj.shape
+
+    @property
+    def colour(self) -> str:
+        return self.obj.colour
+
+    @property
+    def centres(self) -> np.ndarray:
+        return self.obj.centres
+
+    @property
+    def radii(self) -> np.ndarray:
+        return self.obj.radii
 
     @property
     def placeholder(self) -> str:
@@ -179,62 +252,89 @@ class ClipPlan:
         return f"{self.colour} {self.shape}"
 
 
-def plan_clip(config: SyntheticConfig, split: str, index: int) -> ClipPlan:
-    """Draw the object and trajectory of video `index` of `split`; pure and cheap (no rendering).
+def typical_object(label: int) -> tuple[str, str]:
+    """The (colour, shape) of class `label`'s typical object: the objects of the two classes of a pair differ in
+    both colour and shape, and no two classes share one."""
+    shapes = list(_SHAPES)
+    return OBJECT_COLOURS[label % len(OBJECT_COLOURS)], shapes[(label + label // len(OBJECT_COLOURS)) % len(shapes)]
 
-    The class is `index % num_classes`. The start position is uniform over every position from which the whole
-    path stays in frame, so, with the time reversal of paired classes, single frames carry no class information.
+
+def plan_clip(config: SyntheticConfig, split: str, index: int) -> ClipPlan:
+    """Draw the objects and trajectories of video `index` of `split`; pure and cheap (no rendering).
+
+    The class is `index % num_classes`. Draw order: length, the labelled object's trajectory, its appearance, then
+    the distractor's appearance and path (see the module docstring for the why of each).
     """
     if not 0 <= index < config.split_size(split):
         raise ValueError(f"index must be in [0, {config.split_size(split)}) for split {split!r}, got {index}")
     rng = _rng(config, split, index, _PLAN_STREAM)
     label = index % config.num_classes
-    motion = _MOTIONS[label]
     length = int(rng.integers(config.min_frames, config.frames + 1))
-    progress = np.linspace(0.0, 1.0, length)
+    centres, radii = _trajectory(config, label, length, rng)
+    typical = bool(rng.random() < config.typical_percent / 100)
+    if typical:
+        colour, shape = typical_object(label)
+    else:
+        colour, shape = str(rng.choice(OBJECT_COLOURS)), str(rng.choice(list(_SHAPES)))
+    obj = Track(shape, colour, float(rng.uniform(0.0, 2 * np.pi)), centres, radii, label)
+    distractor_shape = str(rng.choice(list(_SHAPES)))
+    distractor_colour = str(rng.choice(DISTRACTOR_COLOURS))
+    distractor_angle = float(rng.uniform(0.0, 2 * np.pi))
+    motion = None
+    if rng.random() < config.moving_distractor_percent / 100:
+        motion = int(rng.choice([other for other in range(config.num_classes) if other != label]))
+        path, sizes = _trajectory(config, motion, length, rng)
+    else:
+        sizes = np.full(length, _moving_radius(config, rng))
+        low, high = config.stage()
+        path = np.repeat(rng.uniform(low + sizes[0] + 1, high - sizes[0] - 1)[None], length, axis=0)
+    distractor = Track(distractor_shape, distractor_colour, distractor_angle, path, sizes, motion)
+    return ClipPlan(label=label, obj=obj, typical=typical, distractor=distractor)
+
+
+def _moving_radius(config: SyntheticConfig, rng: np.random.Generator) -> float:
+    """The radius of an object that moves across the image (or stands still)."""
+    return float(rng.uniform(0.08, 0.13) * min(config.height, config.width))
+
+
+def _trajectory(
+    config: SyntheticConfig, motion_index: int, length: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (T, 2) and radii (T,) of an object performing motion `motion_index` over `length` frames.
+
+    The speed of each step is drawn independently (0.4x to 1.6x the mean), and the start is uniform over every
+    position from which the whole path stays inside the stage; a reversed motion runs its forward path backwards,
+    so with these time-symmetric draws its single frames are distributed as those of its pair.
+    """
+    motion = _MOTIONS[motion_index]
+    steps = rng.uniform(0.4, 1.6, size=length - 1)
+    progress = np.concatenate([[0.0], np.cumsum(steps)]) / max(steps.sum(), 1e-12)
     scale = min(config.height, config.width)
+    low, high = config.stage()
     if motion.direction is None:
         radii = rng.uniform(0.06, 0.09) * scale * rng.uniform(1.8, 2.4) ** progress
         displacement = rng.uniform(-0.05, 0.05, size=2) * scale
     else:
-        radii = np.full(length, rng.uniform(0.08, 0.13) * scale)
-        travel = rng.uniform(0.35, 0.65)
-        room = np.array([config.width, config.height]) - 2 * (radii.max() + 1)
-        displacement = travel * room * np.array(motion.direction)
+        radii = np.full(length, _moving_radius(config, rng))
+        room = high - low - 2 * (radii.max() + 1)
+        displacement = rng.uniform(0.35, 0.65) * room * np.array(motion.direction)
     margin = radii.max() + 1
-    low = margin + np.maximum(0.0, -displacement)
-    high = np.array([config.width, config.height]) - margin - np.maximum(0.0, displacement)
-    start = rng.uniform(low, high)
+    start = rng.uniform(low + margin + np.maximum(0.0, -displacement), high - margin - np.maximum(0.0, displacement))
     centres = start + progress[:, None] * displacement
     if motion.reverse:
         centres, radii = centres[::-1].copy(), radii[::-1].copy()
-    return ClipPlan(
-        label=label,
-        shape=str(rng.choice(list(_SHAPES))),
-        colour=str(rng.choice(list(_COLOURS))),
-        angle=float(rng.uniform(0.0, 2 * np.pi)),
-        centres=centres,
-        radii=radii,
-    )
+    return centres, radii
 
 
 def render_clip(config: SyntheticConfig, split: str, index: int) -> np.ndarray:
-    """Render video `index` of `split` as uint8 RGB frames (T, H, W, 3), drawing the object along `plan_clip`."""
+    """Render video `index` of `split` as uint8 RGB frames (T, H, W, 3): the distractor, then the labelled object
+    over it, along `plan_clip`."""
     plan = plan_clip(config, split, index)
     rng = _rng(config, split, index, _RENDER_STREAM)
-    background = _background(rng, config.height, config.width)
-    scale = min(config.height, config.width)
-    _draw(
-        background,
-        shape=str(rng.choice(list(_SHAPES))),
-        colour=_COLOURS[str(rng.choice(list(_COLOURS)))],
-        centre=rng.uniform([0, 0], [config.width, config.height]),
-        radius=rng.uniform(0.07, 0.12) * scale,
-        angle=rng.uniform(0.0, 2 * np.pi),
-    )
-    frames = np.repeat(background[None], len(plan.radii), axis=0)
-    for frame, centre, radius in zip(frames, plan.centres, plan.radii):
-        _draw(frame, plan.shape, _COLOURS[plan.colour], centre, radius, plan.angle)
+    frames = np.repeat(_background(rng, config.height, config.width)[None], len(plan.radii), axis=0)
+    for t, frame in enumerate(frames):
+        for track in (plan.distractor, plan.obj):
+            _draw(frame, track.shape, _COLOURS[track.colour], track.centres[t], track.radii[t], track.angle)
     noise = rng.normal(0.0, 2.0, size=frames.shape)
     return np.clip(frames + noise, 0, 255).round().astype(np.uint8)
 
