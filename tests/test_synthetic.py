@@ -1,6 +1,7 @@
 """Tests of the synthetic Something-Something-v2 generator."""
 
 import json
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +177,19 @@ def test_objects_correlate_with_the_class_at_the_configured_rate(percent: int) -
     # Objects not drawn as typical are spread over the vocabulary, so appearance is only a partial cue.
     others = {(plan.colour, plan.shape) for plan in plans if not plan.typical}
     assert percent == 100 or len(others) > 0.9 * len(OBJECT_COLOURS) * 4
+
+
+def test_appearance_alone_predicts_the_class_well_above_chance_but_far_from_always() -> None:
+    """The best guess of the class from the labelled object's name alone, learned on training plans."""
+    config = SyntheticConfig(num_classes=8, train_per_class=300, val_per_class=300)
+    votes: dict[str, Counter] = defaultdict(Counter)
+    for index in range(config.split_size("train")):
+        plan = plan_clip(config, "train", index)
+        votes[plan.placeholder][plan.label] += 1
+    guess = {name: counter.most_common(1)[0][0] for name, counter in votes.items()}
+    plans = [plan_clip(config, "validation", index) for index in range(config.split_size("validation"))]
+    accuracy = np.mean([guess.get(plan.placeholder) == plan.label for plan in plans])
+    assert 0.45 < accuracy < 0.65  # chance: 1/8
 
 
 @pytest.mark.parametrize("percent", [0, 50, 100])
