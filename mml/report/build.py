@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +34,25 @@ def claim_cells(spec: TableSpec) -> dict[str, tuple[tuple[ModelRef, ...], ViewPr
     return cells
 
 
-def _per_video(
-    results: StoredResults, spec: TableSpec, claim_metric: str, better: str, worse: str
-) -> np.ndarray | None:
-    """Per-seed, per-video differences of two cells' top-k outcomes, or None for other metrics."""
-    if claim_metric not in TOPK or spec.setup == "charades":
-        return None
-    cells = claim_cells(spec)
-    (better_members, better_views), (worse_members, worse_views) = cells[better], cells[worse]
-    return results.per_video(better_members, claim_metric, better_views) - results.per_video(
-        worse_members, claim_metric, worse_views
-    )
+def _per_video_differences(
+    results: StoredResults, spec: TableSpec, cells: dict[str, tuple[tuple[ModelRef, ...], ViewProtocol | None]]
+) -> Callable[[str, str, str], np.ndarray | None]:
+    """A function giving the per-seed, per-video differences of two cells' top-k outcomes (None for other metrics),
+    reading each cell's stored scores once however many claims name it."""
+    outcomes: dict[tuple[str, str], np.ndarray] = {}
+
+    def of(cell: str, metric: str) -> np.ndarray:
+        if (cell, metric) not in outcomes:
+            members, views = cells[cell]
+            outcomes[(cell, metric)] = results.per_video(members, metric, views)
+        return outcomes[(cell, metric)]
+
+    def differences(metric: str, better: str, worse: str) -> np.ndarray | None:
+        if metric not in TOPK or spec.setup == "charades":
+            return None
+        return of(better, metric) - of(worse, metric)
+
+    return differences
 
 
 def build_report(results: StoredResults, command: str) -> tuple[Report, list[pd.DataFrame]]:
@@ -79,10 +88,11 @@ def build_report(results: StoredResults, command: str) -> tuple[Report, list[pd.
     )
     failed = {(h.run_id, h.model): h.name for h in health if not h.learned}
     cells = claim_cells(spec)
+    per_video = _per_video_differences(results, spec, cells)
     verdicts: list[Verdict] = []
     for claim in spec.claims:
         better, worse = values[f"{claim.better}|{claim.metric}"], values[f"{claim.worse}|{claim.metric}"]
-        verdict = judge(claim, better, worse, _per_video(results, spec, claim.metric, claim.better, claim.worse))
+        verdict = judge(claim, better, worse, per_video(claim.metric, claim.better, claim.worse))
         members = {ref for key in (claim.better, claim.worse) for ref in cells[key][0]}
         unlearned = sorted(
             {failed[(rid, model)] for run, model in members for rid in run_ids[run] if (rid, model) in failed}
