@@ -4,13 +4,12 @@ A model's score for a video is the mean of its logits over the test views (as th
 the scores of every video are stored with the run, per view protocol, so ensembles are post-processing of the
 store and a new protocol evaluates stored models without retraining them. A late-fusion run (G-Blend) is
 evaluated per branch, each with its own head, and then as the whole network on its fused head, stored as model
-index M (one past the branches).
+index M (one past the branches): the heads a method evaluates beyond its models (`Method.evaluation_heads`).
 """
 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,14 +19,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from mml.atomic import staging_folder
 from mml.data.cache import FrameSource
 from mml.data.charades import targets
 from mml.data.clips import FusedViews, TestViews
-from mml.metrics import charades_map
-from mml.models.fusion import FusedLogits
-from mml.runs import RunConfig, Store, publish, write_atomic, write_json
-from mml.spec import LATE_FUSION, ViewProtocol
-from mml.train import Execution, stored_fusion, stored_models, to_device
+from mml.execution import Execution, to_device
+from mml.metrics import charades_map, fuse_views_max
+from mml.networks import stored_heads, stored_models
+from mml.runs import RunConfig, Store, write_atomic, write_json
+from mml.spec import ViewProtocol
 
 if TYPE_CHECKING:
     from mml.data.datasets import VideoDataset
@@ -41,16 +41,16 @@ def predict(
     model: nn.Module, views: TestViews, device: str, workers: int, progress: bool, desc: str, fuse_max: bool = False
 ) -> np.ndarray:
     """Logits (videos, classes) of `model` averaged over each video's views, or their maximum with `fuse_max`
-    (PySlowFast's Charades fusion: the max of sigmoid scores, which is the sigmoid of the max logit)."""
+    (`fuse_views_max`, PySlowFast's Charades fusion: the max of sigmoid scores, the sigmoid of the max logit)."""
     model.eval()
     loader = DataLoader(views, EVAL_BATCH, shuffle=False, num_workers=workers)
     scores = []
     for clips, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
         batch, count = next(iter(clips.values())).shape[:2] if isinstance(clips, dict) else clips.shape[:2]
         logits = torch.cat([model(to_device(chunk, device)).float() for chunk in _chunks(clips)])
-        per_view = logits.view(batch, count, -1)
-        scores.append((per_view.amax(1) if fuse_max else per_view.mean(1)).cpu())
-    return torch.cat(scores).numpy()
+        per_view = logits.view(batch, count, -1).cpu()
+        scores.append(fuse_views_max(per_view.numpy()) if fuse_max else per_view.mean(1).numpy())
+    return np.concatenate(scores)
 
 
 def _chunks(clips: torch.Tensor | dict[str, torch.Tensor]) -> list:
@@ -112,30 +112,30 @@ def _evaluate(
     store: Store, config: RunConfig, views: ViewProtocol, dataset: VideoDataset, cache: FrameSource, run: Execution
 ) -> dict[str, Any]:
     rid = config.run_id
-    staging = store.evaluation_dir(rid, f".{views.key}.tmp{os.getpid()}")
-    staging.mkdir(parents=True, exist_ok=True)
     multilabel = dataset.multilabel
     if multilabel:
         labels = targets(dataset.validation, config.num_classes)
     else:
         labels = np.array([r.label for r in dataset.validation])
     ids = [r.video_id for r in dataset.validation]
-    models: list[tuple[torch.nn.Module, TestViews | FusedViews]] = [
-        (model, TestViews(dataset.validation, cache, spec.modality, config.recipe, views, config.num_classes))
-        for model, spec in zip(stored_models(store, config), config.models, strict=True)
+    models = stored_models(store, config)
+    branch_views = [
+        TestViews(dataset.validation, cache, spec.modality, config.recipe, views, config.num_classes)
+        for spec in config.models
     ]
-    if config.method in LATE_FUSION:  # the fused head, model index M, after each branch with its own head
-        models.append((FusedLogits(stored_fusion(store, config)), FusedViews([clips for _, clips in models])))
+    evaluated: list[tuple[torch.nn.Module, TestViews | FusedViews]] = list(zip(models, branch_views, strict=True))
+    # Heads beyond the models (a late-fusion run's fused head, model index M), after each model with its own head.
+    evaluated += [(head, FusedViews(branch_views)) for head in stored_heads(store, config, models)]
     metrics = []
-    for index, (model, clips) in enumerate(models):
-        model = model.to(run.device)
-        logits = predict(model, clips, run.device, run.workers, run.progress, f"{rid} eval {index}", multilabel)
-        save_scores(staging / f"scores{index}.npz", ids, labels, logits)
-        if multilabel:
-            metrics.append({"map": charades_map(logits, labels)})
-        else:
-            metrics.append({"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)})
-    result = {"views": views.key, "models": metrics}
-    write_json(staging / "metrics.json", result)
-    publish(staging, store.evaluation_dir(rid, views.key))
+    with staging_folder(store.evaluation_dir(rid, views.key), replace=True) as staging:
+        for index, (model, clips) in enumerate(evaluated):
+            model = model.to(run.device)
+            logits = predict(model, clips, run.device, run.workers, run.progress, f"{rid} eval {index}", multilabel)
+            save_scores(staging / f"scores{index}.npz", ids, labels, logits)
+            if multilabel:
+                metrics.append({"map": charades_map(logits, labels)})
+            else:
+                metrics.append({"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)})
+        result = {"views": views.key, "models": metrics}
+        write_json(staging / "metrics.json", result)
     return result

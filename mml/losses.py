@@ -1,4 +1,5 @@
-"""Losses: cross-entropy, the mutual-learning KL term (paper §2.2, eq. 1-4) and the MARS / D3D distillation terms."""
+"""Losses: cross-entropy, the mutual-learning KL term (paper §2.2, eq. 1-4), the MARS / D3D distillation terms and
+the tempered KL that KD and SKD-SRL build on."""
 
 import math
 from collections.abc import Sequence
@@ -90,3 +91,13 @@ def d3d_loss(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
     """D3D (Stroud et al.): squared L2 distance between the student's and the frozen teacher's logits, summed over
     classes and averaged over the batch (the scale of the batch-mean cross-entropy, like the KL term)."""
     return (student_logits.float() - teacher_logits.detach().float()).pow(2).sum(dim=1).mean()
+
+
+def tempered_log_softmax(logits: Tensor, tau: float) -> Tensor:
+    """log softmax(logits / τ) over classes, in at least float32 (half-precision KL can come out negative)."""
+    return F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)) / tau, dim=-1)
+
+
+def tempered_kl(log_target: Tensor, logits: Tensor, tau: float) -> Tensor:
+    """Batch-mean D_KL(target || softmax(logits / τ)), summed over classes, from the target's log-probabilities."""
+    return F.kl_div(tempered_log_softmax(logits, tau), log_target, reduction="batchmean", log_target=True)

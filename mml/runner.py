@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import graphlib
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,17 +22,21 @@ import torch
 from safetensors.torch import load_file
 
 from mml import distributed
+from mml.checkpoint import import_run
 from mml.data.datasets import VideoDataset, prepare_frames
 from mml.data.modalities import frames_needed
 from mml.errors import CheckpointError, MMLError, SpecError
 from mml.evaluate import evaluate_stored
+from mml.execution import Execution
 from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
 from mml.models.init import imagenet_state_dict
 from mml.models.tsm import ARCHS
 from mml.runs import ModelConfig, RunConfig, Store
 from mml.schedule import run_on_devices
 from mml.spec import Profile, Recipe, TableSpec, ViewProtocol, run_recipe
-from mml.train import Execution, import_run, train_run
+from mml.train import train_run
+
+logger = logging.getLogger(__name__)
 
 _NEW_FC_LR_MULT = 5  # the lr multiplier of a new fc's weights (`mml.models.init.param_groups`)
 
@@ -269,7 +274,7 @@ def execute(
     Under torchrun every rank calls this with the same plan; what rank 0 finds in the store decides for all."""
     order = plan.order()
     todo, pending = distributed.on_rank0(functools.partial(_work, plan, order, store, force))
-    print(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
+    logger.info(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
     for short_side in sorted({plan.runs[rid].recipe.short_side for rid, _ in pending}):
         runs = [plan.runs[rid] for rid, _ in pending if plan.runs[rid].recipe.short_side == short_side]
         modalities = {m.modality for config in runs for m in (*config.models, config.teacher) if m}
@@ -317,7 +322,7 @@ def _train_one(
             return False
         models = " + ".join(m.modality for m in config.models)
         number = f"[{todo.index(rid) + 1}/{len(todo)}]"
-        print(f"{number} {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}", flush=True)
+        logger.info(f"{number} {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}")
         if rid in plan.checkpoints:
             distributed.on_rank0(functools.partial(import_run, config, plan.checkpoints[rid], store))
         else:
@@ -326,7 +331,7 @@ def _train_one(
             train_run(config, data, cache, store, run, loader)
     evaluation = distributed.on_rank0(functools.partial(evaluate_stored, store, config, views, data, cache, run))
     metrics = evaluation["models"]
-    print(f"    {rid}: " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)), flush=True)
+    logger.info(f"    {rid}: " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)))
     return True
 
 

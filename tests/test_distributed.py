@@ -16,9 +16,11 @@ from runner_cli import environment, reproduce_command
 
 from mml import distributed
 from mml.distributed import Layout
+from mml.methods.mutual import group_step
+from mml.networks import network
 from mml.runs import ModelConfig, RunConfig
 from mml.spec import Recipe
-from mml.train import Outputs, backward, group_step, network
+from mml.train import Outputs, backward
 
 BATCH, CLASSES = 6, 5
 MODALITIES = ("RGB", "Flow", "Diff")
@@ -68,7 +70,7 @@ def _step(config: RunConfig, models, layout: Layout, multilabel: bool, train: bo
     nets = layout.wrap([Outputs(models[index]) for index in layout.held])
     for net in nets:
         net.train(train)
-    losses = group_step(config, nets, None, {k: v[rows] for k, v in inputs.items()}, labels[rows], layout)
+    losses = group_step(config, nets, {k: v[rows] for k, v in inputs.items()}, labels[rows], layout)
     values = layout.reduce(losses, share)
     backward(losses, layout, share)
     grads = {

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mml.ensemble import (
+from mml.evaluate import save_scores, topk_accuracy
+from mml.report.ensemble import (
     SUM_OF_POSITIONS,
     Scores,
     ensemble_accuracy,
@@ -14,7 +15,6 @@ from mml.ensemble import (
     pair_matrix,
     rank_triples,
 )
-from mml.evaluate import save_scores, topk_accuracy
 
 
 def scores(name: str, logits: list[list[float]] | np.ndarray, labels: list[int] | np.ndarray) -> Scores:

@@ -9,10 +9,13 @@ import torch
 from mml.data.cache import prepare
 from mml.data.datasets import open_dataset
 from mml.distributed import Layout
+from mml.execution import Execution, autocast, prepared
+from mml.methods.mutual import group_step
+from mml.networks import network
 from mml.runner import init_loader, plan_tables
 from mml.runs import ModelConfig, RunConfig, Store
 from mml.spec import Recipe, load_profile, load_table
-from mml.train import Execution, Outputs, autocast, group_step, network, prepared, train_run
+from mml.train import Outputs, train_run
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 
@@ -51,7 +54,7 @@ def _losses_and_grads(run: Execution) -> tuple[list[float], list[torch.Tensor]]:
     inputs = {name: tensor.to(run.device) for name, tensor in inputs.items()}
     labels = torch.tensor([0, 1, 2, 3], device=run.device)
     with autocast(run):
-        losses = group_step(config, nets, None, inputs, labels, Layout(2))
+        losses = group_step(config, nets, inputs, labels, Layout(2))
     torch.stack(losses).sum().backward()
     return [loss.item() for loss in losses], [
         torch.cat([p.grad.flatten() for p in model.parameters()]) for model in models

@@ -4,8 +4,8 @@ import dataclasses
 
 from test_views import RECIPE, RECORD, FakeSource, pixels
 
-from mml.cost import inference_gflops
 from mml.data import clips
+from mml.report.cost import inference_gflops
 from mml.runs import ModelConfig, RunConfig
 from mml.spec import ViewProtocol
 

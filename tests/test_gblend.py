@@ -6,15 +6,15 @@ import math
 import pytest
 import torch
 
-from mml.gblend import (
+from mml.methods.gblend import (
     HeadLosses,
     SuperEpoch,
-    blended_loss,
     gblend_split,
     gblend_weights,
     online_schedule,
     overfitting_to_generalization_ratio,
 )
+from mml.methods.late_fusion import blended_loss
 
 # Losses (T' at N, V at N, T' at N + n, V at N + n) of each head, chosen so that the arithmetic is easy to follow.
 HISTORY = {

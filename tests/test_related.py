@@ -13,14 +13,16 @@ import torch
 from safetensors.torch import load_file
 from test_reproduce import MICRO, reproduce
 
-from mml import distributed, related
+from mml import distributed
 from mml.data.cache import prepare
 from mml.data.datasets import open_dataset
 from mml.errors import MMLError
+from mml.execution import Execution
+from mml.methods import gblend
 from mml.runner import init_loader, plan_tables
 from mml.runs import Store
 from mml.spec import RELATED_TABLES, load_profile, load_table
-from mml.train import Execution, train_run
+from mml.train import train_run
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 ONE_EPOCH = ("--set", "recipe.epochs=1")
@@ -122,13 +124,13 @@ def test_gblend_resume_keeps_weights_and_super_epoch(
 ) -> None:
     profile, dataset, plan, target = _online_run(specs, tmp_path)
     estimated_at = []
-    original = related.estimate_histories
+    original = gblend.estimate_histories
 
     def counted(*args, **kwargs):
         estimated_at.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(related, "estimate_histories", counted)
+    monkeypatch.setattr(gblend, "estimate_histories", counted)
     stand_in = plan.runs[target].models[0].init_run[0]
     run = Execution(progress=False)
     results = {}
@@ -164,7 +166,7 @@ def test_single_process_methods_refuse_torchrun(specs: Path, tmp_path: Path, mon
 
 
 def test_gflops_are_counted_not_written_down() -> None:
-    from mml.cost import inference_gflops
+    from mml.report.cost import inference_gflops
     from mml.runs import ModelConfig, RunConfig
     from mml.spec import Recipe, ViewProtocol
 
@@ -183,11 +185,22 @@ def test_gflops_are_counted_not_written_down() -> None:
 def test_kd_and_two_view_steps_compute_their_losses() -> None:
     import torch.nn.functional as F
 
+    from mml.distributed import Layout
+    from mml.methods import METHODS, Training
+    from mml.methods.distillation import soft_distillation
+    from mml.methods.skd_srl import simsiam_loss
     from mml.models.fusion import pooled_features
+    from mml.networks import network
     from mml.runs import ModelConfig, RunConfig
-    from mml.skd import SimSiamHead, simsiam_loss, soft_distillation
     from mml.spec import Recipe
-    from mml.train import Outputs, group_step, network
+    from mml.train import Outputs
+
+    def training(config, auxiliary, teacher=None) -> Training:
+        def unused(*args):
+            raise AssertionError("a step trains no epoch and builds no clips")
+
+        nets = [Outputs(student)]
+        return Training(config, [student], nets, teacher, auxiliary, Layout(1), "cpu", {}, [], unused, 0, unused)
 
     recipe = Recipe(segments=2, short_side=32, input_size=32, batch_size=4, epochs=1, lr=0.01, lr_steps=(1,))
     rgb = ModelConfig("RGB", "random")
@@ -196,7 +209,7 @@ def test_kd_and_two_view_steps_compute_their_losses() -> None:
     student, teacher = network(kd, "RGB").eval(), network(kd, "Flow").eval()
     inputs = {"RGB": torch.randn(3, 6, 32, 32), "Flow": torch.randn(3, 20, 32, 32)}
     labels = torch.tensor([0, 1, 4])
-    (loss,) = group_step(kd, [Outputs(student)], teacher, inputs, labels)
+    (loss,) = METHODS["kd"].step(training(kd, {}, teacher), inputs, labels)
     logits, soft = student(inputs["RGB"]), teacher(inputs["Flow"])
     expected = F.cross_entropy(logits, labels) + recipe.kd_alpha * soft_distillation(logits, soft, recipe.kd_tau)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -204,13 +217,13 @@ def test_kd_and_two_view_steps_compute_their_losses() -> None:
     views = [{"RGB": torch.randn(3, 6, 32, 32)}, {"RGB": torch.randn(3, 6, 32, 32)}]
     p1, p2 = (student(view["RGB"]) for view in views)
     ce_aug = dataclasses.replace(kd, method="ce_aug", teacher=None)
-    (two,) = related.two_view_losses(ce_aug, Outputs(student), None, views, labels)
+    (two,) = METHODS["ce_aug"].step(training(ce_aug, {}), views, labels)
     assert two.item() == pytest.approx((F.cross_entropy(p1, labels) + F.cross_entropy(p2, labels)).item(), rel=1e-5)
     skd = dataclasses.replace(ce_aug, method="skd_srl")
-    head = SimSiamHead(student.fc.in_features).eval()
-    (with_similarity,) = related.two_view_losses(skd, Outputs(student), head, views, labels)
+    head = METHODS["skd_srl"].auxiliary(skd, [student])["siamese"].eval()
+    (with_similarity,) = METHODS["skd_srl"].step(training(skd, {"siamese": head}), views, labels)
     self_kd = dataclasses.replace(ce_aug, method="self_kd")
-    (without,) = related.two_view_losses(self_kd, Outputs(student), None, views, labels)
+    (without,) = METHODS["self_kd"].step(training(self_kd, {}), views, labels)
     (z1, v1), (z2, v2) = (head(pooled_features(student, student.features(view["RGB"]))) for view in views)
     similarity = recipe.skd_beta * simsiam_loss(z1, z2, v1, v2)
     assert (with_similarity - without).item() == pytest.approx(similarity.item(), rel=1e-4, abs=1e-6)

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mml.skd import (
+from mml.methods.distillation import distillation_loss
+from mml.methods.skd_srl import (
     SimSiamHead,
-    distillation_loss,
     negative_cosine,
     self_kd_loss,
     simsiam_loss,

@@ -4,7 +4,7 @@ CVPR 2020, Fig. 2c and eq. 2).
 Each modality has its own backbone (``TSMResNet`` or ``I3DResNet``). Its clip-level pooled features are
 concatenated (the paper's ⊕) and classified by the fused head; each backbone's own head (its dropout and fc, so a
 uni-modal checkpoint loads as it is) classifies its modality alone. G-Blend trains all heads with the blended loss
-``mml.gblend.blended_loss``; naive late fusion (Fig. 2b) is the same network trained with the fused head's loss
+``mml.methods.gblend.blended_loss``; naive late fusion (Fig. 2b) is the same network trained with the fused head's loss
 only.
 """
 
@@ -82,30 +82,41 @@ class LateFusion(nn.Module):
         self.fused_head = nn.Sequential(*layers, nn.Dropout(dropout), prediction)
 
     def forward(self, inputs: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        """Fused logits ``(B, num_classes)`` and each modality's own logits, from each modality's clips.
+        """Fused logits ``(B, num_classes)`` and each modality's own logits (``late_fusion``)."""
+        return late_fusion(self.backbones, self.fused_head, inputs)
 
-        Args:
-            inputs: One batch of clips per modality, each in its backbone's input layout, all of batch size B.
-        """
-        if set(inputs) != set(self.backbones):
-            raise ValueError(f"LateFusion expects inputs for {sorted(self.backbones)}, got {sorted(inputs)}")
-        pooled = []
-        logits = {}
-        for name, backbone in self.backbones.items():
-            features = backbone.features(inputs[name])
-            pooled.append(pooled_features(backbone, features))
-            logits[name] = backbone.head(features)
-        if len({p.shape[0] for p in pooled}) != 1:
-            raise ValueError(f"LateFusion: batch sizes differ across modalities: {[p.shape[0] for p in pooled]}")
-        return self.fused_head(torch.cat(pooled, dim=1)), logits
+
+def late_fusion(
+    backbones: Mapping[str, nn.Module], fused_head: nn.Module, inputs: Mapping[str, Tensor]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Fused logits ``(B, num_classes)`` and each modality's own logits, from each modality's clips: the forward
+    pass of a late-fusion network, given its parts (a trainer holds the backbones and the fused head apart).
+
+    Args:
+        backbones: One backbone per modality name, as ``LateFusion``'s.
+        fused_head: The fused classifier over the concatenated pooled features.
+        inputs: One batch of clips per modality, each in its backbone's input layout, all of batch size B.
+    """
+    if set(inputs) != set(backbones):
+        raise ValueError(f"LateFusion expects inputs for {sorted(backbones)}, got {sorted(inputs)}")
+    pooled = []
+    logits = {}
+    for name, backbone in backbones.items():
+        features = backbone.features(inputs[name])
+        pooled.append(pooled_features(backbone, features))
+        logits[name] = backbone.head(features)
+    if len({p.shape[0] for p in pooled}) != 1:
+        raise ValueError(f"LateFusion: batch sizes differ across modalities: {[p.shape[0] for p in pooled]}")
+    return fused_head(torch.cat(pooled, dim=1)), logits
 
 
 class FusedLogits(nn.Module):
     """A late-fusion network called for its fused head's logits only: how a late-fusion model is evaluated."""
 
-    def __init__(self, fusion: LateFusion) -> None:
+    def __init__(self, backbones: Mapping[str, nn.Module], fused_head: nn.Module) -> None:
         super().__init__()
-        self.fusion = fusion
+        self.backbones = nn.ModuleDict(backbones)
+        self.fused_head = fused_head
 
     def forward(self, inputs: Mapping[str, Tensor]) -> Tensor:
-        return self.fusion(inputs)[0]
+        return late_fusion(self.backbones, self.fused_head, inputs)[0]

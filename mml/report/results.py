@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mml.cost import inference_gflops
-from mml.ensemble import Scores, ensemble_accuracy, ensemble_probabilities, pair_matrix, rank_triples
 from mml.evaluate import topk_correct
+from mml.report.cost import inference_gflops
+from mml.report.ensemble import Scores, ensemble_accuracy, ensemble_probabilities, pair_matrix, rank_triples
 from mml.runner import Plan
 from mml.runs import Store
 from mml.spec import ModelRef, Profile, ResultCell, TableSpec, ViewProtocol

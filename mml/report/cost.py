@@ -14,25 +14,25 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mml.data.modalities import MODALITIES
-from mml.models.fusion import FusedLogits
-from mml.related import fusion_network
+from mml.methods import METHODS
+from mml.networks import network
 from mml.runs import RunConfig
-from mml.spec import LATE_FUSION, ViewProtocol
-from mml.train import network
+from mml.spec import ViewProtocol
 
 
 @functools.cache
 def inference_gflops(config: RunConfig, model: int, views: ViewProtocol) -> float:
-    """GFLOPs of one clip of `views`' test input through model `model` of a run: model i alone, or for a
-    late-fusion run's fused head (index M) its whole network, every branch included."""
+    """GFLOPs of one clip of `views`' test input through model `model` of a run: model i alone, or for an evaluated
+    head beyond the models (a late-fusion run's fused head, index M) its whole network, every branch included."""
     size = views.crop_side(config.recipe)
     segments = config.recipe.segments
 
     def clip(modality: str) -> torch.Tensor:
         return torch.zeros(1, segments * MODALITIES[modality].channels, size, size)
 
-    if config.method in LATE_FUSION and model == len(config.models):
-        net = FusedLogits(fusion_network(config, [network(config, m.modality) for m in config.models]))
+    if model >= len(config.models):
+        branches = [network(config, m.modality) for m in config.models]
+        net = METHODS[config.method].evaluation_heads(config, branches, None)[model - len(config.models)]
         inputs = {m.modality: clip(m.modality) for m in config.models}
     else:
         modality = config.models[model].modality

@@ -1,34 +1,38 @@
 """SKD-SRL (Vu, Phung & Wang, "A Novel Self-Knowledge Distillation Approach with Siamese Representation Learning
-for Action Recognition"): its losses (eq. 2-5), its projector / predictor, and the KD baseline of its Table II.
+for Action Recognition"): its losses (eq. 2-5), its projector / predictor, and the two-view methods of its
+Table II.
 
 Two augmented views x1, x2 of each clip go through one shared encoder to representations r1, r2 (eq. 1), a shared
 fc to logits p1, p2, and a ``SimSiamHead`` to projections z1, z2 and predictions v1, v2. The rows of Table II:
 
 - Baseline: cross-entropy on one view.
 - Baseline + Data augment: ``self_kd_loss(..., alpha=0)``, cross-entropy on both views.
-- KD (a ResNet-50 teacher): ``distillation_loss``.
+- KD (a ResNet-50 teacher): ``mml.methods.distillation.distillation_loss``.
 - Self-KD: ``self_kd_loss``, cross-entropy plus the soft-label distillation of eq. 2 (eq. 5 with β = 0).
 - SKD-SRL: ``skd_srl_loss`` (eq. 5).
 
-Every loss is a batch mean, as eq. 5's (1/n) Σ_i.
+Every loss is a batch mean, as eq. 5's (1/n) Σ_i. The methods `ce_aug`, `self_kd` and `skd_srl` train one model
+on two augmented views of each clip (`TwoViewMethod`) and are evaluated as a CE model.
 """
 
-import torch
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mml.losses import tempered_kl, tempered_log_softmax
+from mml.methods.base import Method, Training
+from mml.models.fusion import pooled_features
+
+if TYPE_CHECKING:
+    from mml.runs import RunConfig
+
 # §IV-A: "the temperature τ is set as 10, and the loss weights α and β are set as 0.1 and 1".
 TAU, ALPHA, BETA = 10.0, 0.1, 1.0
-
-
-def _log_softmax(logits: Tensor, tau: float) -> Tensor:
-    """log softmax(logits / τ) over classes, in at least float32 (half-precision KL can come out negative)."""
-    return F.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)) / tau, dim=-1)
-
-
-def _kl(log_target: Tensor, logits: Tensor, tau: float) -> Tensor:
-    """Batch-mean D_KL(target || softmax(logits / τ)), summed over classes."""
-    return F.kl_div(_log_softmax(logits, tau), log_target, reduction="batchmean", log_target=True)
 
 
 def soft_label_kl(p1: Tensor, p2: Tensor, tau: float = TAU, *, detach_target: bool = True) -> Tensor:
@@ -49,8 +53,8 @@ def soft_label_kl(p1: Tensor, p2: Tensor, tau: float = TAU, *, detach_target: bo
     if p1.ndim != 2 or p1.shape != p2.shape:
         raise ValueError(f"soft_label_kl needs two (B, K) logits of one shape, got {tuple(p1.shape)} {tuple(p2.shape)}")
     p = p1 + p2
-    target = _log_softmax(p.detach() if detach_target else p, tau)
-    return _kl(target, p1, tau) + _kl(target, p2, tau)
+    target = tempered_log_softmax(p.detach() if detach_target else p, tau)
+    return tempered_kl(target, p1, tau) + tempered_kl(target, p2, tau)
 
 
 def negative_cosine(v: Tensor, z: Tensor) -> Tensor:
@@ -146,24 +150,37 @@ def skd_srl_loss(
     return self_kd_loss(p1, p2, labels, alpha, tau, detach_target=detach_target) + beta * simsiam_loss(z1, z2, v1, v2)
 
 
-def soft_distillation(student_logits: Tensor, teacher_logits: Tensor, tau: float) -> Tensor:
-    """Hinton et al.'s soft term τ² D_KL(softmax(t/τ) || softmax(s/τ)), batch mean, the teacher's logits detached."""
-    if student_logits.ndim != 2 or student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"soft_distillation needs (B, K) student and teacher logits of one shape, "
-            f"got {tuple(student_logits.shape)}, {tuple(teacher_logits.shape)}"
-        )
-    return tau**2 * _kl(_log_softmax(teacher_logits.detach(), tau), student_logits, tau)
+@dataclass(frozen=True)
+class TwoViewMethod(Method):
+    """One model trained on two augmented views x1, x2 of each clip: Table II's "Baseline + Data augment" (no
+    distillation weight, no similarity term), Self-KD (`alpha`) and SKD-SRL (`alpha` and the `similarity` term)."""
+
+    single_label: bool = True
+    torchrun: bool = False
+    views: int = 2
+    alpha: bool = True  # the soft-label distillation of eq. 2, weighted by the recipe's skd_alpha
+    similarity: bool = False  # SimSiam's term through a projector / predictor, weighted by skd_beta (eq. 5)
+
+    def auxiliary(self, config: RunConfig, models: Sequence[nn.Module]) -> dict[str, nn.Module]:
+        """SKD-SRL's projector and predictor (`siamese`) over the model's pooled features."""
+        return {"siamese": SimSiamHead(models[0].fc.in_features)} if self.similarity else {}
+
+    def step(self, training: Training, inputs: Sequence[dict[str, Tensor]], labels: Tensor) -> list[Tensor]:
+        """The one loss of a batch of view pairs: CE(y, p1) + CE(y, p2), plus α L_KL(p1, p2; τ) (eq. 2), plus
+        β L_sim (eq. 3-5) with z, v from the pooled features r of each view."""
+        config, net = training.config, training.nets[0]
+        modality = config.models[0].modality
+        (f1, p1), (f2, p2) = (net(view[modality]) for view in inputs)
+        recipe = config.recipe
+        if not self.alpha:
+            return [self_kd_loss(p1, p2, labels, alpha=0.0)]
+        if not self.similarity:
+            return [self_kd_loss(p1, p2, labels, recipe.skd_alpha, recipe.skd_tau)]
+        siamese, backbone = training.auxiliary["siamese"], training.models[0]
+        (z1, v1), (z2, v2) = (siamese(pooled_features(backbone, f)) for f in (f1, f2))
+        return [skd_srl_loss(p1, p2, z1, z2, v1, v2, labels, recipe.skd_alpha, recipe.skd_beta, recipe.skd_tau)]
 
 
-def distillation_loss(
-    student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, tau: float, alpha: float
-) -> Tensor:
-    """Hinton et al.'s KD (the SKD-SRL paper's ref. [11], its Table II "KD" row, Fig. 1a):
-    CE(y, s) + α τ² D_KL(softmax(t/τ) || softmax(s/τ)), batch means, the teacher's logits detached.
-
-    The SKD-SRL paper gives no formula for this baseline. Hinton et al. take "a weighted average" of the two terms
-    and scale the soft one by τ² so that its gradients keep their size as τ changes; we weight it additively by α,
-    in the form of eq. 5, so ``(1 − α) CE + α τ² KL`` is this loss with α/(1 − α), scaled by 1 − α.
-    """
-    return F.cross_entropy(student_logits, labels) + alpha * soft_distillation(student_logits, teacher_logits, tau)
+CE_AUG = TwoViewMethod("ce_aug", alpha=False)
+SELF_KD = TwoViewMethod("self_kd")
+SKD_SRL = TwoViewMethod("skd_srl", similarity=True)

@@ -1,23 +1,39 @@
 """Gradient-Blending (Wang, Tran & Feiszli, CVPR 2020, "What Makes Training Multi-Modal Classification Networks
-Hard?"): the pure parts of §2.2-2.4 and Algorithms 1-3, without a training loop.
+Hard?"): §2.2-2.4 and Algorithms 1-3 on a late-fusion run (`mml.methods.late_fusion`).
 
 A late-fusion network (``mml.models.fusion.LateFusion``, the paper's Fig. 2c) has one head per modality and one
 fused head. Algorithm 1 (``GB_Estimate``) trains, from the checkpoint at epoch N, each head's network for n epochs
 on the training part of the data, measures each one's loss on a subset T' of that training part and on a held-out
 part V of the training set, and turns the changes in those losses into one loss weight per head
 (``gblend_weights``); training then minimises the blended loss of eq. 7 (``blended_loss``). Offline G-Blend
-(Algorithm 2) estimates once; online G-Blend (Algorithm 3) re-estimates at the start of every super-epoch
-(``online_schedule``). ``gblend_split`` draws T' and V.
+(Algorithm 2, `gblend`) estimates once; online G-Blend (Algorithm 3, `gblend_online`) re-estimates at the start of
+every super-epoch (``online_schedule``). ``gblend_split`` draws T' and V.
+
+An estimate trains with the run's own epoch function (`Training.train_epoch`), so it trains exactly as the run
+does; the estimates are part of the run's checkpointed state, so a resumed run trains with the weights it
+estimated before the interruption.
 """
 
+from __future__ import annotations
+
+import copy
+import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import nn
+
+from mml.methods.base import Training
+from mml.methods.late_fusion import LateFusionMethod, by_modality, heads, mean_head_losses
+from mml.models.fusion import FUSED
+from mml.seeding import ESTIMATE_SEED, SPLIT_SEED, derive_seed
+
+if TYPE_CHECKING:
+    from mml.runs import RunConfig
 
 
 @dataclass(frozen=True)
@@ -92,17 +108,6 @@ def gblend_weights(histories: Mapping[str, HeadLosses]) -> dict[str, float]:
     return {head: value / total for head, value in raw.items()}
 
 
-def blended_loss(head_losses: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
-    """L_blend = Σ_k w_k L_k over every head (eq. 7), whose gradient is the blended gradient Σ_k w_k ∇L_k.
-
-    Naive late fusion is ``weights = {FUSED: 1, <each modality>: 0}``. The heads of both mappings must agree, so
-    that a head missing its weight fails loudly instead of dropping out of training.
-    """
-    if set(head_losses) != set(weights) or not head_losses:
-        raise ValueError(f"blended_loss: heads of losses {sorted(head_losses)} and weights {sorted(weights)} differ")
-    return torch.stack([weights[head] * loss for head, loss in head_losses.items()]).sum()
-
-
 class SuperEpoch(NamedTuple):
     """A stretch of training with one set of G-Blend weights, estimated at ``start`` over ``epochs`` epochs."""
 
@@ -174,3 +179,129 @@ def gblend_split(
     train = np.sort(order[held:])
     train_subset = np.sort(rng.choice(train, size=min(subset, len(train)), replace=False))
     return GBlendSplit(train.tolist(), train_subset.tolist(), np.sort(order[:held]).tolist())
+
+
+def gblend_schedule(config: RunConfig, online: bool) -> list[tuple[SuperEpoch, int]]:
+    """Each super-epoch of a G-Blend run with the epochs n its estimate trains for: offline G-Blend has one
+    super-epoch, the whole training (Algorithm 2), online G-Blend Algorithm 3's super-epochs. An estimate trains
+    `gblend_estimate_epochs` epochs, or with 0 the super-epoch's length, as the algorithms print."""
+    recipe = config.recipe
+    if online:
+        schedule = online_schedule(recipe.epochs, recipe.gblend_super_epoch, recipe.gblend_warmup)
+    else:
+        schedule = [SuperEpoch(0, recipe.epochs)]
+    return [(s, min(recipe.gblend_estimate_epochs or s.epochs, s.epochs)) for s in schedule]
+
+
+class Snapshot:
+    """The weights and optimiser states of some modules, to come back to after an estimate trained them."""
+
+    def __init__(self, modules: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        self.modules, self.optimizers = modules, optimizers
+        self.weights = [copy.deepcopy(m.state_dict()) for m in modules]
+        self.states = [copy.deepcopy(o.state_dict()) for o in optimizers]
+
+    def restore(self) -> None:
+        for module, weights in zip(self.modules, self.weights, strict=True):
+            module.load_state_dict(weights)
+        for optimizer, state in zip(self.optimizers, self.states, strict=True):
+            optimizer.load_state_dict(copy.deepcopy(state))  # a loaded state may alias the tensors it was given
+
+
+def estimate_histories(
+    names: Sequence[str],
+    snapshot: Snapshot,
+    train_head: Callable[[str], None],
+    measure: Callable[[], tuple[dict[str, float], dict[str, float]]],
+) -> dict[str, HeadLosses]:
+    """Algorithm 1's measurements: every head's losses on T' and V now (checkpoint N), then, for each head, after
+    training that head's network alone for n epochs from checkpoint N (`train_head`); the modules are back at
+    checkpoint N afterwards. `measure` returns every head's mean loss on T' and on V."""
+    train_start, val_start = measure()
+    histories = {}
+    for name in names:
+        train_head(name)
+        train_end, val_end = measure()
+        histories[name] = HeadLosses(train_start[name], val_start[name], train_end[name], val_end[name])
+        snapshot.restore()
+    return histories
+
+
+def weights_from(histories: Mapping[str, HeadLosses], previous: Mapping[str, float] | None) -> tuple[dict, str]:
+    """G-Blend's weights from Algorithm 1's measurements, and a note; when no head generalised (the weights are
+    undefined), the previous super-epoch's weights, or equal weights for the first."""
+    try:
+        return gblend_weights(histories), ""
+    except ValueError as err:
+        fallback = dict(previous) if previous else {name: 1 / len(histories) for name in histories}
+        return fallback, f"{err}; kept {'the previous' if previous else 'equal'} weights"
+
+
+@dataclass(frozen=True)
+class GBlend(LateFusionMethod):
+    """Late fusion trained with G-Blend's weights: estimated once (offline) or every super-epoch (`online`), on
+    training videos T without the held-out V."""
+
+    online: bool = False
+
+    def split(self, config: RunConfig, count: int) -> GBlendSplit:
+        """The run's T, T' and V among its `count` training videos."""
+        seed = derive_seed(config.seed, config.replica, SPLIT_SEED)
+        return gblend_split(count, holdout_fraction=config.recipe.gblend_holdout, seed=seed)
+
+    def training_videos(self, config: RunConfig, count: int) -> list[int]:
+        return self.split(config, count).train  # T: V is held out of training (G-Blend §2.4)
+
+    def before_epoch(self, training: Training, epoch: int) -> None:
+        training.heads = self.weights(training, epoch)
+
+    def weights(self, training: Training, epoch: int) -> dict[str, float]:
+        """The weights epoch `epoch` trains with: estimated (Algorithm 1) at the start of each super-epoch and kept
+        in the run's state (`gblend`).
+
+        The estimate trains each head's network alone (`heads` set to {head: 1}) for n epochs on T with the run's
+        own epoch function, measures every head's loss on T' and V before and after, and puts the modules and
+        optimisers back as they were."""
+        config = training.config
+        estimates = training.state.setdefault("gblend", [])
+        started = [item for item in gblend_schedule(config, self.online) if item[0].start <= epoch]
+        super_epoch, length = max(started, key=lambda item: item[0].start)
+        done = [e for e in estimates if e["start"] == super_epoch.start]
+        if done:
+            return done[0]["weights"]
+        recipe, names = config.recipe, heads(config)
+        seed = derive_seed(config.seed, config.replica, ESTIMATE_SEED)
+        split = self.split(config, training.videos)
+        measured = []
+        for part in (split.train_subset, split.holdout):
+            clips = training.clips(part, seed)
+            clips.epoch = super_epoch.start  # the same clips at checkpoints N and N + n
+            measured.append(clips)
+        backbones, fused_head = by_modality(config, training.models), training.auxiliary[FUSED]
+
+        def measure() -> tuple[dict[str, float], dict[str, float]]:
+            train_subset, holdout = measured
+            return (
+                mean_head_losses(backbones, fused_head, train_subset, recipe.batch_size, training.device),
+                mean_head_losses(backbones, fused_head, holdout, recipe.batch_size, training.device),
+            )
+
+        def train_head(name: str) -> None:
+            training.heads = {name: 1.0}
+            for offset in range(length):
+                at = super_epoch.start + offset
+                desc = f"{config.run_id} G-Blend estimate: {name} head, epoch {at + 1}"
+                training.train_epoch(at, (ESTIMATE_SEED, super_epoch.start, names.index(name), offset), desc)
+
+        snapshot = Snapshot([m for m, _ in training.parts], [o for _, o in training.parts])
+        histories = estimate_histories(names, snapshot, train_head, measure)
+        weights, note = weights_from(histories, estimates[-1]["weights"] if estimates else None)
+        losses = {name: dataclasses.astuple(history) for name, history in histories.items()}
+        estimates.append(
+            {"start": super_epoch.start, "epochs": length, "weights": weights, "losses": losses, "note": note}
+        )
+        return weights
+
+
+GBLEND = GBlend("gblend")
+GBLEND_ONLINE = GBlend("gblend_online", online=True)

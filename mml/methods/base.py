@@ -1,0 +1,109 @@
+"""The interface of a training method, and what the trainer hands a method's hooks.
+
+A method is a frozen `Method` dataclass: its traits (how many models a run trains, a teacher, single-label only,
+torchrun, views per clip, evaluated heads beyond the models) and hooks that the trainer (`mml.train`), the
+evaluation (`mml.evaluate`) and the GFLOPs count (`mml.report.cost`) call. A family subclasses it and overrides
+what differs. A base dataclass rather than a Protocol: most methods differ from the defaults in a trait or two,
+so the defaults (one model, no auxiliary modules, every video trained on, nothing before an epoch) are written
+once, and each method is a plain value in `mml.methods.METHODS`.
+
+This package imports neither `mml.spec` nor `mml.data` at run time (the spec reads its traits, and the data layer
+reads the spec): what a hook needs from them, the trainer passes in `Training`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from mml.distributed import Layout
+    from mml.runs import RunConfig
+
+
+@dataclass
+class Training:
+    """One run in training, as the method's hooks see it (built by `mml.train`)."""
+
+    config: RunConfig
+    models: list[nn.Module]  # the models this process trains (`layout.held`), as built
+    nets: list[nn.Module]  # their `(features, logits)` callables (`mml.train.Outputs`, under DDP, compiled)
+    teacher: nn.Module | None  # the frozen teacher of a distillation run
+    auxiliary: dict[str, nn.Module]  # the method's trained modules beside the models (`Method.auxiliary`)
+    layout: Layout
+    device: str
+    state: dict[str, Any]  # the checkpointed state: `epoch`, `history`, and a method's own entries (to metrics.json)
+    parts: list[tuple[nn.Module, Any]]  # every trained module with its optimiser
+    train_epoch: Callable[[int, Sequence[int], str], Any]  # (epoch, dropout seed stream, description): one epoch
+    videos: int  # how many training videos the data set has (`clips` takes indices among them)
+    clips: Callable[[Sequence[int], int], Dataset]  # training clips of every modality of these videos, at a seed
+    heads: dict[str, float] = field(default_factory=dict)  # late fusion: the loss weight of each head it trains
+
+
+@dataclass(frozen=True)
+class Method:
+    """What sets a training method apart. Hooks with a default here are the common case (CE-like methods)."""
+
+    name: str
+    min_models: int = 1
+    max_models: int | None = 1  # None: any number from `min_models`
+    teacher: bool = False  # a frozen teacher model (distillation)
+    single_label: bool = False  # softmax methods: not for the multi-label setup
+    torchrun: bool = True  # may train spread over torchrun's ranks (else in one process only)
+    views: int = 1  # augmented views of each training clip the step sees (2: `mml.data.clips.TwoViews`)
+    extra_heads: int = 0  # evaluated heads beyond the models (late fusion's fused head: model index M)
+
+    def check_models(self, modalities: Sequence[str], loaded: bool) -> tuple[str, str] | None:
+        """(spec key, reason) when a spec run of this method may not have these models (or be loaded from
+        checkpoint files, `loaded`); None when it may."""
+        count = len(modalities)
+        if self.max_models == 1 and count != 1:
+            return "models", f"method {self.name} trains exactly one model, got {count}"
+        if count < self.min_models:
+            return "models", f"method {self.name} trains two or more models, got {count}"
+        return None
+
+    def auxiliary(self, config: RunConfig, models: Sequence[nn.Module]) -> dict[str, nn.Module]:
+        """Modules trained (and stored) beside the run's models, by name, drawn from the current torch RNG."""
+        return {}
+
+    def auxiliary_groups(self, name: str, module: nn.Module) -> list[dict]:
+        """SGD parameter groups of an auxiliary module in the trainer's form (`lr_mult`, `decay_mult`)."""
+        return parameter_groups(name, module, lr_mult=1)
+
+    def training_videos(self, config: RunConfig, count: int) -> list[int] | None:
+        """Indices of the training videos the run trains on; None: all `count` of them."""
+        return None
+
+    def before_epoch(self, training: Training, epoch: int) -> None:
+        """Called before each training epoch (G-Blend estimates its loss weights here)."""
+
+    def step(self, training: Training, inputs: Any, labels: Tensor) -> list[Tensor]:
+        """The losses of one batch (their sum is the objective): one per model this process trains, or one."""
+        raise NotImplementedError(f"method {self.name} defines no training step")
+
+    def evaluation_heads(
+        self,
+        config: RunConfig,
+        models: Sequence[nn.Module],
+        weights: Callable[[str], dict[str, Tensor]] | None,
+    ) -> list[nn.Module]:
+        """The `extra_heads` networks evaluated after the models (model indices M, M + 1, ...), each called on a
+        dict of every model's modality clips, built over `models` with the auxiliary modules' stored `weights`
+        (by name; None: freshly initialised, for the GFLOPs count)."""
+        return []
+
+
+def parameter_groups(name: str, module: nn.Module, lr_mult: int) -> list[dict]:
+    """SGD parameter groups of an auxiliary module: matrices decay, biases and BN do not (as TSM's groups)."""
+    matrices = [p for p in module.parameters() if p.ndim > 1]
+    vectors = [p for p in module.parameters() if p.ndim <= 1]
+    return [
+        {"params": matrices, "lr_mult": lr_mult, "decay_mult": 1, "name": f"{name}_weight"},
+        {"params": vectors, "lr_mult": lr_mult, "decay_mult": 0, "name": f"{name}_bias"},
+    ]
