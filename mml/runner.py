@@ -28,6 +28,7 @@ from mml.data.modalities import frames_needed
 from mml.errors import CheckpointError, MMLError, SpecError
 from mml.evaluate import evaluate_stored
 from mml.execution import Execution
+from mml.methods.mutual import CE
 from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
 from mml.models.init import imagenet_state_dict
 from mml.models.tsm import ARCHS
@@ -148,7 +149,7 @@ class Resolver:
         recipe = self.profile.recipe
         steps = {round(step * source.epochs / recipe.epochs) for step in recipe.lr_steps}
         pretrain = self._config(
-            "ce",
+            CE.name,
             [ModelConfig(modality="RGB", init="random")],
             seed,
             0,
