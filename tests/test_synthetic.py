@@ -22,7 +22,7 @@ from mml.data.synthetic import (
 )
 from mml.data.transforms import center_crop
 from mml.data.video import decode_video
-from mml.errors import DataError
+from mml.errors import DataError, InvalidValue
 from mml.spec import load_profile
 
 TINY = SyntheticConfig(num_classes=3, train_per_class=2, val_per_class=1, frames=6, min_frames=4, height=32, width=48)
@@ -67,7 +67,7 @@ def _load(path: Path) -> object:
     ],
 )
 def test_config_rejects_bad_values(changes: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="SyntheticConfig"):
+    with pytest.raises(InvalidValue, match=f"^{next(iter(changes))}: "):
         SyntheticConfig(**changes)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from mml.data.sthv2 import VideoRecord, dataset_fingerprint, read_sthv2
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.data.synthetic_charades import SyntheticCharadesConfig, ensure_charades
 from mml.errors import DataError, MMLError
-from mml.spec import DatasetConfig
+from mml.spec.dataset import DatasetConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ def prepare_frames(
     flow_backend: FlowBackend = OPENCV,
 ) -> tuple[VideoDataset, Path]:
     """Make every video's frames (and flow) readable at `short_side`: decode and cache what is missing, skip what
-    fails with its reason. Prints the report's lines and writes the report into the dataset's cache folder.
+    fails with its reason. Logs the report's lines and writes the report into the dataset's cache folder.
 
     Args:
         needed: frames a training sample needs (shorter videos are reported: they repeat their last frame).
@@ -199,9 +202,9 @@ def prepare_frames(
     path = dataset.cache_dir(cache_root) / f"prepare-short{short_side}.json"
     report.write(path, needed)
     lines = report.lines(needed)
-    print(f"{dataset.root}: {lines[0]}; report: {path}")
+    logger.info(f"{dataset.root}: {lines[0]}; report: {path}")
     for line in lines[1:]:
-        print(f"warning: {line}")
+        logger.warning(line)
     usable = dataset.without(set(report.skipped))
     if not usable.train or not usable.validation:
         split = "training" if not usable.train else "validation"
