@@ -15,6 +15,7 @@ from mml.data.synthetic import (
     TEMPLATES,
     SyntheticConfig,
     ensure_sthv2,
+    generate_into,
     generate_sthv2,
     plan_clip,
     render_clip,
@@ -381,3 +382,26 @@ def test_generate_fills_an_empty_folder_and_refuses_a_full_one(tmp_path: Path) -
     with pytest.raises(DataError, match="not empty"):
         generate_sthv2(root, config, progress=False)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["empty"]
+
+
+def test_an_interrupted_generation_leaves_no_partial_dataset(tmp_path: Path) -> None:
+    def write(staging: Path) -> None:
+        (staging / "half.webm").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_into(tmp_path / "data", write)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_concurrent_generator_that_finished_first_wins(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+
+    def write(staging: Path) -> None:
+        (staging / "mine").write_text("mine")
+        root.mkdir()  # meanwhile another process renamed its finished dataset into place
+        (root / "theirs").write_text("theirs")
+
+    generate_into(root, write)
+    assert [path.name for path in tmp_path.iterdir()] == ["data"]
+    assert [path.name for path in root.iterdir()] == ["theirs"]
