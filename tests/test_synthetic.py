@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mml.data.generated import generate_into
 from mml.data.synthetic import (
     DISTRACTOR_COLOURS,
     GENERATOR_VERSION,
@@ -15,7 +16,6 @@ from mml.data.synthetic import (
     TEMPLATES,
     SyntheticConfig,
     ensure_sthv2,
-    generate_into,
     generate_sthv2,
     plan_clip,
     render_clip,

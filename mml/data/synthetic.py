@@ -30,7 +30,6 @@ Every random choice follows the dataset seed; the dataset is written in the real
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -40,13 +39,11 @@ import numpy as np
 from tqdm import tqdm
 
 from mml import validation
-from mml.atomic import staging_folder
+from mml.data.generated import MARKER_NAME, check_frame_size, ensure_generated, generate_into
 from mml.data.sthv2 import LABELS_FILE, SPLIT_FILES, TEST_FILE, VIDEO_DIR, class_name
 from mml.data.video import encode_video
-from mml.errors import DataError
 
 GENERATOR_VERSION = 2
-MARKER_NAME = ".mml-synthetic.json"
 SPLITS = ("train", "validation")
 _SPLIT_CODES = {"train": 0, "validation": 1}
 _PLAN_STREAM, _RENDER_STREAM = 0, 1
@@ -366,62 +363,6 @@ def generate_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -
 def ensure_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -> Path:
     """Return `root` holding the dataset of `config`, generating it only if `root` is absent or empty."""
     return ensure_generated(root, config.fingerprint_fields(), lambda: generate_sthv2(root, config, progress))
-
-
-def generate_into(root: Path, write: Callable[[Path], None]) -> None:
-    """Run `write` into a staging folder (videos, annotations, then the marker) that becomes `root` with one rename
-    (`mml.atomic.staging_folder`), so an interrupted generation never leaves a partial dataset under `root`. When
-    another process generated the same dataset first, its copy stays and this one is dropped (the caller checks
-    the marker).
-
-    Raises:
-        DataError: `root` already exists and is not an empty folder.
-    """
-    if _holds_data(root):
-        raise DataError(f"{root}: already exists and is not empty; refusing to overwrite it")
-    with staging_folder(root, replace=False) as staging:
-        write(staging)
-
-
-def check_frame_size(height: int, width: int) -> None:
-    """Refuse a frame size a generator cannot draw: each side even and at least 32 pixels."""
-    for name, value in (("height", height), ("width", width)):
-        validation.require(value >= 32 and value % 2 == 0, name, f"must be even and >= 32, got {value}")
-
-
-def ensure_generated(root: Path, expected: dict[str, int], generate: Callable[[], None]) -> Path:
-    """Return `root` if it holds the synthetic dataset whose marker equals `expected`; call `generate` if `root` is
-    absent or empty.
-
-    Raises:
-        DataError: `root` holds other data: no marker, an unreadable one, or one from different settings.
-            Existing data is never deleted.
-    """
-    if not _holds_data(root):
-        generate()
-        return root
-    marker = root / MARKER_NAME
-    if not marker.is_file():
-        raise DataError(f"{root}: exists without a {MARKER_NAME} marker, so it is not a generated synthetic dataset")
-    try:
-        found = json.loads(marker.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{marker}: unreadable synthetic dataset marker ({error})") from error
-    if not isinstance(found, dict):
-        raise DataError(f"{marker}: synthetic dataset marker is not a JSON object")
-    differences = [
-        f"{key}={found.get(key)!r} (wanted {expected.get(key)!r})"
-        for key in sorted(expected.keys() | found.keys())
-        if found.get(key) != expected.get(key)
-    ]
-    if differences:
-        raise DataError(f"{root}: holds a synthetic dataset from other settings: {', '.join(differences)}")
-    return root
-
-
-def _holds_data(root: Path) -> bool:
-    """Whether `root` exists as anything but an empty folder."""
-    return root.exists() and not (root.is_dir() and not any(root.iterdir()))
 
 
 def _write_dataset(folder: Path, config: SyntheticConfig, progress: bool) -> None:

@@ -22,18 +22,15 @@ from tqdm import tqdm
 
 from mml import validation
 from mml.data.charades import CLASSES_FILE, CSV_COLUMNS, SPLIT_FILES, VIDEO_DIR
+from mml.data.generated import MARKER_NAME, check_frame_size, ensure_generated, generate_into
 from mml.data.sthv2 import class_name
 from mml.data.synthetic import (
     _COLOURS,
     _MOTIONS,
     _SHAPES,
-    MARKER_NAME,
     TEMPLATES,
     _background,
     _draw,
-    check_frame_size,
-    ensure_generated,
-    generate_into,
     typical_object,
 )
 from mml.data.video import encode_video
