@@ -94,8 +94,12 @@ def parse_init(text: str, key: str = "init") -> InitSource:
     head, _, rest = text.partition(":")
     sha, reference = _SHA256.fullmatch(rest), _REFERENCE.fullmatch(rest.removeprefix("run:"))
     source: InitSource | None = None
-    if text in ("random", "imagenet", "checkpoint"):
-        source = {"random": Random(), "imagenet": Imagenet(), "checkpoint": Checkpoint()}[text]
+    if text == "random":
+        source = Random()
+    elif text == "imagenet":
+        source = Imagenet()
+    elif text == "checkpoint":
+        source = Checkpoint()
     elif head == "imagenet" and rest.startswith("run:") and reference:
         source = PretrainRun(reference["run"], int(reference["model"]))
     elif head == "imagenet" and sha:

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +77,9 @@ class VideoDataset:
         actions are left out.
         """
 
-        def relabel(records: tuple[MultiLabelRecord, ...]) -> tuple[VideoRecord, ...]:
-            return tuple(VideoRecord(r.video_id, r.path, r.actions[0].label) for r in records if r.actions)
+        def relabel(records: Sequence[VideoRecord | MultiLabelRecord]) -> tuple[VideoRecord, ...]:
+            labelled = [r for r in records if isinstance(r, MultiLabelRecord) and r.actions]
+            return tuple(VideoRecord(r.video_id, r.path, r.actions[0].label) for r in labelled)
 
         return dataclasses.replace(self, train=relabel(self.train), validation=relabel(self.validation))
 
@@ -87,14 +89,18 @@ class VideoDataset:
         The synthetic profiles pretrain on it as their stand-in for ImageNet: an appearance task that single
         frames solve. Validation videos naming an object unseen in training are left out.
         """
-        objects = tuple(sorted({r.placeholders[0].lower() for r in self.train if r.placeholders}))
+
+        def named(records: Sequence[VideoRecord | MultiLabelRecord]) -> list[VideoRecord]:
+            return [r for r in records if isinstance(r, VideoRecord) and r.placeholders]
+
+        objects = tuple(sorted({r.placeholders[0].lower() for r in named(self.train)}))
         index = {name: i for i, name in enumerate(objects)}
 
-        def relabel(records: tuple[VideoRecord, ...]) -> tuple[VideoRecord, ...]:
+        def relabel(records: Sequence[VideoRecord | MultiLabelRecord]) -> tuple[VideoRecord, ...]:
             return tuple(
                 dataclasses.replace(r, label=index[r.placeholders[0].lower()])
-                for r in records
-                if r.placeholders and r.placeholders[0].lower() in index
+                for r in named(records)
+                if r.placeholders[0].lower() in index
             )
 
         return dataclasses.replace(
@@ -120,15 +126,16 @@ def open_dataset(config: DatasetConfig, data: Path | None, default_parent: Path,
         progress: show progress bars.
     """
     if config.kind.startswith("synthetic"):
-        kind, ensure = {
-            "synthetic-sthv2": (SyntheticConfig, ensure_sthv2),
-            "synthetic-charades": (SyntheticCharadesConfig, ensure_charades),
-        }[config.kind]
+        generator = SyntheticConfig if config.kind == "synthetic-sthv2" else SyntheticCharadesConfig
         try:
-            synthetic = kind(**config.synthetic)
+            synthetic = generator(**config.synthetic)
         except (TypeError, ValueError) as err:
             raise MMLError(f"dataset.synthetic: {err}") from None
-        root = ensure(data or synthetic_root(config.kind, synthetic, default_parent), synthetic, progress)
+        folder = data or synthetic_root(config.kind, synthetic, default_parent)
+        if isinstance(synthetic, SyntheticConfig):
+            root = ensure_sthv2(folder, synthetic, progress)
+        else:
+            root = ensure_charades(folder, synthetic, progress)
     else:
         if data is None:
             raise MMLError(f"dataset kind {config.kind!r} reads a dataset from disk: pass --data DIR")
@@ -159,7 +166,7 @@ def _open_charades(root: Path, packed: bool, frame_lists: bool) -> VideoDataset:
         classes = tuple(read_classes(root / charades.CLASSES_FILE).values())
         lists = ("frame_lists/train.csv", "frame_lists/val.csv")
         train, validation = (read_slowfast_frame_list(root / name, len(classes), frames_dir) for name in lists)
-        annotations = (charades.CLASSES_FILE, *lists)
+        annotations: tuple[str, ...] = (charades.CLASSES_FILE, *lists)
     else:
         train_split, test_split = read_charades(root, "train"), read_charades(root, "test")
         classes, train, validation = train_split.classes, train_split.records, test_split.records
@@ -171,7 +178,14 @@ def _open_charades(root: Path, packed: bool, frame_lists: bool) -> VideoDataset:
         tuple(dataclasses.replace(r, path=frames_dir / r.video_id) for r in split) for split in (train, validation)
     )
     fingerprint = dataset_fingerprint(root, annotations, charades.FRAMES_DIR)
-    return VideoDataset(root, classes, train, validation, fingerprint, FolderLayout(root, **charades.FRAMES_LAYOUT))
+    return VideoDataset(
+        root,
+        classes,
+        train,
+        validation,
+        fingerprint,
+        FolderLayout(root, charades.FRAMES_LAYOUT["frames"], charades.FRAMES_LAYOUT["flow"]),
+    )
 
 
 def prepare_frames(

@@ -136,7 +136,7 @@ def _fingerprint(root: Path, config: RawframesConfig) -> str:
     their content). The templates enter because they choose which images are read.
     """
     files = [config.train, config.validation, *([] if config.classes is None else [config.classes])]
-    videos_parent = next(string.Formatter().parse(config.frames))[0].rpartition("/")[0]
+    videos_parent = next(iter(string.Formatter().parse(config.frames)))[0].rpartition("/")[0]
     listed = dataset_fingerprint(root, files, videos_parent)
     layout = [listed, config.frames, config.flow, config.start_index]
     return hashlib.sha256(json.dumps(layout).encode()).hexdigest()

@@ -376,7 +376,7 @@ def _write_dataset(folder: Path, config: SyntheticConfig, progress: bool) -> Non
     total = sum(config.split_size(split) for split in SPLITS)
     with tqdm(total=total, desc="synthetic sthv2", unit="video", disable=not progress) as bar:
         for split in SPLITS:
-            entries = []
+            entries: list[dict[str, object]] = []
             for index in range(config.split_size(split)):
                 plan = plan_clip(config, split, index)
                 video_id = str(next_id)
