@@ -15,3 +15,15 @@ class DataError(MMLError):
 
 class CheckpointError(MMLError):
     """A checkpoint that cannot be loaded into a model: the message names the file and the tensor."""
+
+
+class InvalidValue(MMLError, ValueError):
+    """A configuration value that fails its check: `key` and `reason`, without the place it came from.
+
+    The reader that knows the place (a spec file and table, a command-line option) puts it in front with
+    `mml.validation.reported_at`, so every such error reads `where: key: reason` on one line.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key, self.reason = key, reason

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -27,7 +28,7 @@ from mml.data.synthetic_charades import (
     video_id,
 )
 from mml.data.video import decode_video
-from mml.errors import DataError
+from mml.errors import DataError, InvalidValue
 
 HEADER = ",".join(CSV_COLUMNS)
 CLASSES = "c000 Holding some clothes\nc001 Putting clothes somewhere\nc002 Taking a cup\n"
@@ -96,24 +97,25 @@ def test_labels_between_keeps_the_actions_overlapping_the_span() -> None:
     ],
 )
 def test_bad_action_warns_naming_file_and_video_and_skips_only_that_row(
-    tmp_path: Path, actions: str, reason: str
+    tmp_path: Path, actions: str, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = _write(tmp_path, [_row("GOOD1", "c000 1.00 2.00"), _row("BAD01", actions), _row("GOOD2", "")])
-    with pytest.warns(UserWarning) as caught:
+    with caplog.at_level(logging.WARNING, "mml.data.charades"):
         split = read_charades(root, "train")
-    (warning,) = caught
-    message = str(warning.message)
+    (message,) = caplog.messages
     assert message.startswith(f"{root / 'Charades_v1_train.csv'}: skipping video BAD01: ")
     assert reason in message and "\n" not in message
     assert [record.video_id for record in split.records] == ["GOOD1", "GOOD2"]
 
 
-def test_bad_length_and_repeated_id_are_skipped_with_a_warning(tmp_path: Path) -> None:
+def test_bad_length_and_repeated_id_are_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     root = _write(tmp_path, [_row("A", "", "long"), _row("B", ""), _row("B", "c000 0.00 1.00")])
-    with pytest.warns(UserWarning) as caught:
+    with caplog.at_level(logging.WARNING, "mml.data.charades"):
         split = read_charades(root, "train")
-    assert ["unparsable length 'long'" in str(w.message) for w in caught] == [True, False]
-    assert "repeated id" in str(caught[1].message)
+    assert ["unparsable length 'long'" in message for message in caplog.messages] == [True, False]
+    assert "repeated id" in caplog.messages[1]
     assert [(record.video_id, record.labels) for record in split.records] == [("B", ())]
 
 
@@ -186,7 +188,7 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
 )
 def test_config_rejects_bad_values(changes: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="SyntheticCharadesConfig"):
+    with pytest.raises(InvalidValue, match=f"^{next(iter(changes))}: "):
         SyntheticCharadesConfig(**changes)
 
 

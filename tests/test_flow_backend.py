@@ -1,5 +1,6 @@
 """Tests of the flow backend choice of `mml prepare`: same cache format either way, one-line errors."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -69,9 +70,9 @@ def test_a_torch_backend_failure_stops_preparing_and_names_the_video(
     ("arguments", "message"),
     [
         ({"name": "opencv", "device": "cuda"}, "runs on the cpu only"),
-        ({"name": "farneback"}, "expected one of opencv, torch"),
-        ({"name": "torch", "device": "tpu:x"}, "--flow-device 'tpu:x'"),
-        ({"name": "torch", "batch_pairs": 0}, "at least 1"),
+        ({"name": "farneback"}, "^--flow: 'farneback' is not one of opencv, torch$"),
+        ({"name": "torch", "device": "tpu:x"}, "^--flow-device: 'tpu:x': "),
+        ({"name": "torch", "batch_pairs": 0}, "^--flow-batch: must be positive, got 0$"),
         ({"name": "opencv", "compiled": True}, "only the torch backend compiles"),
     ],
 )
@@ -80,11 +81,12 @@ def test_bad_backend_settings_are_refused(arguments: dict, message: str) -> None
         FlowBackend(**arguments)
 
 
-def test_cli_prepare_with_the_torch_backend(sthv2: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_prepare_with_the_torch_backend(sthv2: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     argv = ["prepare", "sthv2", "--data", str(sthv2), "--profile", "real", "--specs", str(_specs(tmp_path))]
     store = tmp_path / "store"
     assert main([*argv, "--store", str(store), "--workers", "1", "--no-progress", "--flow", "torch"]) == 0
-    assert "4 videos ready (4 prepared now), 0 skipped" in capsys.readouterr().out
+    assert "4 videos ready (4 prepared now), 0 skipped" in caplog.text
     assert len(list((store / "cache").glob("*/jpeg32/flow/*/flow_[xy]_0000[12].jpg"))) == 4 * 2 * 2
 
 
@@ -92,4 +94,4 @@ def test_cli_prepare_with_the_torch_backend(sthv2: Path, tmp_path: Path, capsys:
 def test_prepare_refuses_cuda_flow_without_cuda_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     status = main(["prepare", "sthv2", "--data", str(tmp_path), "--flow", "torch", "--flow-device", "cuda"])
     error = capsys.readouterr().err
-    assert status == 2 and error == "mml: error: --flow-device 'cuda': CUDA is not available on this machine\n"
+    assert status == 2 and error == "mml: error: --flow-device: 'cuda': CUDA is not available on this machine\n"

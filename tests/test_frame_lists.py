@@ -1,5 +1,6 @@
 """Tests of the PySlowFast / LFB frame-list reader (Charades)."""
 
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -112,12 +113,14 @@ def test_missing_file_is_an_error_naming_it(tmp_path: Path) -> None:
         ('BAD 3 1 BAD/BAD-000002.jpg "1"', "frame_id 1 already listed for this video"),
     ],
 )
-def test_malformed_row_skips_its_video_with_file_and_line(tmp_path: Path, row: str, reason: str) -> None:
+def test_malformed_row_skips_its_video_with_file_and_line(
+    tmp_path: Path, row: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
     good_bad = [_row("BAD", 3, 0, "1"), _row("BAD", 3, 1, "1")]
     path = _write(tmp_path, [*ROWS[:6], *good_bad, row, _row("BAD", 3, 2, "")])
-    with pytest.warns(UserWarning) as caught:
+    with caplog.at_level(logging.WARNING, "mml.data.frame_lists"):
         records = read_slowfast_frame_list(path, 157, FRAMES_ROOT, fps=FPS)
-    assert [str(warning.message) for warning in caught] == [f"{path}: line 10: skipping video BAD: {reason}"]
+    assert caplog.messages == [f"{path}: line 10: skipping video BAD: {reason}"]
     assert [record.video_id for record in records] == ["ZZZ"]
 
 

@@ -3,6 +3,7 @@ Charades (H.264 mp4 + CSV, or the official JPEG frame and flow folders); the cac
 bad input skipped with its reason while the rest prepares."""
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -97,10 +98,11 @@ def _cache_files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
 
 
-def test_sthv2_prepare_writes_jpeg_frames_and_flow_and_reuses_them(sthv2: Path, tmp_path: Path, capsys) -> None:
+def test_sthv2_prepare_writes_jpeg_frames_and_flow_and_reuses_them(sthv2: Path, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO)
     dataset = open_dataset(STHV2, sthv2, tmp_path)
     usable, report = prepare_frames(dataset, tmp_path / "cache", SHORT_SIDE, True, 3, workers=1, progress=False)
-    assert usable == dataset and "8 videos ready (8 prepared now), 0 skipped" in capsys.readouterr().out
+    assert usable == dataset and "8 videos ready (8 prepared now), 0 skipped" in caplog.text
     source = dataset.frame_source(tmp_path / "cache", SHORT_SIDE)
     assert isinstance(source, JpegCache)
     record = dataset.train[0]
@@ -130,7 +132,8 @@ def test_flow_cache_gives_the_model_inputs_of_on_the_fly_flow(sthv2: Path, tmp_p
     assert (cached - direct).abs().mean() < 0.03 and not torch.equal(cached, torch.zeros_like(cached))
 
 
-def test_bad_videos_are_skipped_with_their_reason_and_the_rest_prepares(sthv2: Path, tmp_path: Path, capsys) -> None:
+def test_bad_videos_are_skipped_with_their_reason_and_the_rest_prepares(sthv2: Path, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO)
     videos = sorted((sthv2 / "20bn-something-something-v2").glob("*.webm"))
     missing, truncated, empty = videos[0], videos[1], videos[2]
     missing.unlink()
@@ -139,7 +142,7 @@ def test_bad_videos_are_skipped_with_their_reason_and_the_rest_prepares(sthv2: P
     empty.write_bytes(b"")
     dataset = open_dataset(STHV2, sthv2, tmp_path)
     usable, report_path = prepare_frames(dataset, tmp_path / "cache", SHORT_SIDE, True, 7, workers=1, progress=False)
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "5 videos ready (5 prepared now), 3 skipped" in out
     report = json.loads(report_path.read_text())
     assert report["skipped"][missing.stem] == f"{missing}: file not found"
@@ -165,14 +168,14 @@ def test_zero_frame_video_is_skipped(sthv2: Path, tmp_path: Path) -> None:
     assert report.skipped == {video.stem: f"{video}: no decodable video frames"}
 
 
-def test_bad_annotations_are_warned_with_file_and_reason(sthv2: Path, tmp_path: Path) -> None:
+def test_bad_annotations_are_warned_with_file_and_reason(sthv2: Path, tmp_path: Path, caplog) -> None:
     train_file = sthv2 / "something-something-v2-train.json"
     entries = json.loads(train_file.read_text())
     entries += [{"id": "901", "template": "Juggling [something]"}, {"id": "902"}]
     train_file.write_text(json.dumps(entries))
-    with pytest.warns(UserWarning) as caught:
+    with caplog.at_level(logging.WARNING, "mml.data"):
         dataset = open_dataset(STHV2, sthv2, tmp_path)
-    messages = [str(w.message) for w in caught]
+    messages = caplog.messages
     assert f"{train_file}: skipping entry 901: template 'Juggling [something]' is not in the labels file" in messages
     assert f"{train_file}: skipping entry 902: missing template" in messages
     assert len(dataset.train) == len(entries) - 2
@@ -220,12 +223,13 @@ def test_prepare_killed_midway_resumes_to_the_uninterrupted_result(sthv2: Path, 
     assert resumed == straight and len(straight) > 6
 
 
-def test_cli_prepare_prints_and_writes_the_summary(sthv2: Path, tmp_path: Path, capsys) -> None:
+def test_cli_prepare_logs_and_writes_the_summary(sthv2: Path, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO)
     first = json.loads((sthv2 / "something-something-v2-train.json").read_text())[0]["id"]
     (sthv2 / "20bn-something-something-v2" / f"{first}.webm").unlink()
     argv = ["prepare", "sthv2", "--data", str(sthv2), "--profile", "real", "--specs", str(_specs(tmp_path))]
     assert main([*argv, "--store", str(tmp_path / "store"), "--workers", "2", "--no-progress"]) == 0
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "7 videos ready (7 prepared now), 1 skipped" in out and "file not found" in out
     report = next((tmp_path / "store" / "cache").glob("*/prepare-short32.json"))
     assert f"report: {report}" in out and len(json.loads(report.read_text())["frames"]) == 7
@@ -269,7 +273,7 @@ def test_charades_videos_and_official_frames_are_both_read(charades_source: Path
     assert official.frames(record_f)[indices].shape[1] == SHORT_SIDE and np.abs(difference).mean() < 4
 
 
-def test_charades_bad_rows_and_missing_frames(charades_source: Path, tmp_path: Path) -> None:
+def test_charades_bad_rows_and_missing_frames(charades_source: Path, tmp_path: Path, caplog) -> None:
     root = _official_frames(charades_source, tmp_path)
     train_csv = root / SPLIT_FILES["train"]
     lines = train_csv.read_text().splitlines()
@@ -281,9 +285,9 @@ def test_charades_bad_rows_and_missing_frames(charades_source: Path, tmp_path: P
     train_csv.write_text("\n".join(lines) + "\n")
     gone = sorted((root / "Charades_v1_rgb").iterdir())[0]
     shutil.rmtree(gone)
-    with pytest.warns(UserWarning) as caught:
+    with caplog.at_level(logging.WARNING, "mml.data"):
         dataset = open_dataset(CHARADES, root, tmp_path)
-    messages = [str(w.message) for w in caught]
+    messages = caplog.messages
     assert f"{train_csv}: skipping video ZZZ01: action class c999 is not in {CLASSES_FILE}" in messages
     assert any(m.startswith(f"{train_csv}: skipping video ZZZ02:") for m in messages)
     usable, report_path = prepare_frames(dataset, tmp_path / "cache", SHORT_SIDE, True, 5, workers=1, progress=False)

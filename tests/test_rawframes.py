@@ -1,5 +1,7 @@
 """Tests of TSM-style rawframe datasets: lists, classes, templates, layout and fingerprint."""
 
+import json
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -17,7 +19,8 @@ from mml.data.rawframes import (
     read_rawframe_list,
 )
 from mml.data.sthv2 import VideoRecord
-from mml.errors import DataError, SpecError
+from mml.errors import DataError, InvalidValue, SpecError
+from mml.spec import load_profile
 
 JPEG_ERROR = 3  # flat JPEG images decode within a few levels of their value
 FRAMES = {"vidA": 3, "vidB": 2, "vidC": 4}  # frames per video; flow fields are one fewer
@@ -130,7 +133,7 @@ def test_without_classes_file_classes_are_label_numbers(tmp_path: Path) -> None:
     assert [record.label for record in dataset.validation] == [6]
 
 
-def test_malformed_lines_are_skipped_with_file_and_line(tmp_path: Path) -> None:
+def test_malformed_lines_are_skipped_with_file_and_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     lines = [
         "good 3 0",
         "",
@@ -145,11 +148,11 @@ def test_malformed_lines_are_skipped_with_file_and_line(tmp_path: Path) -> None:
         "last 2 2",
     ]
     (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
-    with pytest.warns(UserWarning) as caught:
+    with caplog.at_level(logging.WARNING, "mml.data.rawframes"):
         records = read_rawframe_list(tmp_path, "list.txt", num_classes=3)
     assert records == (VideoRecord("good", tmp_path / "good", 0), VideoRecord("last", tmp_path / "last", 2))
     list_path = tmp_path / "list.txt"
-    assert [str(warning.message) for warning in caught] == [
+    assert caplog.messages == [
         f"{list_path}: line 3: skipping: expected '<frame folder> <num_frames> <label>', got 2 field(s)",
         f"{list_path}: line 4: skipping: expected '<frame folder> <num_frames> <label>', got 4 field(s)",
         f"{list_path}: line 5: skipping: num_frames 'x' is not an integer",
@@ -161,10 +164,11 @@ def test_malformed_lines_are_skipped_with_file_and_line(tmp_path: Path) -> None:
     ]
 
 
-def test_without_classes_only_negative_labels_are_rejected(tmp_path: Path) -> None:
+def test_without_classes_only_negative_labels_are_rejected(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "list.txt").write_text("a 3 0\nb 3 -1\nc 3 999")
-    with pytest.warns(UserWarning, match=r"list\.txt: line 2: skipping: label -1 is negative"):
+    with caplog.at_level(logging.WARNING, "mml.data.rawframes"):
         records = read_rawframe_list(tmp_path, "list.txt", num_classes=None)
+    assert caplog.messages == [f"{tmp_path / 'list.txt'}: line 2: skipping: label -1 is negative"]
     assert [record.label for record in records] == [0, 999]
 
 
@@ -217,10 +221,8 @@ def test_fingerprint_is_stable_and_tracks_lists_classes_and_templates(tmp_path: 
     assert open_rawframes(root, TSM).fingerprint != third
 
 
-def test_config_from_mapping_applies_defaults(tmp_path: Path) -> None:
-    config = RawframesConfig.from_mapping(
-        {"train": "t.txt", "validation": "v.txt"}, "profiles.toml: p.dataset.rawframes"
-    )
+def test_a_rawframes_table_gets_the_defaults(tmp_path: Path) -> None:
+    config = _load_rawframes(tmp_path, '{ train = "t.txt", validation = "v.txt" }')
     assert config == RawframesConfig(train="t.txt", validation="v.txt")
     assert (config.frames, config.flow, config.start_index, config.classes) == (
         "{video}/img_{index:05d}.jpg",
@@ -228,6 +230,31 @@ def test_config_from_mapping_applies_defaults(tmp_path: Path) -> None:
         1,
         None,
     )
+
+
+PROFILE = """[p]
+arch = "tsm_tiny"
+dataset = {{ kind = "rawframes", rawframes = {table} }}
+imagenet = {{ source = "torchvision" }}
+recipe = {{ segments = 2, short_side = 32, input_size = 28, batch_size = 4, epochs = 1, lr = 0.01, lr_steps = [] }}
+"""
+
+
+def _load_rawframes(tmp_path: Path, table: str) -> RawframesConfig | None:
+    """The rawframes config of a profile whose dataset section sets `rawframes = table` (TOML text)."""
+    path = tmp_path / "profiles.toml"
+    path.write_text(PROFILE.format(table=table))
+    return load_profile(path, "p").dataset.rawframes
+
+
+def _inline_table(values: dict) -> str:
+    """`values` as a TOML inline table."""
+    return "{ " + ", ".join(f"{key} = {json.dumps(value)}" for key, value in values.items()) + " }"
+
+
+def test_a_profile_reads_its_rawframes_table(tmp_path: Path) -> None:
+    table = {"train": "t.txt", "validation": "v.txt", "classes": "c.txt", "start_index": 0}
+    assert _load_rawframes(tmp_path, _inline_table(table)) == RawframesConfig(**table)
 
 
 @pytest.mark.parametrize(
@@ -251,13 +278,19 @@ def test_config_from_mapping_applies_defaults(tmp_path: Path) -> None:
         ({"start_index": True}, "start_index: expected a non-negative integer, got True"),
     ],
 )
-def test_config_from_mapping_rejects_bad_tables(changes: dict, reason: str) -> None:
+def test_a_bad_rawframes_table_is_refused_naming_file_and_key(tmp_path: Path, changes: dict, reason: str) -> None:
     table = {"train": "t.txt", "validation": "v.txt"} | changes
     table = {key: value for key, value in table.items() if value is not None}
-    with pytest.raises(SpecError, match=rf"^profiles\.toml: p\.dataset\.rawframes: {reason}"):
-        RawframesConfig.from_mapping(table, "profiles.toml: p.dataset.rawframes")
+    where = re.escape(f"{tmp_path / 'profiles.toml'}: p.dataset.rawframes.")
+    with pytest.raises(SpecError, match=f"^{where}{reason}"):
+        _load_rawframes(tmp_path, _inline_table(table))
 
 
-def test_config_from_mapping_needs_a_table() -> None:
-    with pytest.raises(SpecError, match=r"^where: expected a table, got str"):
-        RawframesConfig.from_mapping("lists.txt", "where")
+def test_rawframes_must_be_a_table(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"profiles\.toml: p\.dataset\.rawframes: expected dict, got str"):
+        _load_rawframes(tmp_path, "'lists.txt'")
+
+
+def test_the_config_checks_its_values_itself() -> None:
+    with pytest.raises(InvalidValue, match=r"^start_index: expected a non-negative integer, got -1$"):
+        RawframesConfig(train="t.txt", validation="v.txt", start_index=-1)

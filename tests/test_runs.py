@@ -9,7 +9,7 @@ import pytest
 from mml.data.datasets import VideoDataset
 from mml.runner import plan_tables
 from mml.runs import ModelConfig, RunConfig, Store, canonical_json, identity_dict, run_id
-from mml.spec import Recipe, ViewProtocol, execution, identity, load_profile, load_table
+from mml.spec import KL_FORMS, SAMPLINGS, Recipe, ViewProtocol, execution, identity, load_profile, load_table
 from mml.train import Execution
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
@@ -60,7 +60,11 @@ def _variants() -> list[tuple[str, RunConfig]]:
 
 
 def _changed(value: object) -> object:
-    changes = {int: lambda v: v + 1, float: lambda v: v * 2 + 1, str: lambda v: v + "x", tuple: lambda v: (*v, 9)}
+    """Another valid value of a setting (a recipe checks its values: a choice stays one of its choices)."""
+    for choices in (SAMPLINGS, KL_FORMS):
+        if value in choices:
+            return next(choice for choice in choices if choice != value)
+    changes = {int: lambda v: v + 1, float: lambda v: v / 2, tuple: lambda v: (*v, 9)}
     return changes[type(value)](value)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mml.errors import SpecError
+from mml.errors import InvalidValue, SpecError
 from mml.spec import (
     Recipe,
     ResultCell,
@@ -346,3 +346,99 @@ def test_a_profile_inherits_its_base_table_by_table(tmp_path: Path) -> None:
     assert tiny.dataset == smoke.dataset and tiny.charades.dataset == smoke.charades.dataset
     with pytest.raises(SpecError, match=r"loop\.base: 'loop' is not another profile of this file"):
         load_profile(tmp_path / "profiles.toml", "loop")
+
+
+# Defects of issue 12: a run's recipe overrides now get the profile reader's checks, and one id per training.
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ("{ lr_steps = [0, 2] }", "runs.rgb.recipe.lr_steps: expected increasing positive epochs, got [0, 2]"),
+        ('{ lr_steps = [2, "x"] }', "runs.rgb.recipe.lr_steps: expected increasing positive epochs"),
+        ("{ lr_steps = [3, 2] }", "runs.rgb.recipe.lr_steps: expected increasing positive epochs, got [3, 2]"),
+        ("{ lr_steps = 3 }", "runs.rgb.recipe.lr_steps: expected increasing positive epochs, got 3"),
+        ('{ sampling = "random" }', "runs.rgb.recipe.sampling: 'random' is not one of uniform, dense, both"),
+        ("{ epochs = 1.5 }", "runs.rgb.recipe.epochs: expected int, got float 1.5"),
+        ("{ colour = 1 }", "runs.rgb.recipe.colour: unknown recipe setting"),
+    ],
+)
+def test_run_recipe_overrides_get_the_profile_checks(tmp_path: Path, overrides: str, message: str) -> None:
+    text = VALID.replace('init = "imagenet" }]\n', f'init = "imagenet" }}]\nrecipe = {overrides}\n', 1)
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_table(path)
+    assert str(info.value).startswith(f"{path}: {message}") and "\n" not in str(info.value)
+
+
+def test_a_run_recipe_is_checked_as_a_whole() -> None:
+    recipe = load_profile(REPRODUCTIONS / "profiles.toml", "smoke").recipe
+    where = "table99.toml: runs.rgb.recipe"
+    with pytest.raises(
+        SpecError, match=rf"^{re.escape(where)}: input_size: {recipe.short_side + 8} exceeds short_side"
+    ):
+        run_recipe(recipe, {"input_size": recipe.short_side + 8}, where)
+    with pytest.raises(SpecError, match=r"input_size: \d+ exceeds short_side 16$"):
+        run_recipe(recipe, {"short_side": 16})
+
+
+def test_an_int_for_a_float_setting_gives_the_run_id_of_the_float(tmp_path: Path) -> None:
+    from mml.runs import canonical_json
+
+    recipe = load_profile(REPRODUCTIONS / "profiles.toml", "smoke").recipe
+    recipes = []
+    for value in ("1", "1.0", "1e0"):
+        text = VALID.replace('init = "imagenet" }]\n', f'init = "imagenet" }}]\nrecipe = {{ lr = {value} }}\n', 1)
+        run = load_table(write(tmp_path, text)).runs["rgb"]
+        assert type(dict(run.recipe)["lr"]) is float
+        recipes.append(run_recipe(recipe, dict(run.recipe)))
+    assert len({canonical_json(r) for r in recipes}) == 1
+    assert canonical_json(dataclasses.replace(recipe, lr=1)) == canonical_json(dataclasses.replace(recipe, lr=1.0))
+
+
+def test_a_recipe_checks_its_values_itself() -> None:
+    recipe = load_profile(REPRODUCTIONS / "profiles.toml", "smoke").recipe
+    with pytest.raises(InvalidValue, match=r"^batch_size: must be positive, got 0$"):
+        dataclasses.replace(recipe, batch_size=0)
+    with pytest.raises(InvalidValue, match=r"^dropout: must be below 1, got 1.0$"):
+        dataclasses.replace(recipe, dropout=1)
+    assert dataclasses.replace(recipe, lr_steps=[1, 2]).lr_steps == (1, 2)
+
+
+MULTILABEL = """
+id = "table99"
+title = "A multi-label table"
+setup = "charades"
+metrics = ["map"]
+columns = ["Model", "mAP"]
+rows = [["RGB", { run = "rgb", model = 0, paper = [30.0] }]]
+
+[runs.rgb]
+method = "ce"
+models = [{ modality = "RGB", init = "imagenet" }]
+
+[runs.flow]
+method = "ce"
+models = [{ modality = "Flow", init = "imagenet" }]
+"""
+
+
+def test_a_multilabel_table_refuses_ensembles_at_load(tmp_path: Path) -> None:
+    assert load_table(write(tmp_path, MULTILABEL)).setup == "charades"
+    ensemble = MULTILABEL.replace(
+        '{ run = "rgb", model = 0, paper = [30.0] }', '{ ensemble = ["rgb/0", "flow/0"], paper = [] }'
+    )
+    path = write(tmp_path, ensemble)
+    with pytest.raises(SpecError) as info:
+        load_table(path)
+    assert str(info.value) == (
+        f"{path}: rows[0][1].ensemble: ensembles are single-label (top-1 / top-5 of averaged softmax): "
+        "not for the charades setup"
+    )
+    matrix = MULTILABEL.replace(
+        "[runs.rgb]",
+        '[matrix]\nrows = [{ label = "F", model = "flow/0" }]\ncolumns = [{ label = "R", model = "rgb/0" }]\n'
+        'paper = [[[]]]\nbaseline = ["F", "R"]\n\n[runs.rgb]',
+    )
+    with pytest.raises(SpecError, match=r"table99\.toml: matrix: ensembles are single-label"):
+        load_table(write(tmp_path, matrix))

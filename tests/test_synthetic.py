@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mml.data.generated import generate_into
 from mml.data.synthetic import (
     DISTRACTOR_COLOURS,
     GENERATOR_VERSION,
@@ -22,7 +23,7 @@ from mml.data.synthetic import (
 )
 from mml.data.transforms import center_crop
 from mml.data.video import decode_video
-from mml.errors import DataError
+from mml.errors import DataError, InvalidValue
 from mml.spec import load_profile
 
 TINY = SyntheticConfig(num_classes=3, train_per_class=2, val_per_class=1, frames=6, min_frames=4, height=32, width=48)
@@ -67,7 +68,7 @@ def _load(path: Path) -> object:
     ],
 )
 def test_config_rejects_bad_values(changes: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="SyntheticConfig"):
+    with pytest.raises(InvalidValue, match=f"^{next(iter(changes))}: "):
         SyntheticConfig(**changes)
 
 
@@ -381,3 +382,26 @@ def test_generate_fills_an_empty_folder_and_refuses_a_full_one(tmp_path: Path) -
     with pytest.raises(DataError, match="not empty"):
         generate_sthv2(root, config, progress=False)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["empty"]
+
+
+def test_an_interrupted_generation_leaves_no_partial_dataset(tmp_path: Path) -> None:
+    def write(staging: Path) -> None:
+        (staging / "half.webm").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate_into(tmp_path / "data", write)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_concurrent_generator_that_finished_first_wins(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+
+    def write(staging: Path) -> None:
+        (staging / "mine").write_text("mine")
+        root.mkdir()  # meanwhile another process renamed its finished dataset into place
+        (root / "theirs").write_text("theirs")
+
+    generate_into(root, write)
+    assert [path.name for path in tmp_path.iterdir()] == ["data"]
+    assert [path.name for path in root.iterdir()] == ["theirs"]

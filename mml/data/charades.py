@@ -2,9 +2,9 @@
 
 import csv
 import io
+import logging
 import math
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from mml.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 VIDEO_DIR = "Charades_v1_480"
 FRAMES_DIR = "Charades_v1_rgb"  # the official 24 fps frames, used as they are when present
@@ -106,7 +108,7 @@ def read_charades(root: Path, split: str) -> CharadesSplit:
         if isinstance(record, MultiLabelRecord) and video_id in seen:
             record = "repeated id"
         if isinstance(record, str):
-            warnings.warn(f"{path}: skipping video {video_id or '?'}: {record}", stacklevel=2)
+            logger.warning(f"{path}: skipping video {video_id or '?'}: {record}")
             continue
         seen.add(video_id)
         records.append(record)

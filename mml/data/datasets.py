@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,9 @@ from mml.data.sthv2 import VideoRecord, dataset_fingerprint, read_sthv2
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.data.synthetic_charades import SyntheticCharadesConfig, ensure_charades
 from mml.errors import DataError, MMLError
-from mml.spec import DatasetConfig
+from mml.spec.dataset import DatasetConfig
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,9 @@ class VideoDataset:
         actions are left out.
         """
 
-        def relabel(records: tuple[MultiLabelRecord, ...]) -> tuple[VideoRecord, ...]:
-            return tuple(VideoRecord(r.video_id, r.path, r.actions[0].label) for r in records if r.actions)
+        def relabel(records: Sequence[VideoRecord | MultiLabelRecord]) -> tuple[VideoRecord, ...]:
+            labelled = [r for r in records if isinstance(r, MultiLabelRecord) and r.actions]
+            return tuple(VideoRecord(r.video_id, r.path, r.actions[0].label) for r in labelled)
 
         return dataclasses.replace(self, train=relabel(self.train), validation=relabel(self.validation))
 
@@ -84,14 +89,18 @@ class VideoDataset:
         The synthetic profiles pretrain on it as their stand-in for ImageNet: an appearance task that single
         frames solve. Validation videos naming an object unseen in training are left out.
         """
-        objects = tuple(sorted({r.placeholders[0].lower() for r in self.train if r.placeholders}))
+
+        def named(records: Sequence[VideoRecord | MultiLabelRecord]) -> list[VideoRecord]:
+            return [r for r in records if isinstance(r, VideoRecord) and r.placeholders]
+
+        objects = tuple(sorted({r.placeholders[0].lower() for r in named(self.train)}))
         index = {name: i for i, name in enumerate(objects)}
 
-        def relabel(records: tuple[VideoRecord, ...]) -> tuple[VideoRecord, ...]:
+        def relabel(records: Sequence[VideoRecord | MultiLabelRecord]) -> tuple[VideoRecord, ...]:
             return tuple(
                 dataclasses.replace(r, label=index[r.placeholders[0].lower()])
-                for r in records
-                if r.placeholders and r.placeholders[0].lower() in index
+                for r in named(records)
+                if r.placeholders[0].lower() in index
             )
 
         return dataclasses.replace(
@@ -117,15 +126,16 @@ def open_dataset(config: DatasetConfig, data: Path | None, default_parent: Path,
         progress: show progress bars.
     """
     if config.kind.startswith("synthetic"):
-        kind, ensure = {
-            "synthetic-sthv2": (SyntheticConfig, ensure_sthv2),
-            "synthetic-charades": (SyntheticCharadesConfig, ensure_charades),
-        }[config.kind]
+        generator = SyntheticConfig if config.kind == "synthetic-sthv2" else SyntheticCharadesConfig
         try:
-            synthetic = kind(**config.synthetic)
+            synthetic = generator(**config.synthetic)
         except (TypeError, ValueError) as err:
             raise MMLError(f"dataset.synthetic: {err}") from None
-        root = ensure(data or synthetic_root(config.kind, synthetic, default_parent), synthetic, progress)
+        folder = data or synthetic_root(config.kind, synthetic, default_parent)
+        if isinstance(synthetic, SyntheticConfig):
+            root = ensure_sthv2(folder, synthetic, progress)
+        else:
+            root = ensure_charades(folder, synthetic, progress)
     else:
         if data is None:
             raise MMLError(f"dataset kind {config.kind!r} reads a dataset from disk: pass --data DIR")
@@ -156,7 +166,7 @@ def _open_charades(root: Path, packed: bool, frame_lists: bool) -> VideoDataset:
         classes = tuple(read_classes(root / charades.CLASSES_FILE).values())
         lists = ("frame_lists/train.csv", "frame_lists/val.csv")
         train, validation = (read_slowfast_frame_list(root / name, len(classes), frames_dir) for name in lists)
-        annotations = (charades.CLASSES_FILE, *lists)
+        annotations: tuple[str, ...] = (charades.CLASSES_FILE, *lists)
     else:
         train_split, test_split = read_charades(root, "train"), read_charades(root, "test")
         classes, train, validation = train_split.classes, train_split.records, test_split.records
@@ -168,7 +178,14 @@ def _open_charades(root: Path, packed: bool, frame_lists: bool) -> VideoDataset:
         tuple(dataclasses.replace(r, path=frames_dir / r.video_id) for r in split) for split in (train, validation)
     )
     fingerprint = dataset_fingerprint(root, annotations, charades.FRAMES_DIR)
-    return VideoDataset(root, classes, train, validation, fingerprint, FolderLayout(root, **charades.FRAMES_LAYOUT))
+    return VideoDataset(
+        root,
+        classes,
+        train,
+        validation,
+        fingerprint,
+        FolderLayout(root, charades.FRAMES_LAYOUT["frames"], charades.FRAMES_LAYOUT["flow"]),
+    )
 
 
 def prepare_frames(
@@ -182,7 +199,7 @@ def prepare_frames(
     flow_backend: FlowBackend = OPENCV,
 ) -> tuple[VideoDataset, Path]:
     """Make every video's frames (and flow) readable at `short_side`: decode and cache what is missing, skip what
-    fails with its reason. Prints the report's lines and writes the report into the dataset's cache folder.
+    fails with its reason. Logs the report's lines and writes the report into the dataset's cache folder.
 
     Args:
         needed: frames a training sample needs (shorter videos are reported: they repeat their last frame).
@@ -199,9 +216,9 @@ def prepare_frames(
     path = dataset.cache_dir(cache_root) / f"prepare-short{short_side}.json"
     report.write(path, needed)
     lines = report.lines(needed)
-    print(f"{dataset.root}: {lines[0]}; report: {path}")
+    logger.info(f"{dataset.root}: {lines[0]}; report: {path}")
     for line in lines[1:]:
-        print(f"warning: {line}")
+        logger.warning(line)
     usable = dataset.without(set(report.skipped))
     if not usable.train or not usable.validation:
         split = "training" if not usable.train else "validation"

@@ -42,7 +42,7 @@ def tvl1_flow(frames: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected (N, H, W, 3) uint8 RGB frames, got {frames.shape} {frames.dtype}")
     if len(frames) < 2:
         raise ValueError(f"optical flow needs at least 2 frames, got {len(frames)}")
-    estimator = cv2.optflow.DualTVL1OpticalFlow_create()
+    estimator = cv2.optflow.DualTVL1OpticalFlow_create()  # type: ignore[attr-defined]  # opencv-contrib: no stubs
     grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames]
     flows = [estimator.calc(previous, following, None) for previous, following in zip(grey[:-1], grey[1:])]
     return quantize_flow(np.stack(flows))

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mml import validation
 from mml.data.flow import tvl1_flow
 from mml.data.tvl1_torch import tvl1_flow_torch
-from mml.errors import MMLError
+from mml.errors import InvalidValue
 
 FLOW_BACKENDS = ("opencv", "torch")
 
@@ -27,20 +28,27 @@ class FlowBackend:
     compiled: bool = False
 
     def __post_init__(self) -> None:
-        if self.name not in FLOW_BACKENDS:
-            raise MMLError(f"--flow {self.name!r}: expected one of {', '.join(FLOW_BACKENDS)}")
-        if self.name == "opencv" and self.device != "cpu":
-            raise MMLError(f"--flow-device {self.device!r}: the opencv backend runs on the cpu only (use --flow torch)")
+        """Check each setting, named by its command-line option."""
+        validation.one_of("--flow", self.name, FLOW_BACKENDS)
+        opencv = self.name == "opencv"
+        validation.require(
+            not opencv or self.device == "cpu",
+            "--flow-device",
+            f"{self.device!r}: the opencv backend runs on the cpu only (use --flow torch)",
+        )
         try:
             device = torch.device(self.device)
         except RuntimeError as error:
-            raise MMLError(f"--flow-device {self.device!r}: {error}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise MMLError(f"--flow-device {self.device!r}: CUDA is not available on this machine")
-        if self.name == "opencv" and self.compiled:
-            raise MMLError("--flow-compile: only the torch backend compiles (use --flow torch)")
-        if self.batch_pairs < 1:
-            raise MMLError(f"flow batch of {self.batch_pairs} pairs: expected at least 1")
+            raise InvalidValue("--flow-device", f"{self.device!r}: {error}") from None
+        validation.require(
+            device.type != "cuda" or torch.cuda.is_available(),
+            "--flow-device",
+            f"{self.device!r}: CUDA is not available on this machine",
+        )
+        validation.require(
+            not (opencv and self.compiled), "--flow-compile", "only the torch backend compiles (use --flow torch)"
+        )
+        validation.positive("--flow-batch", self.batch_pairs)
 
     def flow(self, frames: np.ndarray) -> np.ndarray:
         """Quantised flow (N-1, H, W, 2) uint8 between consecutive frames (N, H, W, 3) uint8 RGB.

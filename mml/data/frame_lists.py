@@ -1,12 +1,14 @@
 """Reader of PySlowFast / LFB frame lists (Charades): one row per frame with that frame's classes, turned into
 multi-label records whose actions are the runs of consecutive frames carrying each class."""
 
-import warnings
+import logging
 from itertools import groupby
 from pathlib import Path
 
 from mml.data.charades import Action, MultiLabelRecord, read_text
 from mml.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 HEADER = ("original_vido_id", "video_id", "frame_id", "path", "labels")  # sic: PySlowFast asserts "vido"
 
@@ -43,7 +45,7 @@ def read_slowfast_frame_list(
         if not isinstance(parsed, str) and parsed[0] in frames:
             parsed = f"frame_id {parsed[0]} already listed for this video"
         if isinstance(parsed, str):
-            warnings.warn(f"{path}: line {number}: skipping video {row[0]}: {parsed}", stacklevel=2)
+            logger.warning(f"{path}: line {number}: skipping video {row[0]}: {parsed}")
             skipped.add(row[0])
             continue
         frame, labels = parsed

@@ -54,7 +54,8 @@ class JpegSequence:
     without rescaling their values, as the original code resizes flow JPEGs)."""
 
     def __init__(self, files: Sequence[Path] | Sequence[tuple[Path, Path]], short_side: int | None = None) -> None:
-        self.files, self.short_side = list(files), short_side
+        self.files: list[Path | tuple[Path, Path]] = list(files)
+        self.short_side = short_side
 
     def __len__(self) -> int:
         return len(self.files)
@@ -99,7 +100,8 @@ class FolderLayout:
     def flow_files(self, video: str, index: int) -> tuple[Path, Path]:
         """The x and y files of flow field `index` (counted from 0) of `video`."""
         number = index + self.start_index
-        return tuple(self.root / self.flow.format(video=video, index=number, axis=axis) for axis in "xy")
+        x, y = (self.root / self.flow.format(video=video, index=number, axis=axis) for axis in "xy")
+        return x, y
 
     def count(self, video: str, flow: bool) -> int:
         """How many frames (or flow fields) of `video` exist: the files in its folder that match the template."""

@@ -6,91 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import string
-import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from pathlib import Path, PurePath
+from dataclasses import dataclass
+from pathlib import Path
 
 from mml.data.charades import read_text
 from mml.data.frames import FolderLayout
 from mml.data.sthv2 import VideoRecord, dataset_fingerprint
-from mml.errors import DataError, SpecError
+from mml.errors import DataError
+from mml.spec.dataset import RawframesConfig
 
-_FRAME_FIELDS = ("video", "index")
-_FLOW_FIELDS = ("video", "index", "axis")
-
-
-@dataclass(frozen=True)
-class RawframesConfig:
-    """Where a rawframe dataset's lists, classes and images lie, relative to the dataset folder.
-
-    `frames` and `flow` are `FolderLayout` templates; the defaults are the names of TSM's flow lists and of
-    mmaction2's and denseflow's extraction (``img_00001.jpg``, ``flow_x_00001.jpg``), counted from `start_index`.
-    Without a `classes` file the classes are "0".."C-1", C being the largest label of the lists plus one.
-    """
-
-    train: str
-    validation: str
-    classes: str | None = None
-    frames: str = "{video}/img_{index:05d}.jpg"
-    flow: str = "{video}/flow_{axis}_{index:05d}.jpg"
-    start_index: int = 1
-
-    def __post_init__(self) -> None:
-        for key in ("train", "validation", "classes", "frames", "flow"):
-            value = getattr(self, key)
-            if key == "classes" and value is None:
-                continue
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{key}: expected a non-empty string, got {value!r}")
-            if PurePath(value).is_absolute():
-                raise ValueError(f"{key}: {value!r} must be relative to the dataset folder")
-        for key, allowed in (("frames", _FRAME_FIELDS), ("flow", _FLOW_FIELDS)):
-            reason = _template_error(getattr(self, key), allowed)
-            if reason:
-                raise ValueError(f"{key}: {reason}")
-        if not isinstance(self.start_index, int) or isinstance(self.start_index, bool) or self.start_index < 0:
-            raise ValueError(f"start_index: expected a non-negative integer, got {self.start_index!r}")
-
-    @classmethod
-    def from_mapping(cls, mapping: object, where: str) -> RawframesConfig:
-        """The config of a TOML table (a profile's ``[<profile>.dataset] rawframes = {...}``).
-
-        Raises:
-            SpecError: ``"{where}: key: reason"`` for a missing, unknown or invalid key.
-        """
-        if not isinstance(mapping, Mapping):
-            raise SpecError(f"{where}: expected a table, got {type(mapping).__name__} {mapping!r}")
-        known = [field.name for field in fields(cls)]
-        for key in mapping:
-            if key not in known:
-                raise SpecError(f"{where}: {key}: unknown key (known: {', '.join(known)})")
-        for key in ("train", "validation"):
-            if key not in mapping:
-                raise SpecError(f"{where}: {key}: missing")
-        try:
-            return cls(**mapping)
-        except ValueError as error:
-            raise SpecError(f"{where}: {error}") from None
-
-
-def _template_error(template: str, allowed: tuple[str, ...]) -> str | None:
-    """Why `template` is not a usable file template with exactly the fields `allowed`, or None."""
-    try:
-        used = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
-        name_fields = {field for _, field, _, _ in string.Formatter().parse(PurePath(template).name)}
-    except ValueError as error:
-        return f"template {template!r} is malformed ({error})"
-    if used != set(allowed):
-        return f"template {template!r} must use exactly the fields {', '.join(f'{{{f}}}' for f in allowed)}"
-    if "index" not in name_fields:
-        return f"template {template!r} must have {{index}} in its file name, not in a folder"
-    try:
-        template.format(video="v", index=1, axis="x")
-    except ValueError as error:
-        return f"template {template!r} is malformed ({error})"
-    return None
+logger = logging.getLogger(__name__)
 
 
 def read_rawframe_list(root: Path, list_file: str, num_classes: int | None) -> tuple[VideoRecord, ...]:
@@ -99,7 +26,7 @@ def read_rawframe_list(root: Path, list_file: str, num_classes: int | None) -> t
     Each record's id is its folder as listed and its path ``root / folder``; the listed frame count is only checked
     to be positive (the frames are counted on disk when read). A line that is malformed, has no frames, a label
     outside 0..num_classes-1 (or a negative one when `num_classes` is None) or repeats a folder is skipped with a
-    warning naming the file and the line.
+    warning (logged) naming the file and the line.
 
     Raises:
         DataError: The list file is missing or unreadable.
@@ -114,7 +41,7 @@ def read_rawframe_list(root: Path, list_file: str, num_classes: int | None) -> t
         if not isinstance(entry, str) and entry[0] in listed_on:
             entry = f"folder {entry[0]} already listed on line {listed_on[entry[0]]}"
         if isinstance(entry, str):
-            warnings.warn(f"{path}: line {number}: skipping: {entry}", stacklevel=2)
+            logger.warning(f"{path}: line {number}: skipping: {entry}")
             continue
         folder, label = entry
         listed_on[folder] = number
@@ -209,7 +136,7 @@ def _fingerprint(root: Path, config: RawframesConfig) -> str:
     their content). The templates enter because they choose which images are read.
     """
     files = [config.train, config.validation, *([] if config.classes is None else [config.classes])]
-    videos_parent = next(string.Formatter().parse(config.frames))[0].rpartition("/")[0]
+    videos_parent = next(iter(string.Formatter().parse(config.frames)))[0].rpartition("/")[0]
     listed = dataset_fingerprint(root, files, videos_parent)
     layout = [listed, config.frames, config.flow, config.start_index]
     return hashlib.sha256(json.dumps(layout).encode()).hexdigest()

@@ -2,13 +2,15 @@
 
 import hashlib
 import json
+import logging
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mml.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 VIDEO_DIR = "20bn-something-something-v2"
 LABELS_FILE = "something-something-v2-labels.json"
@@ -64,7 +66,7 @@ def read_sthv2(root: Path, split: str) -> Sthv2Split:
         record = _parse_entry(entry, label_index, root / VIDEO_DIR)
         if isinstance(record, str):
             name = entry.get("id") if isinstance(entry, dict) and "id" in entry else f"#{position}"
-            warnings.warn(f"{entries_file}: skipping entry {name}: {record}", stacklevel=2)
+            logger.warning(f"{entries_file}: skipping entry {name}: {record}")
         else:
             records.append(record)
     return Sthv2Split(classes=classes, records=tuple(records))

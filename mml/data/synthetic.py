@@ -30,10 +30,6 @@ Every random choice follows the dataset seed; the dataset is written in the real
 
 import dataclasses
 import json
-import os
-import shutil
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -42,12 +38,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from mml import validation
+from mml.data.generated import MARKER_NAME, check_frame_size, ensure_generated, generate_into
 from mml.data.sthv2 import LABELS_FILE, SPLIT_FILES, TEST_FILE, VIDEO_DIR, class_name
 from mml.data.video import encode_video
-from mml.errors import DataError
 
 GENERATOR_VERSION = 2
-MARKER_NAME = ".mml-synthetic.json"
 SPLITS = ("train", "validation")
 _SPLIT_CODES = {"train": 0, "validation": 1}
 _PLAN_STREAM, _RENDER_STREAM = 0, 1
@@ -156,28 +152,16 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"SyntheticConfig.{field.name} must be an int, got {value!r}")
-        if not 2 <= self.num_classes <= len(_MOTIONS):
-            raise ValueError(f"SyntheticConfig.num_classes must be in 2..{len(_MOTIONS)}, got {self.num_classes}")
+            validation.typed(field.name, getattr(self, field.name), int)
+        validation.within("num_classes", self.num_classes, 2, len(_MOTIONS))
         for name in ("train_per_class", "val_per_class", "fps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SyntheticConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 2 <= self.min_frames <= self.frames:
-            raise ValueError(f"SyntheticConfig needs 2 <= min_frames <= frames, got {self.min_frames}, {self.frames}")
-        for name in ("height", "width"):
-            value = getattr(self, name)
-            if value < 32 or value % 2:
-                raise ValueError(f"SyntheticConfig.{name} must be even and >= 32, got {value}")
-        if self.seed < 0:
-            raise ValueError(f"SyntheticConfig.seed must be >= 0, got {self.seed}")
-        if not 0 <= self.margin <= min(self.height, self.width) // 8:
-            limit = min(self.height, self.width) // 8
-            raise ValueError(f"SyntheticConfig.margin must be in 0..{limit} (short side / 8), got {self.margin}")
+            validation.positive(name, getattr(self, name))
+        validation.within("min_frames", self.min_frames, 2, self.frames)
+        check_frame_size(self.height, self.width)
+        validation.positive("seed", self.seed, zero=True)
+        validation.within("margin", self.margin, 0, min(self.height, self.width) // 8)  # short side / 8
         for name in ("typical_percent", "moving_distractor_percent"):
-            if not 0 <= getattr(self, name) <= 100:
-                raise ValueError(f"SyntheticConfig.{name} must be in 0..100, got {getattr(self, name)}")
+            validation.within(name, getattr(self, name), 0, 100)
 
     def fingerprint_fields(self) -> dict[str, int]:
         """All fields plus the generator version: equal fingerprints mean byte-identical datasets."""
@@ -372,72 +356,13 @@ def _draw(
 
 
 def generate_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -> None:
-    """Generate the dataset in the real sthv2 layout under `root`, atomically (see `generate_atomically`)."""
-    generate_atomically(root, lambda staging: _write_dataset(staging, config, progress))
+    """Generate the dataset in the real sthv2 layout under `root`, atomically (see `generate_into`)."""
+    generate_into(root, lambda staging: _write_dataset(staging, config, progress))
 
 
 def ensure_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -> Path:
     """Return `root` holding the dataset of `config`, generating it only if `root` is absent or empty."""
     return ensure_generated(root, config.fingerprint_fields(), lambda: generate_sthv2(root, config, progress))
-
-
-def generate_atomically(root: Path, write: Callable[[Path], None]) -> None:
-    """Run `write` into a temporary sibling folder (videos, annotations, then the marker) and rename it to `root`,
-    so an interrupted generation never leaves a partial dataset under `root`.
-
-    Raises:
-        DataError: `root` already exists and is not an empty folder.
-    """
-    if _holds_data(root):
-        raise DataError(f"{root}: already exists and is not empty; refusing to overwrite it")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = root.with_name(f".{root.name}.{os.getpid()}.{uuid.uuid4().hex}.partial")
-    try:
-        write(staging)
-        os.replace(staging, root)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not _holds_data(root):
-            raise
-        # Another process generated the same dataset first: the caller checks its marker.
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def ensure_generated(root: Path, expected: dict[str, int], generate: Callable[[], None]) -> Path:
-    """Return `root` if it holds the synthetic dataset whose marker equals `expected`; call `generate` if `root` is
-    absent or empty.
-
-    Raises:
-        DataError: `root` holds other data: no marker, an unreadable one, or one from different settings.
-            Existing data is never deleted.
-    """
-    if not _holds_data(root):
-        generate()
-        return root
-    marker = root / MARKER_NAME
-    if not marker.is_file():
-        raise DataError(f"{root}: exists without a {MARKER_NAME} marker, so it is not a generated synthetic dataset")
-    try:
-        found = json.loads(marker.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{marker}: unreadable synthetic dataset marker ({error})") from error
-    if not isinstance(found, dict):
-        raise DataError(f"{marker}: synthetic dataset marker is not a JSON object")
-    differences = [
-        f"{key}={found.get(key)!r} (wanted {expected.get(key)!r})"
-        for key in sorted(expected.keys() | found.keys())
-        if found.get(key) != expected.get(key)
-    ]
-    if differences:
-        raise DataError(f"{root}: holds a synthetic dataset from other settings: {', '.join(differences)}")
-    return root
-
-
-def _holds_data(root: Path) -> bool:
-    """Whether `root` exists as anything but an empty folder."""
-    return root.exists() and not (root.is_dir() and not any(root.iterdir()))
 
 
 def _write_dataset(folder: Path, config: SyntheticConfig, progress: bool) -> None:
@@ -451,7 +376,7 @@ def _write_dataset(folder: Path, config: SyntheticConfig, progress: bool) -> Non
     total = sum(config.split_size(split) for split in SPLITS)
     with tqdm(total=total, desc="synthetic sthv2", unit="video", disable=not progress) as bar:
         for split in SPLITS:
-            entries = []
+            entries: list[dict[str, object]] = []
             for index in range(config.split_size(split)):
                 plan = plan_clip(config, split, index)
                 video_id = str(next_id)

@@ -20,18 +20,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from mml import validation
 from mml.data.charades import CLASSES_FILE, CSV_COLUMNS, SPLIT_FILES, VIDEO_DIR
+from mml.data.generated import MARKER_NAME, check_frame_size, ensure_generated, generate_into
 from mml.data.sthv2 import class_name
 from mml.data.synthetic import (
     _COLOURS,
     _MOTIONS,
     _SHAPES,
-    MARKER_NAME,
     TEMPLATES,
     _background,
     _draw,
-    ensure_generated,
-    generate_atomically,
     typical_object,
 )
 from mml.data.video import encode_video
@@ -74,28 +73,14 @@ class SyntheticCharadesConfig:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"SyntheticCharadesConfig.{field.name} must be an int, got {value!r}")
-        if not 2 <= self.num_classes <= len(_MOTIONS):
-            raise ValueError(
-                f"SyntheticCharadesConfig.num_classes must be in 2..{len(_MOTIONS)}, got {self.num_classes}"
-            )
+            validation.typed(field.name, getattr(self, field.name), int)
+        validation.within("num_classes", self.num_classes, 2, len(_MOTIONS))
         for name in ("train_videos", "test_videos", "fps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SyntheticCharadesConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not 4 <= self.min_frames <= self.frames:
-            raise ValueError(
-                f"SyntheticCharadesConfig needs 4 <= min_frames <= frames, got {self.min_frames}, {self.frames}"
-            )
-        for name in ("height", "width"):
-            value = getattr(self, name)
-            if value < 32 or value % 2:
-                raise ValueError(f"SyntheticCharadesConfig.{name} must be even and >= 32, got {value}")
-        if self.seed < 0:
-            raise ValueError(f"SyntheticCharadesConfig.seed must be >= 0, got {self.seed}")
-        if not 0 <= self.typical_percent <= 100:
-            raise ValueError(f"SyntheticCharadesConfig.typical_percent must be in 0..100, got {self.typical_percent}")
+            validation.positive(name, getattr(self, name))
+        validation.within("min_frames", self.min_frames, 4, self.frames)
+        check_frame_size(self.height, self.width)
+        validation.positive("seed", self.seed, zero=True)
+        validation.within("typical_percent", self.typical_percent, 0, 100)
 
     def fingerprint_fields(self) -> dict[str, int]:
         """All fields plus the generator version: equal fingerprints mean byte-identical datasets."""
@@ -234,8 +219,8 @@ def _rng(config: SyntheticCharadesConfig, split: str, index: int, stream: int) -
 
 
 def generate_charades(root: Path, config: SyntheticCharadesConfig, progress: bool = True) -> None:
-    """Generate the dataset in the real Charades layout under `root`, atomically (see `generate_atomically`)."""
-    generate_atomically(root, lambda staging: _write_dataset(staging, config, progress))
+    """Generate the dataset in the real Charades layout under `root`, atomically (see `generate_into`)."""
+    generate_into(root, lambda staging: _write_dataset(staging, config, progress))
 
 
 def ensure_charades(root: Path, config: SyntheticCharadesConfig, progress: bool = True) -> Path:

@@ -77,7 +77,7 @@ def tvl1(
     for level, (image0, image1) in reversed(list(enumerate(pyramid))):
         flow = _one_scale(image0, image1, flow, parameters, _Steps.of(compiled))
         if level > 0:
-            finer = pyramid[level - 1][0].shape[1:]
+            finer = (pyramid[level - 1][0].shape[1], pyramid[level - 1][0].shape[2])
             flow = _resize(flow, finer, (flow.shape[2] / finer[0], flow.shape[3] / finer[1])) / parameters.scale_step
     return flow
 
@@ -123,7 +123,8 @@ def _pyramid(
         if min(size) < _SMALLEST_SCALE:
             break
         ratio = (1 / parameters.scale_step, 1 / parameters.scale_step)
-        levels.append(tuple(_resize(image[:, None], size, ratio)[:, 0] for image in levels[-1]))
+        smaller_first, smaller_second = (_resize(image[:, None], size, ratio)[:, 0] for image in levels[-1])
+        levels.append((smaller_first, smaller_second))
     return levels
 
 

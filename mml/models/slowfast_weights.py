@@ -27,7 +27,7 @@ from mml.errors import CheckpointError
 try:
     from numpy._core import multiarray  # numpy >= 2
 except ImportError:  # pragma: no cover - numpy 1
-    from numpy.core import multiarray
+    from numpy.core import multiarray  # type: ignore[no-redef]
 
 _BN = {"s": "weight", "b": "bias", "rm": "running_mean", "riv": "running_var"}
 _PARAM = {"w": "weight", "b": "bias"}
