@@ -22,7 +22,7 @@ from tqdm import tqdm
 from mml.atomic import staging_folder
 from mml.data.cache import FrameSource
 from mml.data.charades import targets
-from mml.data.clips import FusedViews, TestViews
+from mml.data.clips import FusedViews, ViewClips
 from mml.execution import Execution, to_device
 from mml.metrics import charades_map, fuse_views_max
 from mml.networks import stored_heads, stored_models
@@ -38,7 +38,7 @@ EVAL_CLIPS = 32  # clips per forward pass (a Charades video has 30 views of 8 x 
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, views: TestViews, device: str, workers: int, progress: bool, desc: str, fuse_max: bool = False
+    model: nn.Module, views: ViewClips, device: str, workers: int, progress: bool, desc: str, fuse_max: bool = False
 ) -> np.ndarray:
     """Logits (videos, classes) of `model` averaged over each video's views, or their maximum with `fuse_max`
     (`fuse_views_max`, PySlowFast's Charades fusion: the max of sigmoid scores, the sigmoid of the max logit)."""
@@ -120,10 +120,10 @@ def _evaluate(
     ids = [r.video_id for r in dataset.validation]
     models = stored_models(store, config)
     branch_views = [
-        TestViews(dataset.validation, cache, spec.modality, config.recipe, views, config.num_classes)
+        ViewClips(dataset.validation, cache, spec.modality, config.recipe, views, config.num_classes)
         for spec in config.models
     ]
-    evaluated: list[tuple[torch.nn.Module, TestViews | FusedViews]] = list(zip(models, branch_views, strict=True))
+    evaluated: list[tuple[torch.nn.Module, ViewClips | FusedViews]] = list(zip(models, branch_views, strict=True))
     # Heads beyond the models (a late-fusion run's fused head, model index M), after each model with its own head.
     evaluated += [(head, FusedViews(branch_views)) for head in stored_heads(store, config, models)]
     metrics = []

@@ -12,6 +12,7 @@ from torch import nn
 from mml.data.modalities import MODALITIES
 from mml.methods import METHODS
 from mml.models.i3d import I3D_ARCHS, I3DResNet, build_i3d, inflate_2d_state_dict
+from mml.init_source import Random, RunModel
 from mml.models.init import transfer_weights
 from mml.models.tsm import TSMResNet, build_tsm
 from mml.runs import RunConfig, Store
@@ -56,12 +57,12 @@ def build_models(config: RunConfig, load_init: InitLoader, indices: Sequence[int
         spec = config.models[index]
         torch.manual_seed(derive_seed(config.seed, config.replica, INIT_SEED, index))
         model = new_model(config, index)
-        if spec.init_kind != "random":
+        if not isinstance(spec.source, Random):
             state = load_init(spec.init, config.arch)
             if isinstance(model, I3DResNet) and state["conv1.weight"].ndim == 4:
                 state = inflate_2d_state_dict(state, model)  # ImageNet's 2D weights into the 3D network
             # The fc of a model trained on this dataset is kept (the original MML stage 2); ImageNet's is not.
-            transfer_weights(model, state, keep_fc=spec.init_kind == "run", origin=spec.init)
+            transfer_weights(model, state, keep_fc=isinstance(spec.source, RunModel), origin=spec.init)
         models.append(model)
     return models
 

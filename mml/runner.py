@@ -28,6 +28,7 @@ from mml.data.modalities import frames_needed
 from mml.errors import CheckpointError, MMLError, SpecError
 from mml.evaluate import evaluate_stored
 from mml.execution import Execution
+from mml.init_source import Checkpoint, Imagenet, ImagenetFile, PretrainRun, Random, RunModel, parse_init, upstream
 from mml.methods.mutual import CE
 from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
 from mml.models.init import imagenet_state_dict
@@ -144,13 +145,13 @@ class Resolver:
         source = self.profile.imagenet
         if source.source == "torchvision":
             if self.pretrained_path is not None and arch == self.profile.arch:
-                return f"imagenet:sha256:{self.pretrained_sha}"
-            return f"imagenet:{({**ARCHS, **I3D_ARCHS})[arch].imagenet}"
+                return str(ImagenetFile(self.pretrained_sha))
+            return str(Imagenet(str(({**ARCHS, **I3D_ARCHS})[arch].imagenet)))
         recipe = self.profile.recipe
         steps = {round(step * source.epochs / recipe.epochs) for step in recipe.lr_steps}
         pretrain = self._config(
             CE.name,
-            [ModelConfig(modality="RGB", init="random")],
+            [ModelConfig(modality="RGB", init=str(Random()))],
             seed,
             0,
             dataclasses.replace(
@@ -164,7 +165,7 @@ class Resolver:
             arch,
             target="primary" if self.dataset.multilabel else "object",
         )
-        return f"imagenet:run:{self.plan.add(pretrain, 'imagenet (synthetic pretraining)')}/0"
+        return str(PretrainRun(self.plan.add(pretrain, "imagenet (synthetic pretraining)")))
 
     def resolve(self, table: TableSpec, name: str, seed: int) -> str:
         """The id of spec run `name` of `table` for `seed`, adding it and its upstream runs to the plan."""
@@ -176,12 +177,12 @@ class Resolver:
         models = []
         for model, file in zip(spec.models, spec.checkpoints or [None] * len(spec.models)):
             if file is not None:
-                init = f"checkpoint:sha256:{file_sha256(file)}"
-            elif model.init == "imagenet":
+                init = str(Checkpoint(file_sha256(file)))
+            elif isinstance(model.source, Imagenet):
                 init = self.imagenet_init(seed, arch)
             elif model.init_run:
                 upstream, index = model.init_run
-                init = f"run:{self.resolve(table, upstream, seed)}/{index}"
+                init = str(RunModel(self.resolve(table, upstream, seed), index))
             else:
                 init = model.init
             models.append(ModelConfig(modality=model.modality, init=init))
@@ -194,8 +195,8 @@ class Resolver:
                     f"the student {arch}; a teacher is built with its student's backbone"
                 )
             modality = table.runs[teacher_run].models[index].modality
-            teacher = ModelConfig(modality=modality, init=f"run:{self.resolve(table, teacher_run, seed)}/{index}")
-        recipe = run_recipe(self.profile.recipe, dict(spec.recipe))
+            teacher = ModelConfig(modality=modality, init=str(RunModel(self.resolve(table, teacher_run, seed), index)))
+        recipe = run_recipe(self.profile.recipe, dict(spec.recipe), f"{table.source}: runs.{name}.recipe")
         config = self._config(spec.method, models, seed, spec.replica, recipe, arch, teacher=teacher)
         self.plan.cells[key] = self.plan.add(config, f"{table.id}:{name}")
         if spec.checkpoints:
@@ -229,13 +230,14 @@ def init_loader(store: Store, pretrained_path: Path | None):
     model, the weight file `pretrained_path` (`imagenet:sha256:…`), or torchvision's weights of the arch."""
 
     def load(init: str, arch: str) -> dict[str, torch.Tensor]:
-        reference = ModelConfig(modality="", init=init).init_run
+        source = parse_init(init)
+        reference = upstream(source)
         if reference:
             path = store.run_dir(reference[0]) / f"model{reference[1]}.safetensors"
             if not path.is_file():
                 raise CheckpointError(f"{path}: initialisation weights of {init} not found in the store")
             return load_file(str(path))
-        if init.startswith("imagenet:sha256:"):
+        if isinstance(source, ImagenetFile):
             if pretrained_path is None:
                 raise CheckpointError(f"{init}: the weight file of this initialisation was not given")
             return imagenet_state_dict(I3D_2D_TWINS.get(arch, arch), pretrained_path)

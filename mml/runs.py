@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import Any
 import torch
 
 from mml import __version__
+from mml.init_source import InitSource, parse_init, upstream
 from mml.spec import Recipe, identity
 
 # Bump when training or evaluation behaviour changes in a way that changes results: every run id changes with it.
@@ -81,15 +81,14 @@ class ModelConfig:
     init: str = identity()
 
     @property
-    def init_kind(self) -> str:
-        """`random`, `imagenet` or `run`."""
-        return self.init.split(":", 1)[0]
+    def source(self) -> InitSource:
+        """What `init` names, as the tagged type of `mml.init_source`."""
+        return parse_init(self.init)
 
     @property
     def init_run(self) -> tuple[str, int] | None:
         """(run id, model index) of the run this model starts from, if any."""
-        match = re.search(r"run:([0-9a-f]+)/(\d+)$", self.init)
-        return (match[1], int(match[2])) if match else None
+        return upstream(self.source)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from mml.data.datasets import VideoDataset
 from mml.distributed import Layout
 from mml.errors import MMLError
 from mml.execution import PRECISIONS, Execution, autocast, prepared, to_device  # noqa: F401 (mml.cli's PRECISIONS)
+from mml.init_source import RunModel
 from mml.methods import METHODS, Training
 from mml.models.init import param_groups
 from mml.networks import InitLoader, build_models, build_teacher
@@ -58,7 +59,7 @@ def build_optimizers(
     dataset) gets lr x5 / x10."""
     specs = config.models if indices is None else [config.models[index] for index in indices]
     return [
-        _sgd(config, param_groups(model, fc_lr5=spec.init_kind != "run"))
+        _sgd(config, param_groups(model, fc_lr5=not isinstance(spec.source, RunModel)))
         for model, spec in zip(models, specs, strict=True)
     ]
 

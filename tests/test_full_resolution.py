@@ -12,7 +12,7 @@ from mml.spec import ViewProtocol
 
 def test_full_resolution_views_are_centre_crops_of_the_short_side() -> None:
     views = ViewProtocol(dense=1, uniform=2, uniform_offset=0.0, full_resolution=True)
-    inputs, _ = clips.TestViews([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, views, 5)[0]
+    inputs, _ = clips.ViewClips([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, views, 5)[0]
     assert RECIPE.input_size < RECIPE.short_side == 12
     assert inputs.shape == (3, 2 * 3, 12, 12)  # three temporal views of the whole 12-pixel height
     assert [int(pixels(view)[:, 0].min()) for view in inputs] == [4, 4, 4]  # centred on the longer side

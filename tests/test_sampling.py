@@ -166,15 +166,15 @@ def test_dense_view_wraps_short_videos() -> None:
 
 
 def test_test_views_order_and_count() -> None:
-    views = sampling.test_views(61, 1, 8, dense=2, uniform=3, dense_stride=4)
+    views = sampling.view_starts(61, 1, 8, dense=2, uniform=3, dense_stride=4)
     assert len(views) == 5
     for i in range(2):
         np.testing.assert_array_equal(views[i], dense_view(61, 1, 8, 4, i, 2))
     for i in range(3):
         np.testing.assert_array_equal(views[2 + i], uniform_view(61, 1, 8, i / 3))
-    assert len(sampling.test_views(61, 1, 8, dense=0, uniform=1, dense_stride=4)) == 1
+    assert len(sampling.view_starts(61, 1, 8, dense=0, uniform=1, dense_stride=4)) == 1
     with pytest.raises(ValueError, match="at least one view"):
-        sampling.test_views(61, 1, 8, dense=0, uniform=0, dense_stride=4)
+        sampling.view_starts(61, 1, 8, dense=0, uniform=0, dense_stride=4)
 
 
 def test_frame_indices_clamp_to_last_frame() -> None:

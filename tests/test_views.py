@@ -40,7 +40,7 @@ def pixels(view: torch.Tensor) -> torch.Tensor:
 
 def test_three_crops_per_temporal_view_temporal_major() -> None:
     views = ViewProtocol(dense=2, uniform=0, uniform_offset=0.0, crops=3, crop_size=12)
-    inputs, label = clips.TestViews([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, views, 5)[0]
+    inputs, label = clips.ViewClips([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, views, 5)[0]
     assert inputs.shape == (6, 2 * 3, 12, 12) and label == 3
     values = [pixels(view) for view in inputs]
     for temporal in range(2):
@@ -54,16 +54,16 @@ def test_three_crops_per_temporal_view_temporal_major() -> None:
 
 def test_portrait_crops_and_flow() -> None:
     views = ViewProtocol(dense=1, uniform=1, uniform_offset=0.5, crops=3, crop_size=10)
-    inputs, _ = clips.TestViews([RECORD], FakeSource(16, 16, 10), "RGB", RECIPE, views, 5)[0]
+    inputs, _ = clips.ViewClips([RECORD], FakeSource(16, 16, 10), "RGB", RECIPE, views, 5)[0]
     assert inputs.shape == (6, 6, 10, 10)
     assert [int(pixels(view)[:, 1].min()) for view in inputs[:3]] == [0, 3, 6]  # top, middle, bottom rows
-    flow, _ = clips.TestViews([RECORD], FakeSource(16, 16, 10), "Flow", RECIPE, views, 5)[0]
+    flow, _ = clips.ViewClips([RECORD], FakeSource(16, 16, 10), "Flow", RECIPE, views, 5)[0]
     assert flow.shape == (6, 2 * 10, 10, 10)
 
 
 def test_crop_size_sets_the_input_size() -> None:
     views = ViewProtocol(dense=1, uniform=0, uniform_offset=0.0, crops=1, crop_size=12)
-    inputs, _ = clips.TestViews([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, views, 5)[0]
+    inputs, _ = clips.ViewClips([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, views, 5)[0]
     assert inputs.shape == (1, 6, 12, 12)
     assert int(pixels(inputs[0])[:, 0].min()) == 4  # the centre crop
 
@@ -71,7 +71,7 @@ def test_crop_size_sets_the_input_size() -> None:
 def test_default_protocol_is_the_single_centre_crop() -> None:
     views = ViewProtocol(dense=2, uniform=1, uniform_offset=0.5)
     source = FakeSource(16, 12, 20)
-    dataset = clips.TestViews([RECORD], source, "RGB", RECIPE, views, 5)
+    dataset = clips.ViewClips([RECORD], source, "RGB", RECIPE, views, 5)
     inputs, _ = dataset[0]
     spec = MODALITIES["RGB"]
     crop = center_crop(12, 20, RECIPE.input_size)
@@ -85,4 +85,4 @@ def test_default_protocol_is_the_single_centre_crop() -> None:
 def test_crop_larger_than_frame_is_refused() -> None:
     views = ViewProtocol(crops=3, crop_size=16)
     with pytest.raises(ValueError, match="three-crop size 16 must be in 1..12 for a 12x20 frame"):
-        clips.TestViews([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, views, 5)[0]
+        clips.ViewClips([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, views, 5)[0]

@@ -18,7 +18,7 @@ from mml.data.cache import FrameSource
 from mml.data.charades import MultiLabelRecord
 from mml.data.frames import FrameSequence
 from mml.data.modalities import MODALITIES, build_input, gather_clip
-from mml.data.sampling import test_views, train_starts
+from mml.data.sampling import train_starts, view_starts
 from mml.data.sthv2 import VideoRecord
 from mml.data.transforms import center_crop, multiscale_crop, three_crops
 from mml.spec import Recipe, ViewProtocol
@@ -148,7 +148,7 @@ class ShardBatches(Sampler[list[int]]):
         return len(self.batches)
 
 
-class TestViews(Dataset):
+class ViewClips(Dataset):
     """Every test view of one modality per video: a (views, T*C, size, size) tensor.
 
     Views are temporal-major: each temporal view's crops in turn (the centre crop, or with `views.crops` 3 the
@@ -176,7 +176,7 @@ class TestViews(Dataset):
     def view_starts(self, num_frames: int) -> list[np.ndarray]:
         """The deterministic segment starts of each view: the dense views first, then the uniform ones."""
         views = self.views
-        return test_views(
+        return view_starts(
             num_frames,
             self.spec.new_length,
             self.recipe.segments,
@@ -202,7 +202,7 @@ class TestViews(Dataset):
 class FusedViews(Dataset):
     """The test views of several modalities per video, for a late-fusion network: ({modality: views}, label)."""
 
-    def __init__(self, views: Sequence[TestViews]) -> None:
+    def __init__(self, views: Sequence[ViewClips]) -> None:
         self.views = list(views)
 
     def __len__(self) -> int:

@@ -132,7 +132,7 @@ def dense_view(num_frames: int, new_length: int, segments: int, stride: int, ind
     return (start + stride * np.arange(segments, dtype=np.int64)) % valid
 
 
-def test_views(
+def view_starts(
     num_frames: int,
     new_length: int,
     segments: int,
@@ -152,8 +152,6 @@ def test_views(
     views += [uniform_view(num_frames, new_length, segments, (i + uniform_offset) / uniform) for i in range(uniform)]
     return views
 
-
-test_views.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
 
 
 def frame_indices(starts: np.ndarray, new_length: int, num_frames: int) -> np.ndarray:

@@ -10,10 +10,10 @@ from typing import Any
 
 from mml import validation
 from mml.errors import InvalidValue
+from mml.losses import KL_FORMS
 from mml.validation import reported_at
 
 SAMPLINGS = ("uniform", "dense", "both")
-KL_FORMS = ("probs", "logits")
 
 
 def identity(**kwargs: Any) -> Any:

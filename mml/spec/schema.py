@@ -15,15 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mml.errors import SpecError
+from mml.methods import METHODS
 from mml.init_source import InitSource, parse_init, upstream
 from mml.spec.dataset import DatasetConfig
 from mml.spec.recipe import Recipe, identity
 
-DISTILLATION = ("mars", "d3d", "kd")  # one student and a frozen teacher
-TWO_VIEWS = ("ce_aug", "self_kd", "skd_srl")  # one model trained on two augmented views of each clip (SKD-SRL)
-LATE_FUSION = ("late_fusion", "gblend", "gblend_online")  # one network of per-modality branches (G-Blend)
-METHODS = ("ce", "ml", *DISTILLATION, *TWO_VIEWS, *LATE_FUSION)
-SINGLE_LABEL_ONLY = ("kd", *TWO_VIEWS, *LATE_FUSION)  # softmax methods: not for the multi-label setup
 MODALITY_NAMES = ("RGB", "Flow", "Diff")
 SETUPS = ("sthv2", "charades")
 MULTILABEL_SETUP = "charades"  # the setup whose videos carry several actions (BCE, mAP)
@@ -246,4 +242,4 @@ def cell_model_count(run: RunSpec | dict[str, Any]) -> int:
     """How many model indices cells may name: a run's M models, plus for a late-fusion run its fused head, index M
     (model i < M of a late-fusion run is branch i with its own uni-modal head)."""
     method = run.method if isinstance(run, RunSpec) else run.get("method")
-    return len(_models_of(run)) + (method in LATE_FUSION)
+    return len(_models_of(run)) + (METHODS[method].extra_heads if method in METHODS else 0)

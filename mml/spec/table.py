@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mml.errors import SpecError
+from mml.methods import METHODS
 from mml.init_source import RUN_NAME, Imagenet, Random, RunModel, parse_init
 from mml.spec.profile import read_views
 from mml.spec.reader import TomlReader, load_toml
@@ -17,16 +18,11 @@ from mml.spec.recipe import check_recipe_value
 from mml.spec.schema import (
     ACCURACY_METRICS,
     CLAIM_KINDS,
-    DISTILLATION,
-    LATE_FUSION,
-    METHODS,
     METRICS,
     MODALITY_NAMES,
     MULTILABEL_SETUP,
     POSITIONS,
     SETUPS,
-    SINGLE_LABEL_ONLY,
-    TWO_VIEWS,
     ClaimSpec,
     MatrixSpec,
     ModelRef,
@@ -63,7 +59,7 @@ def _read_model(reader: TomlReader, runs: dict[str, Any], loaded: bool) -> Model
 
 
 def _read_run(name: str, reader: TomlReader, runs: dict[str, Any]) -> RunSpec:
-    method = reader.choice("method", METHODS)
+    method = reader.choice("method", tuple(METHODS))
     models_data = reader.get("models", list)
     files = reader.get("checkpoints", list, [])
     if files and (len(files) != len(models_data) or not all(isinstance(f, str) for f in files)):
@@ -73,21 +69,15 @@ def _read_run(name: str, reader: TomlReader, runs: dict[str, Any]) -> RunSpec:
         if not isinstance(item, dict):
             raise reader.error(f"models[{index}]", "expected a table {modality = ..., init = ...}")
         models.append(_read_model(TomlReader(reader.path, item, f"{reader.prefix}models[{index}]."), runs, bool(files)))
-    if method in ("ce", *DISTILLATION, *TWO_VIEWS) and len(models) != 1:
-        raise reader.error("models", f"method {method} trains exactly one model, got {len(models)}")
-    if method == "ml" and len(models) < 2:
-        raise reader.error("models", f"method ml trains two or more models, got {len(models)}")
-    if method in LATE_FUSION:
-        modalities = [model.modality for model in models]
-        if len(models) < 2 or len(set(modalities)) != len(modalities):
-            raise reader.error("models", f"method {method} fuses two or more distinct modalities, got {modalities}")
-        if files:
-            raise reader.error("checkpoints", f"a {method} run is trained, not loaded from checkpoint files")
+    problem = METHODS[method].check_models([model.modality for model in models], bool(files))
+    if problem:
+        raise reader.error(*problem)
     teacher = reader.get("teacher", str, None)
     if files and teacher:
         raise reader.error("teacher", "a run loaded from checkpoint files has no teacher")
-    if (teacher is None) != (method not in DISTILLATION or bool(files)):
-        raise reader.error("teacher", f"methods {' and '.join(DISTILLATION)} need a teacher, others none")
+    if (teacher is None) != (not METHODS[method].teacher or bool(files)):
+        teachers = [name for name, other in METHODS.items() if other.teacher]
+        raise reader.error("teacher", f"methods {' and '.join(teachers)} need a teacher, others none")
     run = RunSpec(
         name=name,
         method=method,
@@ -305,7 +295,7 @@ def load_table(path: Path) -> TableSpec:
         triples=triples,
         claims=_read_claims(reader, ids, triples is not None),
     )
-    multilabel = [name for name, run in runs.items() if run.method in SINGLE_LABEL_ONLY]
+    multilabel = [name for name, run in runs.items() if METHODS[run.method].single_label]
     if multilabel and table.setup == MULTILABEL_SETUP:
         raise reader.error(f"runs.{multilabel[0]}.method", "this method is single-label: not for the charades setup")
     if table.setup == MULTILABEL_SETUP:
