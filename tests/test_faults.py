@@ -1,4 +1,4 @@
-"""Every fault and bad input we tried on the runner, and what happened; the README's guarantees rest on these tests.
+"""Every fault and bad input we tried on the runner, and what happened; docs/guarantees.md rests on these tests.
 
 `FAULTS` lists each one with its outcome, the test that shows it (a test below, or elsewhere in tests/) and a text
 of that test's check; `test_every_listed_fault_has_its_test` keeps the list honest. The faults tried here: SIGKILL
