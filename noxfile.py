@@ -1,6 +1,6 @@
 """Sessions: `nox -s tests` (the test suite), `nox -s reproduce -- table7` (regenerate paper tables),
 `nox -s prepare -- sthv2 --data DIR` (decode a real dataset and extract its flow beforehand), `nox -s benchmark`
-(time the CPU-side pieces), `nox -s lint`."""
+(time the CPU-side pieces), `nox -s lint` (ruff), `nox -s typecheck` (mypy)."""
 
 import nox
 
@@ -41,6 +41,13 @@ def benchmark(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def lint(session: nox.Session) -> None:
-    """Check style with ruff."""
+    """Check style with ruff (pinned: a new ruff's rules would fail unchanged code)."""
     session.install("ruff==0.17.6")
-    session.run("ruff", "check", "mml", "tests", "benchmark", "noxfile.py")
+    session.run("ruff", "check", "mml", "tests", "benchmark", "noxfile.py", "setup.py")
+
+
+@nox.session(default=False)
+def typecheck(session: nox.Session) -> None:
+    """Check the types of `mml/` with mypy (pinned; settings in pyproject.toml's [tool.mypy])."""
+    session.install("mypy==2.4.1", "-e", ".")
+    session.run("mypy", *session.posargs)

@@ -2,7 +2,7 @@
 need and writes them; `mml prepare sthv2 --data DIR` decodes a dataset's videos and extracts their flow beforehand.
 
 `torchrun --nproc-per-node N -m mml reproduce ...` runs `reproduce` on N ranks (see `mml.distributed`); ranks other
-than 0 print nothing but errors.
+than 0 print nothing but errors (`mml.logs`).
 
 Every table records the command that wrote it (`recorded_command`) and the code version (`mml.runs.code_version`).
 `reproduce` trains and evaluates with `mml.runs.CPU_THREADS` intra-op threads, so that results do not depend on the
@@ -15,17 +15,17 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import logging
 import os
 import shlex
 import sys
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from mml import distributed
+from mml import distributed, logs
 from mml.data.datasets import open_dataset, prepare_frames
 from mml.data.flow_backend import FLOW_BACKENDS, FlowBackend
 from mml.data.modalities import MODALITIES, frames_needed
@@ -37,9 +37,19 @@ from mml.runs import Store, pinned_cpu_threads
 from mml.spec import ALL_GROUP, SETUPS, TableSpec, load_profile, load_table, table_path, table_paths
 from mml.train import PRECISIONS, Execution
 
+logger = logging.getLogger(__name__)
+
 # Defaults point into the project checkout when mml runs from one (editable install), else the working directory.
-_PROJECT = Path(__file__).resolve().parent.parent
+_PACKAGE = Path(__file__).resolve().parent
+_PROJECT = _PACKAGE.parent
 _HOME = _PROJECT if (_PROJECT / "reproductions").is_dir() else Path.cwd()
+
+
+def default_specs(package: Path = _PACKAGE) -> Path:
+    """The folder of specs and profiles: the checkout's `reproductions/` when mml runs from one, else the copy
+    installed with the package (`mml/reproductions`, package data)."""
+    checkout = package.parent / "reproductions"
+    return checkout if checkout.is_dir() else package / "reproductions"
 
 
 def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
@@ -74,7 +84,7 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
         ".pkl or .pyth); without it that init is torchvision's ImageNet weights inflated to 3D",
     )
     parser.add_argument(
-        "--specs", type=Path, default=_HOME / "reproductions", metavar="DIR", help="folder of specs and profiles"
+        "--specs", type=Path, default=default_specs(), metavar="DIR", help="folder of specs and profiles"
     )
     parser.add_argument(
         "--out", type=Path, default=_HOME / "tables", metavar="DIR", help="output folder (default: ./tables)"
@@ -121,8 +131,7 @@ def reproduce(args: argparse.Namespace) -> None:
         with pinned_cpu_threads():
             if distributed.rank() == 0:
                 _reproduce(args, device)
-            else:
-                warnings.simplefilter("ignore")
+            else:  # its messages are filtered by mml.logs; this silences what still prints
                 with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
                     _reproduce(args, device)
     finally:
@@ -152,7 +161,7 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
             for rid in plan.order():
                 config = plan.runs[rid]
                 models = " + ".join(f"{m.modality} from {m.init}" for m in config.models)
-                print(f"{store.status(rid):8} {rid}  {config.method}: {models}  [{', '.join(plan.names[rid])}]")
+                logger.info(f"{store.status(rid):8} {rid}  {config.method}: {models}  [{', '.join(plan.names[rid])}]")
         return
     cpus = os.cpu_count() or 1
     workers = args.workers if args.workers is not None else (8 if device.startswith("cuda") else 0)
@@ -182,8 +191,8 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
         written.append(write_summary([reports[table.id] for table in tables], args.out / profile.name))
     minutes = (time.monotonic() - started) / 60
     done = f"{needed} runs needed, {trained} trained or loaded, {needed - trained} reused from {store.root}"
-    print(f"Done in {minutes:.1f} min: {done}.")
-    print("Tables: " + ", ".join(str(p) for p in written))
+    logger.info(f"Done in {minutes:.1f} min: {done}.")
+    logger.info("Tables: " + ", ".join(str(p) for p in written))
 
 
 def _prepare_parser(commands: argparse._SubParsersAction) -> None:
@@ -191,11 +200,15 @@ def _prepare_parser(commands: argparse._SubParsersAction) -> None:
         "prepare", help="decode a dataset's videos into the frame cache and extract TV-L1 flow, resumably"
     )
     parser.add_argument("setup", choices=SETUPS, help="which dataset of the profile: sthv2 or charades")
-    parser.add_argument("--data", type=Path, required=True, help="the dataset folder")
+    parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="the dataset folder")
     parser.add_argument("--profile", default="paper", help="profile whose dataset and short side to use (paper)")
-    parser.add_argument("--specs", type=Path, default=_HOME / "reproductions", help="folder of specs and profiles")
-    parser.add_argument("--store", type=Path, default=_HOME / "store", help="run store folder (default: ./store)")
-    parser.add_argument("--cache", type=Path, help="frame / flow cache folder (default: STORE/cache)")
+    parser.add_argument(
+        "--specs", type=Path, default=default_specs(), metavar="DIR", help="folder of specs and profiles"
+    )
+    parser.add_argument(
+        "--store", type=Path, default=_HOME / "store", metavar="DIR", help="run store folder (default: ./store)"
+    )
+    parser.add_argument("--cache", type=Path, metavar="DIR", help="frame / flow cache folder (default: STORE/cache)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a profile value")
     parser.add_argument("--no-flow", action="store_true", help="frames only, no optical flow")
@@ -261,8 +274,11 @@ def recorded_command(program: Sequence[str], parser: argparse.ArgumentParser, ar
     files enter the run ids by their content, the store holds runs by id), and keeping it would make the same table
     differ byte for byte between machines and stores. The interpreter is written `python`, not its path, for the
     same reason."""
-    placeholders = {
-        option: action.metavar for action in parser._actions if action.type is Path for option in action.option_strings
+    placeholders = {  # every path option has a metavar (DIR, FILE)
+        option: str(action.metavar)
+        for action in parser._actions
+        if action.type is Path
+        for option in action.option_strings
     }
     placeholders["--checkpoint"] = "FILE"
 
@@ -297,15 +313,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(arguments)
     args.command_line = recorded_command(_program(argv is None), commands.choices[args.command], arguments)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = _show_warning
+    logs.configure()
+    with logs.routed_warnings():
         try:
             {"reproduce": reproduce, "prepare": prepare}[args.command](args)
         except distributed.PeerFailed:
             return 2  # rank 0 reports its error
         except MMLError as err:
-            print(f"mml: error: {err}", file=sys.stderr)
+            logger.error("%s", err)
             return 2
     return 0
 
@@ -314,8 +329,3 @@ def _program(from_command_line: bool) -> list[str]:
     """How mml was started: `python -m mml` (also under torchrun -m mml) when this process runs mml/__main__.py,
     else `mml`, the command whose arguments `main` takes (the console script, or a call of `main(argv)`)."""
     return ["python", "-m", "mml"] if from_command_line and Path(sys.argv[0]).name == "__main__.py" else ["mml"]
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-    """Bad-input warnings (a skipped annotation, a skipped video) as one line each, without Python's source line."""
-    print(f"mml: warning: {message}", file=sys.stderr)

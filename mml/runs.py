@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from mml import __version__
+from mml import __version__, atomic
 from mml.init_source import InitSource, parse_init, upstream
 from mml.spec import Recipe, identity
 
@@ -151,20 +151,13 @@ def run_id(config: RunConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+# The store's files are written with `mml.atomic` (flushed, then renamed: readers never see a partial file).
+write_atomic = atomic.write_bytes
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Atomically write pretty JSON."""
-    write_atomic(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+    """Atomically write the store's JSON: indented, keys sorted."""
+    atomic.write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 class Store:
@@ -226,12 +219,15 @@ class Store:
         """Move a completed partial run into the store: DONE is written last, then one directory rename."""
         partial = self.partial_dir(rid)
         (partial / "checkpoint.safetensors").unlink(missing_ok=True)
-        write_atomic(partial / "DONE", b"")
+        atomic.write_bytes(partial / "DONE", b"")
         return publish(partial, self.run_dir(rid))
 
 
 def publish(staging: Path, final: Path) -> Path:
-    """Move a fully written folder into place with one rename, replacing an older one."""
+    """Move a fully written folder into place with one rename, replacing an older one.
+
+    For a folder written over several processes (a resumable partial run); a folder written in one block is staged
+    with `mml.atomic.staging_folder` instead."""
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
         shutil.rmtree(final)

@@ -30,7 +30,9 @@ def run_on_devices(
     `work` must be picklable (a module-level function or a `functools.partial` of one).
 
     Raises:
-        MMLError: A run failed (the first failure; runs already started finish first, no new one starts).
+        The first run's failure, once the runs already started have finished (no new one starts): our bad-input
+        errors (`MMLError`) as they are, for a one-line report; anything else (a bug, out of memory) with the
+        worker's traceback attached and a note naming the run and the device.
     """
     if not devices:
         raise ValueError("run_on_devices needs at least one device")
@@ -38,7 +40,7 @@ def run_on_devices(
     finished: dict[str, T] = {}
     free = list(devices)
     running: dict[Future, tuple[str, str]] = {}
-    failure: BaseException | None = None
+    failure: BaseException | None = None  # the first run's failure
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(len(devices), mp_context=context) as pool:
         while waiting or running:
@@ -55,14 +57,15 @@ def run_on_devices(
             for future in done:
                 rid, device = running.pop(future)
                 free.append(device)
-                if future.exception() is not None:
-                    failure = failure or future.exception()
+                error = future.exception()
+                if error is not None:
+                    if failure is None and not isinstance(error, MMLError):
+                        error.add_note(f"(run {rid} on {device})")
+                    failure = failure or error
                 else:
                     finished[rid] = future.result()
             if failure is not None:
                 waiting.clear()
     if failure is not None:
-        if isinstance(failure, MMLError):
-            raise failure
-        raise MMLError(f"a run failed on its device: {type(failure).__name__}: {failure}") from failure
+        raise failure
     return finished

@@ -202,6 +202,21 @@ def test_a_half_written_video_never_counts_as_done(sthv2: Path, tmp_path: Path, 
     assert report.newly == 1 and len(source.frames(record)) == len(decode_video(record.path))
 
 
+def test_staging_folders_of_killed_processes_are_removed_and_live_ones_kept(sthv2: Path, tmp_path: Path) -> None:
+    dataset = open_dataset(STHV2, sthv2, tmp_path)
+    source = dataset.frame_source(tmp_path / "cache", SHORT_SIDE)
+    record = dataset.train[0]
+    final = source.layout.root / "frames" / record.video_id
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = final.with_name(f".{record.video_id}.{dead.stdout.strip()}.0123456789ab.partial")  # a killed writer's
+    live = final.with_name(f".{record.video_id}.{os.getpid()}.ba9876543210.partial")  # a running writer's
+    for folder in (stale, live):
+        folder.mkdir(parents=True)
+        (folder / "img_00001.jpg").write_bytes(b"half")
+    prepare(source, [record], False, workers=1, progress=False)
+    assert not stale.exists() and live.is_dir() and final.is_dir()
+
+
 def test_prepare_killed_midway_resumes_to_the_uninterrupted_result(sthv2: Path, tmp_path: Path) -> None:
     specs = _specs(tmp_path, short_side=96)  # large enough frames that TV-L1 takes a while
     command = [sys.executable, "-m", "mml", "prepare", "sthv2", "--data", str(sthv2), "--profile", "real"]

@@ -15,7 +15,8 @@ TOGETHER = ("a", "b")  # runs that can only finish if they run at the same time
 
 def record(folder: Path, patience: float, rid: str, device: str) -> str:
     """A stand-in run: notes when it ran and where. The runs of TOGETHER wait (up to `patience` seconds) until each
-    of them has started, so they finish only if the schedule runs them at once; run "bad" fails."""
+    of them has started, so they finish only if the schedule runs them at once; run "bad" fails on bad input, run
+    "crash" as a bug or an out-of-memory error does."""
     start = time.monotonic()
     (folder / f"{rid}.started").touch()
     if rid in TOGETHER:
@@ -26,6 +27,8 @@ def record(folder: Path, patience: float, rid: str, device: str) -> str:
             time.sleep(0.05)
     if rid == "bad":
         raise MMLError(f"run {rid}: failed on purpose")
+    if rid == "crash":
+        raise RuntimeError("CUDA out of memory (a stand-in)")
     (folder / f"{rid}.json").write_text(json.dumps({"device": device, "start": start, "end": time.monotonic()}))
     return f"{rid} on {device}"
 
@@ -48,6 +51,16 @@ def test_a_failed_run_stops_the_schedule_with_its_error(tmp_path: Path) -> None:
     with pytest.raises(MMLError, match="run bad: failed on purpose"):
         run_on_devices(list(upstream), upstream, ["cpu"], functools.partial(record, tmp_path, 60.0))
     assert not (tmp_path / "after.json").exists()
+
+
+def test_a_run_that_crashes_keeps_its_error_type_and_traceback(tmp_path: Path) -> None:
+    """Only bad input (MMLError) is reported in one line; a bug or out-of-memory stays what it is, with the worker's
+    traceback, so that it is not mistaken for bad input."""
+    with pytest.raises(RuntimeError, match="CUDA out of memory") as error:
+        run_on_devices(["crash"], {"crash": set()}, ["cuda:1"], functools.partial(record, tmp_path, 60.0))
+    assert not isinstance(error.value, MMLError)
+    assert "(run crash on cuda:1)" in error.value.__notes__
+    assert 'raise RuntimeError("CUDA out of memory' in str(error.value.__cause__)  # the worker's traceback
 
 
 def test_runs_that_wait_for_each_other_fail_on_one_device(tmp_path: Path) -> None:

@@ -14,9 +14,11 @@ others still prepare.
 
 from __future__ import annotations
 
+import glob
 import json
 import multiprocessing
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +29,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
+from mml.atomic import atomic_file, staging_folder, write_text
 from mml.data.charades import MultiLabelRecord
 from mml.data.flow_backend import OPENCV, FlowBackend
 from mml.data.frames import FolderLayout, FrameSequence, JpegSequence, write_image
@@ -122,7 +125,8 @@ class JpegCache(FolderFrames):
     `flow_backend` (all of a video's fields in memory, then written into place at once)."""
 
     def __init__(self, root: Path, short_side: int, flow_backend: FlowBackend = OPENCV) -> None:
-        super().__init__(FolderLayout(Path(root) / f"jpeg{short_side}", **JPEG_CACHE_LAYOUT), None)
+        layout = FolderLayout(Path(root) / f"jpeg{short_side}", JPEG_CACHE_LAYOUT["frames"], JPEG_CACHE_LAYOUT["flow"])
+        super().__init__(layout, None)
         self.decode_side = short_side
         self.flow_backend = flow_backend
 
@@ -149,22 +153,23 @@ class JpegCache(FolderFrames):
         return len(frames), True
 
     def _write_folder(self, record: Record, kind: str, images: list[tuple[Path, np.ndarray]]) -> None:
-        """Write a video's images into a temporary folder, then rename it into place (the rename marks it done)."""
+        """Write a video's images into a staging folder, then rename it into place (the rename marks it done; if
+        another process finished the same video first, its folder is kept)."""
         final = self._folder(record, kind)
-        for stale in final.parent.glob(f".partial-{record.video_id}-*"):  # left by a killed process
-            if not _process_alive(stale.name.rsplit("-", 1)[-1]):
-                shutil.rmtree(stale, ignore_errors=True)
-        partial = final.with_name(f".partial-{record.video_id}-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        for path, image in images:
-            write_image(partial / path.name, image)
-        try:
-            os.rename(partial, final)
-        except OSError:  # another process finished the same video first
-            shutil.rmtree(partial, ignore_errors=True)
-            if not final.is_dir():
-                raise
+        _remove_stale_staging(final)
+        with staging_folder(final, replace=False) as staging:
+            for path, image in images:
+                write_image(staging / path.name, image)
+
+
+def _remove_stale_staging(final: Path) -> None:
+    """Delete the staging folders of `final` that killed processes left (named by `mml.atomic.temporary_sibling`:
+    `.<stem>.<pid>.<random>.partial<suffix>`); those of running processes are theirs."""
+    pattern = re.compile(rf"{re.escape(f'.{final.stem}.')}(\d+)\.[0-9a-f]+\.partial{re.escape(final.suffix)}")
+    for stale in final.parent.glob(f".{glob.escape(final.stem)}.*.partial*"):
+        match = pattern.fullmatch(stale.name)
+        if match and not _process_alive(match[1]):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _process_alive(pid: str) -> bool:
@@ -193,11 +198,9 @@ def _flow_of(record: Record, frames: np.ndarray, backend: FlowBackend) -> np.nda
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(temporary, "wb") as handle:
+    """Save `array` as `path` atomically."""
+    with atomic_file(path) as temporary, open(temporary, "wb") as handle:
         np.save(handle, array)
-    os.replace(temporary, path)
 
 
 @dataclass
@@ -220,10 +223,7 @@ class PrepareReport:
             "shorter_than_a_sample": {"frames_needed": needed, "videos": sorted(self.short(needed))},
             "frames": dict(sorted(self.frames.items())),
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        temporary.write_text(json.dumps(content, indent=1) + "\n")
-        os.replace(temporary, path)
+        write_text(path, json.dumps(content, indent=1) + "\n")
 
     def lines(self, needed: int) -> list[str]:
         """One-line messages: the counts, the first skipped videos with their reasons, the short videos."""

@@ -1,14 +1,14 @@
 """Video file I/O with PyAV: decode a whole clip to RGB frames and encode frames atomically."""
 
-import os
-import uuid
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import cv2
 import numpy as np
 
+from mml.atomic import atomic_file
 from mml.errors import DataError
 
 # Encoder options per supported codec: fast, near-lossless and single-threaded so output is reproducible.
@@ -125,14 +125,8 @@ def encode_video(path: Path, frames: np.ndarray, fps: int, codec: str = "libvpx-
         raise ValueError(f"frame height and width must be even for yuv420p, got {height}x{width}")
     if fps < 1:
         raise ValueError(f"fps must be positive, got {fps}")
-    # A unique name (not mkstemp, which would leave the final file with mode 0600); same folder so rename is atomic.
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex}.partial{path.suffix}")
-    try:
+    with atomic_file(path) as temporary:  # keeps the suffix, from which the container is chosen
         _write(temporary, frames, fps, codec)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _write(path: Path, frames: np.ndarray, fps: int, codec: str) -> None:
@@ -141,7 +135,7 @@ def _write(path: Path, frames: np.ndarray, fps: int, codec: str) -> None:
     Bit-exact muxing (no random track ids or version strings) makes equal frames give byte-identical files.
     """
     with av.open(str(path), mode="w", container_options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream = cast(av.video.stream.VideoStream, container.add_stream(codec, rate=fps))  # a video codec's
         stream.width = frames.shape[2]
         stream.height = frames.shape[1]
         stream.pix_fmt = "yuv420p"
