@@ -11,9 +11,9 @@ ceiling, in images/s and its clip equivalent (images/s / segments). Each group's
 (`row_order`); from the cache, at least `--workers` steps warm up and four times as many are timed. `--json`
 writes every figure and the target ratios (`target_ratios`) as JSON, after each row.
 
-The training step is the trainer's: `mml.train.network`, `group_step` (CE plus the mutual KL term), `backward`,
-gradient clipping and SGD with TSM's parameter groups, under the trainer's own speed settings (`mml.train.Execution`,
-`prepared`, `autocast`).
+The training step is the trainer's: `mml.networks.network`, `mml.methods.mutual.group_step` (CE plus the mutual
+KL term), `backward`, gradient clipping and SGD with TSM's parameter groups, under the trainer's own speed settings
+(`mml.execution.Execution`, `prepared`, `autocast`).
 
     python benchmark/gpu_throughput.py --device cuda                 # the real figures (a few minutes)
     python benchmark/gpu_throughput.py --device cpu --tiny --steps 1 # a smoke run: tiny TSM, 32 px, batch 2
@@ -46,11 +46,14 @@ from mml.data.flow_backend import FlowBackend
 from mml.data.modalities import MODALITIES
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.distributed import Layout
+from mml.execution import Execution, autocast, prepared
+from mml.methods.mutual import group_step
+from mml.networks import network
 from mml.runs import ModelConfig, RunConfig
 from mml.spec import DatasetConfig, Recipe
-from mml.train import Execution, Outputs, autocast, backward, build_optimizers, group_step, network, prepared
+from mml.train import Outputs, backward, build_optimizers
 
-# The trainer's speed settings (`mml.train.Execution`, device set per run): the fp32-eager baseline, bf16 autocast
+# The trainer's speed settings (`mml.execution.Execution`, device set per run): the fp32-eager baseline, bf16 autocast
 # with channels_last, and the trainer's CUDA default, which adds torch.compile.
 SETTINGS = {
     "fp32-eager": Execution(),
@@ -157,7 +160,7 @@ def training_step(config: RunConfig, setting: Execution) -> Callable[[dict, torc
 
     def step(inputs: dict[str, torch.Tensor], labels: torch.Tensor) -> None:
         with autocast(setting):
-            losses = group_step(config, nets, None, inputs, labels, layout)
+            losses = group_step(config, nets, inputs, labels, layout)
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         backward(losses, layout, 1.0)

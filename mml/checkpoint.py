@@ -20,12 +20,13 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 import mml
+from mml import atomic
 from mml.distributed import Layout
 from mml.errors import CheckpointError
 from mml.execution import Execution
 from mml.models.convert import fit_checkpoint
 from mml.networks import new_model
-from mml.runs import RunConfig, Store, write_atomic, write_json
+from mml.runs import RunConfig, Store, write_json
 
 # Trained modules by checkpoint key: a model by its index in the run, an auxiliary module by its name.
 Modules = dict[int | str, tuple[nn.Module, torch.optim.SGD]]
@@ -62,7 +63,7 @@ def held_tensors(layout: Layout, modules: dict[int | str, tuple[nn.Module, torch
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict) -> None:
     """Write a checkpoint: the trained modules' tensors and the run's state."""
-    write_atomic(path, save(tensors, metadata={"state": json.dumps(state)}))
+    atomic.write_bytes(path, save(tensors, metadata={"state": json.dumps(state)}))
 
 
 def load_checkpoint(path: Path, rid: str, modules: Modules) -> dict:
@@ -99,7 +100,7 @@ def write_finished(
     for index in names:
         name, _ = checkpoint_names(index)
         weights_of = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
-        write_atomic(partial / f"{name}.safetensors", save(weights_of))
+        atomic.write_bytes(partial / f"{name}.safetensors", save(weights_of))
     write_json(partial / "metrics.json", {key: value for key, value in state.items() if key not in ("run_id", "epoch")})
     record = {"run_id": config.run_id, "config": dataclasses.asdict(config), **provenance(), "world_size": world}
     record["execution"] = run.speed_record()
@@ -114,7 +115,7 @@ def import_run(config: RunConfig, files: Sequence[Path], store: Store) -> Path:
     for index, path in enumerate(files):
         model = new_model(config, index)
         weights = {k: v.contiguous() for k, v in fit_checkpoint(Path(path), model).items()}
-        write_atomic(partial / f"model{index}.safetensors", save(weights))
+        atomic.write_bytes(partial / f"model{index}.safetensors", save(weights))
     write_json(partial / "metrics.json", {"history": [], "loaded_from": [str(path) for path in files]})
     write_json(partial / "run.json", {"run_id": rid, "config": dataclasses.asdict(config), **provenance()})
     return store.finish(rid)

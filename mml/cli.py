@@ -12,7 +12,6 @@ machine's core count.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -30,12 +29,12 @@ from mml.data.datasets import open_dataset, prepare_frames
 from mml.data.flow_backend import FLOW_BACKENDS, FlowBackend
 from mml.data.modalities import MODALITIES, frames_needed
 from mml.errors import MMLError
+from mml.execution import PRECISIONS, Execution
 from mml.report.build import write_outputs, write_summary
 from mml.report.results import StoredResults
 from mml.runner import execute, plan_tables
 from mml.runs import Store, pinned_cpu_threads
 from mml.spec import ALL_GROUP, SETUPS, TableSpec, load_profile, load_table, table_path, table_paths
-from mml.train import PRECISIONS, Execution
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +127,8 @@ def reproduce(args: argparse.Namespace) -> None:
     """Plan, train what is missing, and write the tables (on every rank under torchrun)."""
     device = distributed.init(args.device)
     try:
-        with pinned_cpu_threads():
-            if distributed.rank() == 0:
-                _reproduce(args, device)
-            else:  # its messages are filtered by mml.logs; this silences what still prints
-                with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-                    _reproduce(args, device)
+        with pinned_cpu_threads():  # messages of ranks other than 0 are filtered by mml.logs
+            _reproduce(args, device)
     finally:
         distributed.shutdown()
 

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from mml import atomic
 from mml.atomic import staging_folder
 from mml.data.cache import FrameSource
 from mml.data.charades import targets
@@ -26,7 +27,7 @@ from mml.data.clips import FusedViews, ViewClips
 from mml.execution import Execution, to_device
 from mml.metrics import charades_map, fuse_views_max
 from mml.networks import stored_heads, stored_models
-from mml.runs import RunConfig, Store, write_atomic, write_json
+from mml.runs import RunConfig, Store, write_json
 from mml.spec import ViewProtocol
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def save_scores(path: Path, video_ids: list[str], labels: np.ndarray, logits: np
     """Atomically store per-video scores."""
     buffer = io.BytesIO()
     np.savez(buffer, video_ids=np.array(video_ids), labels=labels, logits=logits)
-    write_atomic(path, buffer.getvalue())
+    atomic.write_bytes(path, buffer.getvalue())
 
 
 def load_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

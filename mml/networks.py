@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mml.data.modalities import MODALITIES
+from mml.init_source import Random, RunModel
 from mml.methods import METHODS
 from mml.models.i3d import I3D_ARCHS, I3DResNet, build_i3d, inflate_2d_state_dict
-from mml.init_source import Random, RunModel
 from mml.models.init import transfer_weights
 from mml.models.tsm import TSMResNet, build_tsm
 from mml.runs import RunConfig, Store

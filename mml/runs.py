@@ -152,7 +152,6 @@ def run_id(config: RunConfig) -> str:
 
 
 # The store's files are written with `mml.atomic` (flushed, then renamed: readers never see a partial file).
-write_atomic = atomic.write_bytes
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -220,10 +219,10 @@ class Store:
         partial = self.partial_dir(rid)
         (partial / "checkpoint.safetensors").unlink(missing_ok=True)
         atomic.write_bytes(partial / "DONE", b"")
-        return publish(partial, self.run_dir(rid))
+        return _publish(partial, self.run_dir(rid))
 
 
-def publish(staging: Path, final: Path) -> Path:
+def _publish(staging: Path, final: Path) -> Path:
     """Move a fully written folder into place with one rename, replacing an older one.
 
     For a folder written over several processes (a resumable partial run); a folder written in one block is staged

@@ -31,7 +31,7 @@ from mml.data.clips import ShardBatches, TrainClips, TwoViews
 from mml.data.datasets import VideoDataset
 from mml.distributed import Layout
 from mml.errors import MMLError
-from mml.execution import PRECISIONS, Execution, autocast, prepared, to_device  # noqa: F401 (mml.cli's PRECISIONS)
+from mml.execution import Execution, autocast, prepared, to_device
 from mml.init_source import RunModel
 from mml.methods import METHODS, Training
 from mml.models.init import param_groups

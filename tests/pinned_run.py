@@ -19,10 +19,10 @@ import numpy as np
 
 from mml.data.datasets import open_dataset
 from mml.evaluate import load_scores
+from mml.execution import Execution
 from mml.runner import execute, plan_tables
 from mml.runs import CPU_THREADS, Store, pinned_cpu_threads
 from mml.spec import load_profile, load_table
-from mml.train import Execution
 
 FOLDER = Path(__file__).parent / "pinned"
 PIN_FILE = FOLDER / "runs.json"

@@ -9,8 +9,8 @@ from test_models import reference_shift
 from test_tvl1_torch import _texture, _warped
 
 from mml.data.tvl1_torch import tvl1
+from mml.execution import Execution
 from mml.models.tsm import temporal_shift
-from mml.train import Execution
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 

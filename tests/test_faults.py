@@ -19,14 +19,16 @@ import torch
 from runner_cli import TESTS, environment, reproduce_command
 from safetensors import safe_open
 
-import mml.train
+import mml.methods.mutual
+import mml.networks
 from mml.data.cache import prepare
 from mml.data.datasets import open_dataset
 from mml.errors import MMLError
+from mml.execution import Execution
 from mml.runner import init_loader, plan_tables
 from mml.runs import Store
 from mml.spec import load_profile, load_table
-from mml.train import Execution, train_run
+from mml.train import train_run
 
 FAULTS = [
     # (fault or bad input, what happens, the test that shows it, a text of that test's check)
@@ -236,14 +238,14 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(
     stand_in = plan.runs[rgb].upstream[0]
     train_run(plan.runs[stand_in], dataset.for_target(plan.runs[stand_in].target), cache, store, run, loader)
     steps_per_epoch = len(dataset.train) // profile.recipe.batch_size
-    original, calls = mml.train.group_step, []
+    original, calls = mml.methods.mutual.group_step, []
 
     def diverging(*args, **kwargs):
         losses = original(*args, **kwargs)
         calls.append(1)
         return [loss * float("nan") for loss in losses] if len(calls) == steps_per_epoch + 1 else losses
 
-    monkeypatch.setattr(mml.train, "group_step", diverging)
+    monkeypatch.setattr(mml.methods.mutual, "group_step", diverging)
     with pytest.raises(MMLError) as error:
         train_run(plan.runs[rgb], dataset, cache, store, run, loader)
     partial = store.partial_dir(rgb)
@@ -256,7 +258,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(
     train_run(plan.runs[rgb], dataset, cache, store, run, loader)
     assert (
         store.is_done(rgb)
-        and torch.isfinite(next(iter(mml.train.stored_models(store, plan.runs[rgb])[0].parameters()))).all()
+        and torch.isfinite(next(iter(mml.networks.stored_models(store, plan.runs[rgb])[0].parameters()))).all()
     )
 
 

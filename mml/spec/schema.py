@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mml.errors import SpecError
-from mml.methods import METHODS
 from mml.init_source import InitSource, parse_init, upstream
+from mml.methods import METHODS
 from mml.spec.dataset import DatasetConfig
 from mml.spec.recipe import Recipe, identity
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from mml.errors import SpecError
-from mml.methods import METHODS
 from mml.init_source import RUN_NAME, Imagenet, Random, RunModel, parse_init
+from mml.methods import METHODS
 from mml.spec.profile import read_views
 from mml.spec.reader import TomlReader, load_toml
 from mml.spec.recipe import check_recipe_value
