@@ -118,3 +118,20 @@ def parse_init(text: str, key: str = "init") -> InitSource:
 def upstream(source: InitSource) -> tuple[str, int] | None:
     """(run, model index) of the run whose model `source` starts from, or None."""
     return (source.run, source.model) if isinstance(source, RunModel | PretrainRun) else None
+
+
+class InitialisedFrom:
+    """Base of the dataclasses with an `init` string (a spec's model, a run config's model): its parsed source and
+    the (run, model index) it starts from. It adds no dataclass field, so run ids do not see it."""
+
+    init: str
+
+    @property
+    def source(self) -> InitSource:
+        """`init` as its tagged type."""
+        return parse_init(self.init)
+
+    @property
+    def init_run(self) -> tuple[str, int] | None:
+        """(run, model index) of the run this model starts from (a spec run's name or a run id), else None."""
+        return upstream(self.source)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from mml import __version__, atomic
-from mml.init_source import InitSource, parse_init, upstream
+from mml.init_source import InitialisedFrom
 from mml.spec import Recipe, identity
 
 # Bump when training or evaluation behaviour changes in a way that changes results: every run id changes with it.
@@ -69,7 +69,7 @@ def pinned_cpu_threads(threads: int = CPU_THREADS) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(InitialisedFrom):
     """One model of a run.
 
     `init` is `random`, `imagenet:<weights name or file sha256>`, `imagenet:run:<run id>/0` (the synthetic
@@ -79,16 +79,6 @@ class ModelConfig:
 
     modality: str = identity()
     init: str = identity()
-
-    @property
-    def source(self) -> InitSource:
-        """What `init` names, as the tagged type of `mml.init_source`."""
-        return parse_init(self.init)
-
-    @property
-    def init_run(self) -> tuple[str, int] | None:
-        """(run id, model index) of the run this model starts from, if any."""
-        return upstream(self.source)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mml.errors import SpecError
-from mml.init_source import InitSource, parse_init, upstream
+from mml.init_source import InitialisedFrom
 from mml.methods import METHODS
 from mml.spec.dataset import DatasetConfig
 from mml.spec.recipe import Recipe, identity
@@ -105,22 +105,12 @@ class Profile:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(InitialisedFrom):
     """One model of a run in a table spec: its input modality and where its weights start from (`init`: random,
     imagenet, run:<run name>/<model index>, or checkpoint for a run loaded from weight files)."""
 
     modality: str
     init: str
-
-    @property
-    def source(self) -> InitSource:
-        """`init` as its tagged type."""
-        return parse_init(self.init)
-
-    @property
-    def init_run(self) -> tuple[str, int] | None:
-        """(run name, model index) when initialised from another run of the spec, else None."""
-        return upstream(self.source)
 
 
 @dataclass(frozen=True)
