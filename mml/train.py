@@ -89,6 +89,13 @@ def backward(losses: Sequence[torch.Tensor], layout: Layout, share: float) -> No
     (total if weight == 1 else total * weight).backward()
 
 
+def clip_gradients(module: nn.Module, max_norm: float) -> None:
+    """Scale the gradients of `module` to a total norm of at most `max_norm` (TSM's `--clip-gradient`); 0 turns
+    clipping off, as a recipe without clipping (PySlowFast's) means it, instead of zeroing every gradient."""
+    if max_norm > 0:
+        nn.utils.clip_grad_norm_(module.parameters(), max_norm)
+
+
 def train_run(
     config: RunConfig,
     dataset: VideoDataset,
@@ -172,7 +179,7 @@ class _Epochs:
                 optimizer.zero_grad(set_to_none=True)
             backward(losses, layout, self.share)
             for module, optimizer in self.parts:
-                nn.utils.clip_grad_norm_(module.parameters(), recipe.grad_clip)
+                clip_gradients(module, recipe.grad_clip)
                 optimizer.step()
             totals = totals + np.asarray(values)
             bar.set_postfix(loss=" ".join(f"{v / (step + 1):.3f}" for v in np.atleast_1d(totals)))

@@ -54,7 +54,7 @@ class Recipe:
     lr_decay: float = identity(default=0.1)
     momentum: float = identity(default=0.9)
     weight_decay: float = identity(default=5e-4)
-    grad_clip: float = identity(default=20.0)
+    grad_clip: float = identity(default=20.0)  # max gradient norm; 0: no clipping
     dropout: float = identity(default=0.5)
     sampling: str = identity(default="both")
     dense_stride: int = identity(default=4)  # τ at `segments`; see the class docstring
