@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -51,7 +51,7 @@ def module_tensors(
     return tensors
 
 
-def held_tensors(layout: Layout, modules: dict[int | str, tuple[nn.Module, torch.optim.SGD | None]]) -> dict:
+def held_tensors(layout: Layout, modules: Mapping[int | str, tuple[nn.Module, torch.optim.SGD | None]]) -> dict:
     """The tensors of this process's trained modules (with their optimisers where given), from shard 0 only:
     replicas are identical."""
     tensors: dict[str, torch.Tensor] = {}

@@ -45,6 +45,12 @@ class _World:
 _world: _World | None = None
 
 
+def _member(group: dist.ProcessGroup | int) -> dist.ProcessGroup:
+    """A group `dist.new_group` made with this rank in it: never its non-member marker (an int, -100)."""
+    assert not isinstance(group, int), "this rank is in every group it keeps"
+    return group
+
+
 def init(device: str) -> str:
     """Join the process group that torchrun describes (`WORLD_SIZE` > 1 in the environment): nccl on CUDA, gloo on
     the CPU. Returns the device this rank trains on: `cuda` becomes `cuda:LOCAL_RANK`; unchanged without torchrun."""
@@ -58,7 +64,7 @@ def init(device: str) -> str:
         dist.init_process_group("nccl", device_id=torch.device(device))
     else:
         dist.init_process_group("gloo")
-    _world = _World(control=dist.new_group(backend="gloo", timeout=WAIT))
+    _world = _World(control=_member(dist.new_group(backend="gloo", timeout=WAIT)))
     return device
 
 
@@ -220,6 +226,8 @@ def layout(models: int) -> Layout | None:
             for m in range(models)
         ]
         me = dist.get_rank()
-        _world.groups[models] = (peers[me % replicas], reps[me // replicas])
+        # Rank me is in peer group me % replicas (m = me // replicas) and in replica group me // replicas.
+        peer, rep = peers[me % replicas], reps[me // replicas]
+        _world.groups[models] = (None if peer is None else _member(peer), None if rep is None else _member(rep))
     peer_group, replica_group = _world.groups[models]
     return Layout(models, world, dist.get_rank(), replicas, peer_group, replica_group)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -31,7 +31,11 @@ from mml.runs import RunConfig, Store, write_json
 from mml.spec import ViewProtocol
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from mml.data.charades import MultiLabelRecord
     from mml.data.datasets import VideoDataset
+    from mml.data.sthv2 import VideoRecord
 
 EVAL_BATCH = 8  # videos per loader batch
 EVAL_CLIPS = 32  # clips per forward pass (a Charades video has 30 views of 8 x 256 x 256)
@@ -39,7 +43,13 @@ EVAL_CLIPS = 32  # clips per forward pass (a Charades video has 30 views of 8 x 
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, views: ViewClips, device: str, workers: int, progress: bool, desc: str, fuse_max: bool = False
+    model: nn.Module,
+    views: ViewClips | FusedViews,
+    device: str,
+    workers: int,
+    progress: bool,
+    desc: str,
+    fuse_max: bool = False,
 ) -> np.ndarray:
     """Logits (videos, classes) of `model` averaged over each video's views, or their maximum with `fuse_max`
     (`fuse_views_max`, PySlowFast's Charades fusion: the max of sigmoid scores, the sigmoid of the max logit)."""
@@ -114,10 +124,11 @@ def _evaluate(
 ) -> dict[str, Any]:
     rid = config.run_id
     multilabel = dataset.multilabel
+    # A data set's records are all of one kind, the one `multilabel` reads off its first training record.
     if multilabel:
-        labels = targets(dataset.validation, config.num_classes)
+        labels = targets(cast("Sequence[MultiLabelRecord]", dataset.validation), config.num_classes)
     else:
-        labels = np.array([r.label for r in dataset.validation])
+        labels = np.array([r.label for r in cast("Sequence[VideoRecord]", dataset.validation)])
     ids = [r.video_id for r in dataset.validation]
     models = stored_models(store, config)
     branch_views = [

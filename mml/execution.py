@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from mml.spec import execution
+
+M = TypeVar("M", bound=nn.Module)
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -55,7 +58,7 @@ def autocast(run: Execution) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type, dtype=torch.bfloat16, enabled=run.precision == "bf16")
 
 
-def prepared(network: nn.Module, run: Execution) -> nn.Module:
+def prepared(network: M, run: Execution) -> M:
     """A network (moved to the device) in the run's memory format: channels_last (channels_last_3d for 3D convs)."""
     network = network.to(run.device)
     if run.channels_last:

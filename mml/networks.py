@@ -43,7 +43,9 @@ def new_model(config: RunConfig, index: int) -> TSMResNet | I3DResNet:
     return network(config, config.models[index].modality)
 
 
-def build_models(config: RunConfig, load_init: InitLoader, indices: Sequence[int] | None = None) -> list[nn.Module]:
+def build_models(
+    config: RunConfig, load_init: InitLoader, indices: Sequence[int] | None = None
+) -> list[TSMResNet | I3DResNet]:
     """Build and initialise the run's models (those of `indices`, default all; each as in the whole group).
 
     Args:
@@ -52,7 +54,7 @@ def build_models(config: RunConfig, load_init: InitLoader, indices: Sequence[int
             weights) given (init, arch).
         indices: which models.
     """
-    models: list[nn.Module] = []
+    models: list[TSMResNet | I3DResNet] = []
     for index in range(len(config.models)) if indices is None else indices:
         spec = config.models[index]
         torch.manual_seed(derive_seed(config.seed, config.replica, INIT_SEED, index))
@@ -67,7 +69,7 @@ def build_models(config: RunConfig, load_init: InitLoader, indices: Sequence[int
     return models
 
 
-def build_teacher(config: RunConfig, load_init: InitLoader) -> nn.Module:
+def build_teacher(config: RunConfig, load_init: InitLoader) -> TSMResNet | I3DResNet:
     """The frozen teacher of a distillation run, in eval mode, loaded from the run it names."""
     if config.teacher is None:
         raise ValueError(f"run {config.run_id} has no teacher")
@@ -81,9 +83,9 @@ def stored_weights(store: Store, config: RunConfig, name: str) -> dict[str, torc
     return load_file(str(store.run_dir(config.run_id) / f"{name}.safetensors"))
 
 
-def stored_models(store: Store, config: RunConfig) -> list[nn.Module]:
+def stored_models(store: Store, config: RunConfig) -> list[TSMResNet | I3DResNet]:
     """The trained models of a finished run, loaded from the store."""
-    models: list[nn.Module] = []
+    models: list[TSMResNet | I3DResNet] = []
     for index in range(len(config.models)):
         model = new_model(config, index)
         model.load_state_dict(stored_weights(store, config, f"model{index}"))
@@ -91,7 +93,7 @@ def stored_models(store: Store, config: RunConfig) -> list[nn.Module]:
     return models
 
 
-def stored_heads(store: Store, config: RunConfig, models: Sequence[nn.Module]) -> list[nn.Module]:
+def stored_heads(store: Store, config: RunConfig, models: Sequence[TSMResNet | I3DResNet]) -> list[nn.Module]:
     """The heads a finished run is evaluated with beyond its models (a late-fusion run's fused head), built over
     its loaded `models`."""
     return METHODS[config.method].evaluation_heads(config, models, lambda name: stored_weights(store, config, name))

@@ -145,6 +145,7 @@ class Resolver:
         source = self.profile.imagenet
         if source.source == "torchvision":
             if self.pretrained_path is not None and arch == self.profile.arch:
+                assert self.pretrained_sha is not None  # hashed in __init__ for a torchvision source with a file
                 return str(ImagenetFile(self.pretrained_sha))
             return str(Imagenet(str(({**ARCHS, **I3D_ARCHS})[arch].imagenet)))
         recipe = self.profile.recipe

@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -34,7 +35,9 @@ from mml.errors import MMLError
 from mml.execution import Execution, autocast, prepared, to_device
 from mml.init_source import RunModel
 from mml.methods import METHODS, Training
+from mml.models.i3d import I3DResNet
 from mml.models.init import param_groups
+from mml.models.tsm import TSMResNet
 from mml.networks import InitLoader, build_models, build_teacher
 from mml.runs import RunConfig, Store
 from mml.seeding import EPOCH_SEED, INIT_SEED, ORDER_SEED, SAMPLE_SEED, derive_seed
@@ -43,7 +46,7 @@ from mml.seeding import EPOCH_SEED, INIT_SEED, ORDER_SEED, SAMPLE_SEED, derive_s
 class Outputs(nn.Module):
     """A network called for (features, logits): the one call DDP wraps (it synchronises what `forward` computes)."""
 
-    def __init__(self, network: nn.Module) -> None:
+    def __init__(self, network: TSMResNet | I3DResNet) -> None:
         super().__init__()
         self.network = network
 
@@ -213,10 +216,13 @@ def _train(
     extra_optimizers = {name: _sgd(config, method.auxiliary_groups(name, m)) for name, m in auxiliary.items()}
     modules: dict[int | str, tuple[nn.Module, torch.optim.SGD]] = dict(zip(layout.held, zip(models, optimizers)))
     modules.update({name: (auxiliary[name], extra_optimizers[name]) for name in auxiliary})
-    state = load_checkpoint(checkpoint, rid, modules) if resume else {"run_id": rid, "epoch": 0, "history": []}
+    state: dict[str, Any] = (
+        load_checkpoint(checkpoint, rid, modules) if resume else {"run_id": rid, "epoch": 0, "history": []}
+    )
     nets = layout.wrap([Outputs(model) for model in models])
     if run.compile:
-        nets = [torch.compile(net) for net in nets]
+        # torch.compile of a module returns a module (an OptimizedModule); its stub says only Callable.
+        nets = [cast(nn.Module, torch.compile(net)) for net in nets]
     teacher_modality = [config.teacher.modality] if config.teacher else []
     modalities = [m.modality for m in config.models]
     indices = method.training_videos(config, len(dataset.train))

@@ -54,7 +54,7 @@ class TrainClips(Dataset):
 
     def __init__(
         self,
-        records: Sequence[VideoRecord],
+        records: Sequence[VideoRecord | MultiLabelRecord],
         cache: FrameSource,
         modalities: Sequence[str],
         recipe: Recipe,
@@ -159,7 +159,7 @@ class ViewClips(Dataset):
 
     def __init__(
         self,
-        records: Sequence[VideoRecord],
+        records: Sequence[VideoRecord | MultiLabelRecord],
         cache: FrameSource,
         modality: str,
         recipe: Recipe,
@@ -186,7 +186,7 @@ class ViewClips(Dataset):
             views.uniform_offset,
         )
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         record = self.records[index]
         source = _source(self.cache, record, self.spec.name)
         gathered = [gather_clip(self.spec, source, starts) for starts in self.view_starts(len(source))]

@@ -270,13 +270,18 @@ def _median(flow: torch.Tensor, size: int) -> torch.Tensor:
     sorting network over the shifted images: elementwise min / max, much faster than a median over windows."""
     height, width = flow.shape[2:]
     padded = F.pad(flow, [size // 2] * 4, mode="replicate")
+    wires: list[torch.Tensor | None]  # None: a value no later exchange (nor the output) reads, freed early
     wires = [padded[..., dy : dy + height, dx : dx + width] for dy in range(size) for dx in range(size)]
     network, output = _MEDIAN_NETWORKS[size]
     for low, high, keep_low, keep_high in network:
-        smaller = torch.minimum(wires[low], wires[high]) if keep_low else None
-        larger = torch.maximum(wires[low], wires[high]) if keep_high else None
+        a, b = wires[low], wires[high]
+        assert a is not None and b is not None  # the network keeps every value a later exchange reads
+        smaller = torch.minimum(a, b) if keep_low else None
+        larger = torch.maximum(a, b) if keep_high else None
         wires[low], wires[high] = smaller, larger
-    return wires[output]
+    median = wires[output]
+    assert median is not None  # the output wire is needed, so it is kept
+    return median
 
 
 def _median_network(count: int) -> tuple[list[tuple[int, int, bool, bool]], int]:

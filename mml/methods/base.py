@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
+    from mml.data.clips import TrainClips
     from mml.distributed import Layout
+    from mml.models.i3d import I3DResNet
+    from mml.models.tsm import TSMResNet
     from mml.runs import RunConfig
 
 
@@ -31,9 +32,9 @@ class Training:
     """One run in training, as the method's hooks see it (built by `mml.train`)."""
 
     config: RunConfig
-    models: list[nn.Module]  # the models this process trains (`layout.held`), as built
+    models: list[TSMResNet | I3DResNet]  # the models this process trains (`layout.held`), as built
     nets: list[nn.Module]  # their `(features, logits)` callables (`mml.train.Outputs`, under DDP, compiled)
-    teacher: nn.Module | None  # the frozen teacher of a distillation run
+    teacher: TSMResNet | I3DResNet | None  # the frozen teacher of a distillation run
     auxiliary: dict[str, nn.Module]  # the method's trained modules beside the models (`Method.auxiliary`)
     layout: Layout
     device: str
@@ -41,7 +42,7 @@ class Training:
     parts: list[tuple[nn.Module, Any]]  # every trained module with its optimiser
     train_epoch: Callable[[int, Sequence[int], str], Any]  # (epoch, dropout seed stream, description): one epoch
     videos: int  # how many training videos the data set has (`clips` takes indices among them)
-    clips: Callable[[Sequence[int], int], Dataset]  # training clips of every modality of these videos, at a seed
+    clips: Callable[[Sequence[int], int], TrainClips]  # training clips of every modality of these videos, at a seed
     heads: dict[str, float] = field(default_factory=dict)  # late fusion: the loss weight of each head it trains
 
 
@@ -68,7 +69,7 @@ class Method:
             return "models", f"method {self.name} trains two or more models, got {count}"
         return None
 
-    def auxiliary(self, config: RunConfig, models: Sequence[nn.Module]) -> dict[str, nn.Module]:
+    def auxiliary(self, config: RunConfig, models: Sequence[TSMResNet | I3DResNet]) -> dict[str, nn.Module]:
         """Modules trained (and stored) beside the run's models, by name, drawn from the current torch RNG."""
         return {}
 
@@ -90,7 +91,7 @@ class Method:
     def evaluation_heads(
         self,
         config: RunConfig,
-        models: Sequence[nn.Module],
+        models: Sequence[TSMResNet | I3DResNet],
         weights: Callable[[str], dict[str, Tensor]] | None,
     ) -> list[nn.Module]:
         """The `extra_heads` networks evaluated after the models (model indices M, M + 1, ...), each called on a

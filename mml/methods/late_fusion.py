@@ -21,8 +21,9 @@ from mml.methods.base import Method, Training, parameter_groups
 from mml.models.fusion import FUSED, FusedLogits, LateFusion, late_fusion
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset
-
+    from mml.data.clips import TrainClips
+    from mml.models.i3d import I3DResNet
+    from mml.models.tsm import TSMResNet
     from mml.runs import RunConfig
 
 NEW_HEAD_LR_MULT = 5  # the fused head is a new classifier and learns x5, as TSM's new fc
@@ -33,12 +34,12 @@ def heads(config: RunConfig) -> list[str]:
     return [model.modality for model in config.models] + [FUSED]
 
 
-def fusion_network(config: RunConfig, branches: Sequence[nn.Module]) -> LateFusion:
+def fusion_network(config: RunConfig, branches: Sequence[TSMResNet | I3DResNet]) -> LateFusion:
     """The late-fusion network over the run's branch models (its fused head drawn from the current torch RNG)."""
     return LateFusion(by_modality(config, branches), config.num_classes)
 
 
-def by_modality(config: RunConfig, models: Sequence[nn.Module]) -> dict[str, nn.Module]:
+def by_modality(config: RunConfig, models: Sequence[TSMResNet | I3DResNet]) -> dict[str, TSMResNet | I3DResNet]:
     """The run's models by modality: the backbones of its late-fusion network."""
     return {spec.modality: model for spec, model in zip(config.models, models, strict=True)}
 
@@ -77,7 +78,7 @@ def fusion_losses(
 
 @torch.no_grad()
 def mean_head_losses(
-    backbones: Mapping[str, nn.Module], fused_head: nn.Module, clips: Dataset, batch: int, device: str
+    backbones: Mapping[str, nn.Module], fused_head: nn.Module, clips: TrainClips, batch: int, device: str
 ) -> dict[str, float]:
     """Every head's cross-entropy averaged over the clips (eval mode): G-Blend's L^{T'} or L^V."""
     for module in (*backbones.values(), fused_head):
@@ -107,7 +108,7 @@ class LateFusionMethod(Method):
             return "checkpoints", f"a {self.name} run is trained, not loaded from checkpoint files"
         return None
 
-    def auxiliary(self, config: RunConfig, models: Sequence[nn.Module]) -> dict[str, nn.Module]:
+    def auxiliary(self, config: RunConfig, models: Sequence[TSMResNet | I3DResNet]) -> dict[str, nn.Module]:
         return {FUSED: fusion_network(config, models).fused_head}
 
     def auxiliary_groups(self, name: str, module: nn.Module) -> list[dict]:
@@ -123,7 +124,7 @@ class LateFusionMethod(Method):
     def evaluation_heads(
         self,
         config: RunConfig,
-        models: Sequence[nn.Module],
+        models: Sequence[TSMResNet | I3DResNet],
         weights: Callable[[str], dict[str, Tensor]] | None,
     ) -> list[nn.Module]:
         fused_head = self.auxiliary(config, models)[FUSED]

@@ -29,6 +29,8 @@ from mml.methods.base import Method, Training
 from mml.models.fusion import pooled_features
 
 if TYPE_CHECKING:
+    from mml.models.i3d import I3DResNet
+    from mml.models.tsm import TSMResNet
     from mml.runs import RunConfig
 
 # §IV-A: "the temperature τ is set as 10, and the loss weights α and β are set as 0.1 and 1".
@@ -161,7 +163,7 @@ class TwoViewMethod(Method):
     alpha: bool = True  # the soft-label distillation of eq. 2, weighted by the recipe's skd_alpha
     similarity: bool = False  # SimSiam's term through a projector / predictor, weighted by skd_beta (eq. 5)
 
-    def auxiliary(self, config: RunConfig, models: Sequence[nn.Module]) -> dict[str, nn.Module]:
+    def auxiliary(self, config: RunConfig, models: Sequence[TSMResNet | I3DResNet]) -> dict[str, nn.Module]:
         """SKD-SRL's projector and predictor (`siamese`) over the model's pooled features."""
         return {"siamese": SimSiamHead(models[0].fc.in_features)} if self.similarity else {}
 

@@ -87,7 +87,7 @@ class LateFusion(nn.Module):
 
 
 def late_fusion(
-    backbones: Mapping[str, nn.Module], fused_head: nn.Module, inputs: Mapping[str, Tensor]
+    backbones: Mapping[str, nn.Module] | nn.ModuleDict, fused_head: nn.Module, inputs: Mapping[str, Tensor]
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Fused logits ``(B, num_classes)`` and each modality's own logits, from each modality's clips: the forward
     pass of a late-fusion network, given its parts (a trainer holds the backbones and the fused head apart).
@@ -102,6 +102,8 @@ def late_fusion(
     pooled = []
     logits = {}
     for name, backbone in backbones.items():
+        # Every branch is one (LateFusion checks its backbones; the trainers pass the run's built models).
+        assert isinstance(backbone, TSMResNet | I3DResNet)
         features = backbone.features(inputs[name])
         pooled.append(pooled_features(backbone, features))
         logits[name] = backbone.head(features)

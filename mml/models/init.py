@@ -13,7 +13,7 @@ import torchvision
 from torch import Tensor, nn
 
 from mml.errors import CheckpointError
-from mml.models.tsm import TSMResNet, arch_spec
+from mml.models.tsm import arch_spec
 from mml.models.weight_files import normalize_keys, read_state_dict
 
 _SHOWN_KEYS = 8
@@ -115,7 +115,7 @@ def imagenet_state_dict(arch: str, path: Path | None = None) -> dict[str, Tensor
         raise CheckpointError(f"{weights.url}: cannot download {spec.imagenet}: {e}") from e
 
 
-def param_groups(model: TSMResNet, *, fc_lr5: bool) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, *, fc_lr5: bool) -> list[dict[str, Any]]:
     """SGD parameter groups of TSM's ``get_optim_policies`` without partial BN (the sthv2 recipe's ``--npb``).
 
     Each group has ``params``, ``lr_mult``, ``decay_mult`` and ``name``; every parameter is in exactly one group and

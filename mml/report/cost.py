@@ -30,6 +30,7 @@ def inference_gflops(config: RunConfig, model: int, views: ViewProtocol) -> floa
     def clip(modality: str) -> torch.Tensor:
         return torch.zeros(1, segments * MODALITIES[modality].channels, size, size)
 
+    inputs: dict[str, torch.Tensor] | torch.Tensor  # every branch's clips (a fused head) or the one model's
     if model >= len(config.models):
         branches = [network(config, m.modality) for m in config.models]
         net = METHODS[config.method].evaluation_heads(config, branches, None)[model - len(config.models)]

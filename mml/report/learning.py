@@ -68,7 +68,9 @@ def model_health(store: Store, plan: Plan, rid: str, model: int, views: ViewProt
         problems.append(f"final training loss {losses[-1]:.3f} not below chance {guess:.3f}")
     top1 = chance = noise = None
     if labels.ndim == 1:
-        top1 = float(store.evaluation(rid, views.key)["models"][model]["top1"])
+        evaluation = store.evaluation(rid, views.key)
+        assert evaluation is not None  # its metrics.json is written with the scores read above (one rename)
+        top1 = float(evaluation["models"][model]["top1"])
         p = 1 / config.num_classes
         chance, noise = 100 * p, 100 * _Z95 * math.sqrt(p * (1 - p) / len(labels))
         if top1 <= chance + noise:

@@ -41,7 +41,9 @@ class StoredResults:
         for seed in range(len(self.profile.seeds)):
             if len(cell.members) == 1:
                 run, model = cell.members[0]
-                stored = dict(self.store.evaluation(self.run_ids(run)[seed], views.key)["models"][model])
+                evaluation = self.store.evaluation(self.run_ids(run)[seed], views.key)
+                assert evaluation is not None  # a report reads evaluated runs only
+                stored = dict(evaluation["models"][model])
             else:
                 top1, top5 = ensemble_accuracy([self.scores(ref, seed, views) for ref in cell.members])
                 stored = {"top1": top1, "top5": top5}
@@ -64,6 +66,7 @@ class StoredResults:
     def matrices(self) -> list[pd.DataFrame]:
         """The two-model ensemble matrix of each seed (cells are (top1, top5) tuples)."""
         matrix = self.table.matrix
+        assert matrix is not None  # called for a matrix table only (`build_report`)
         return [
             pair_matrix(
                 [self.scores(ref, seed, name=label) for label, ref in matrix.rows],
@@ -74,7 +77,9 @@ class StoredResults:
 
     def triple_sums(self) -> dict[str, list[int]]:
         """Each model's sum of positions in the triple ranking, per seed, keyed "group: label"."""
-        groups = self.table.triples.groups
+        triples = self.table.triples
+        assert triples is not None  # called for a triples table only (`build_report`)
+        groups = triples.groups
         sums: dict[str, list[int]] = {}
         for seed in range(len(self.profile.seeds)):
             frames = rank_triples([[self.scores(ref, seed, name=label) for label, ref in g] for _, g in groups])

@@ -86,6 +86,7 @@ def matrix_frame(spec: TableSpec, matrices: Sequence[pd.DataFrame]) -> pd.DataFr
     """An ensemble matrix as strings: "ours top-1/top-5 (paper top-1/top-5)" per cell, means over seeds (± the
     top-1's std when there are several)."""
     matrix = spec.matrix
+    assert matrix is not None  # called for a matrix table only (`build_report`)
     records = []
     for i, (row, _) in enumerate(matrix.rows):
         record = [row]
@@ -102,15 +103,17 @@ def matrix_frame(spec: TableSpec, matrices: Sequence[pd.DataFrame]) -> pd.DataFr
 
 def triples_frame(spec: TableSpec, sums: dict[str, list[int]]) -> pd.DataFrame:
     """A triple ranking as strings: per group and model, the sum of positions and the rank, ours and the paper's."""
+    triples = spec.triples
+    assert triples is not None  # called for a triples table only (`build_report`)
     records = []
-    for name, members in spec.triples.groups:
+    for name, members in triples.groups:
         keys = [f"{name}: {label}" for label, _ in members]
         ours = {key: statistics.fmean(sums[key]) for key in keys}
         our_rank = {key: rank for rank, key in enumerate(sorted(keys, key=lambda k: (ours[k], k)), start=1)}
-        paper_rank = {key: rank for rank, key in enumerate(sorted(keys, key=lambda k: spec.triples.paper[k]), 1)}
+        paper_rank = {key: rank for rank, key in enumerate(sorted(keys, key=lambda k: triples.paper[k]), 1)}
         for key, (label, _) in zip(keys, members, strict=True):
             records.append(
-                [name, label, str(spec.triples.paper[key]), str(paper_rank[key]), f"{ours[key]:g}", str(our_rank[key])]
+                [name, label, str(triples.paper[key]), str(paper_rank[key]), f"{ours[key]:g}", str(our_rank[key])]
             )
     columns = ["Modality", "Model", "Paper: sum of positions", "Paper: rank", "Ours: sum of positions", "Ours: rank"]
     return pd.DataFrame(records, columns=columns)
