@@ -153,7 +153,6 @@ def view_starts(
     return views
 
 
-
 def frame_indices(starts: np.ndarray, new_length: int, num_frames: int) -> np.ndarray:
     """Expand T segment starts to the (T, L) frames each segment reads, clamped to N - 1.
 
