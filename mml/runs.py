@@ -33,6 +33,7 @@ import torch
 
 from mml import __version__, atomic
 from mml.init_source import InitialisedFrom
+from mml.methods import METHODS
 from mml.spec import Recipe, identity
 
 # Bump when training or evaluation behaviour changes in a way that changes results: every run id changes with it.
@@ -110,15 +111,15 @@ class RunConfig:
 def identity_dict(value: Any, method: str | None = None) -> Any:
     """The JSON-ready content of a config; refuses dataclass fields not marked as identity or execution.
 
-    Inside a run config (a dataclass with a `method`), a setting marked for some methods only (`method_identity`)
-    is left out of the runs of the other methods."""
+    Inside a run config (a dataclass with a `method`), a setting of some methods only (`method_setting`) is left
+    out of the runs of the methods that do not name it in their `Method.settings`."""
     if dataclasses.is_dataclass(value):
         method = getattr(value, "method", method)
         result = {}
         for item in dataclasses.fields(value):
             if "identity" not in item.metadata:
                 raise TypeError(f"{type(value).__name__}.{item.name} is not marked identity() or execution()")
-            if "methods" in item.metadata and method not in item.metadata["methods"]:
+            if item.metadata.get("method_setting") and item.name not in _settings_of(method):
                 continue
             if item.metadata["identity"]:
                 result[item.name] = identity_dict(getattr(value, item.name), method)
@@ -128,6 +129,11 @@ def identity_dict(value: Any, method: str | None = None) -> Any:
     if isinstance(value, dict):
         return {str(k): identity_dict(v, method) for k, v in value.items()}
     return value
+
+
+def _settings_of(method: str | None) -> tuple[str, ...]:
+    """The method-only recipe settings that `method` reads (none outside a run config)."""
+    return METHODS[method].settings if method in METHODS else ()
 
 
 def canonical_json(value: Any) -> str:

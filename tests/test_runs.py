@@ -8,6 +8,7 @@ import pytest
 
 from mml.data.datasets import VideoDataset
 from mml.execution import Execution
+from mml.methods import METHODS
 from mml.runner import plan_tables
 from mml.runs import ModelConfig, RunConfig, Store, canonical_json, identity_dict, run_id
 from mml.spec import KL_FORMS, SAMPLINGS, Recipe, ViewProtocol, execution, identity, load_profile, load_table
@@ -51,7 +52,7 @@ def _variants() -> list[tuple[str, RunConfig]]:
     variants = [(name, config(**{name: value})) for name, value in changed.items()]
     for item in dataclasses.fields(Recipe):
         new = _changed(getattr(RECIPE, item.name))
-        method = item.metadata.get("methods", ("ml",))[0]  # a setting of some methods: in a run of the first
+        method = _readers(item.name)[0] if item.metadata.get("method_setting") else "ml"  # in a run that reads it
         recipe = dataclasses.replace(RECIPE, **{item.name: new})
         variants.append((f"recipe.{item.name}", config(method=method, recipe=recipe)))
     variants.append(("models.init", config(models=(ModelConfig("RGB", "run:0123456789abcdef/1"),) * 2)))
@@ -68,11 +69,17 @@ def _changed(value: object) -> object:
     return changes[type(value)](value)
 
 
+def _readers(setting: str) -> list[str]:
+    """The methods whose runs read a method-only recipe setting."""
+    return [name for name, method in METHODS.items() if setting in method.settings]
+
+
 def test_method_settings_enter_only_their_methods_ids() -> None:
     for item in dataclasses.fields(Recipe):
-        methods = item.metadata.get("methods")
-        if methods is None:
+        if not item.metadata.get("method_setting"):
             continue
+        methods = _readers(item.name)
+        assert methods, f"{item.name}: a method-only setting that no method reads"
         changed = dataclasses.replace(RECIPE, **{item.name: _changed(getattr(RECIPE, item.name))})
         for method in methods:
             assert run_id(config(method=method, recipe=changed)) != run_id(config(method=method)), item.name

@@ -58,6 +58,7 @@ class Method:
     torchrun: bool = True  # may train spread over torchrun's ranks (else in one process only)
     views: int = 1  # augmented views of each training clip the step sees (2: `mml.data.clips.TwoViews`)
     extra_heads: int = 0  # evaluated heads beyond the models (late fusion's fused head: model index M)
+    settings: tuple[str, ...] = ()  # the recipe's method-only settings (`method_setting`) its runs read: in their ids
 
     def check_models(self, modalities: Sequence[str], loaded: bool) -> tuple[str, str] | None:
         """(spec key, reason) when a spec run of this method may not have these models (or be loaded from

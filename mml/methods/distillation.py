@@ -89,4 +89,4 @@ class Distillation(Method):
 
 MARS = Distillation("mars", term=_mars)
 D3D = Distillation("d3d", term=_d3d)
-KD = Distillation("kd", term=_kd, single_label=True)
+KD = Distillation("kd", term=_kd, single_label=True, settings=("kd_tau", "kd_alpha"))

@@ -303,5 +303,6 @@ class GBlend(LateFusionMethod):
         return weights
 
 
-GBLEND = GBlend("gblend")
-GBLEND_ONLINE = GBlend("gblend_online", online=True)
+_ESTIMATES = ("gblend_holdout", "gblend_estimate_epochs")
+GBLEND = GBlend("gblend", settings=_ESTIMATES)
+GBLEND_ONLINE = GBlend("gblend_online", online=True, settings=(*_ESTIMATES, "gblend_super_epoch", "gblend_warmup"))

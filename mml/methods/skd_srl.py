@@ -184,5 +184,5 @@ class TwoViewMethod(Method):
 
 
 CE_AUG = TwoViewMethod("ce_aug", alpha=False)
-SELF_KD = TwoViewMethod("self_kd")
-SKD_SRL = TwoViewMethod("skd_srl", similarity=True)
+SELF_KD = TwoViewMethod("self_kd", settings=("skd_tau", "skd_alpha"))
+SKD_SRL = TwoViewMethod("skd_srl", similarity=True, settings=("skd_tau", "skd_alpha", "skd_beta"))

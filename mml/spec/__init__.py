@@ -7,7 +7,7 @@ package's interface.
 
 from mml.spec.dataset import DATASET_KINDS, DatasetConfig, RawframesConfig
 from mml.spec.profile import load_profile
-from mml.spec.recipe import KL_FORMS, SAMPLINGS, Recipe, execution, identity, method_identity, run_recipe
+from mml.spec.recipe import KL_FORMS, SAMPLINGS, Recipe, execution, identity, method_setting, run_recipe
 from mml.spec.schema import (
     ACCURACY_METRICS,
     CLAIM_KINDS,
@@ -77,7 +77,7 @@ __all__ = [
     "identity",
     "load_profile",
     "load_table",
-    "method_identity",
+    "method_setting",
     "run_recipe",
     "table_path",
     "table_paths",

@@ -21,10 +21,10 @@ def identity(**kwargs: Any) -> Any:
     return field(metadata={"identity": True}, **kwargs)
 
 
-def method_identity(*methods: str, **kwargs: Any) -> Any:
-    """A setting only `methods` read: it enters the identity of their runs, and of no other run (so a profile can
-    set it without changing the ids, or the stored results, of the runs of other methods)."""
-    return field(metadata={"identity": True, "methods": methods}, **kwargs)
+def method_setting(**kwargs: Any) -> Any:
+    """A setting of some methods only (those naming it in `Method.settings`): it enters the identity of their runs
+    and of no other run, so a profile can set it without changing the ids, or the stored results, of other runs."""
+    return field(metadata={"identity": True, "method_setting": True}, **kwargs)
 
 
 def execution(**kwargs: Any) -> Any:
@@ -62,19 +62,19 @@ class Recipe:
     mars_weight: float = identity(default=50.0)  # MARS feature-MSE weight (Crasto et al.)
     d3d_weight: float = identity(default=1.0)  # D3D logit-L2 weight (Stroud et al.)
     # KD (Hinton et al.): CE + kd_alpha kd_tau² KL at temperature kd_tau; SKD-SRL's τ and α by default.
-    kd_tau: float = method_identity("kd", default=10.0)
-    kd_alpha: float = method_identity("kd", default=0.1)
+    kd_tau: float = method_setting(default=10.0)
+    kd_alpha: float = method_setting(default=0.1)
     # SKD-SRL (Vu et al., §IV-A): temperature τ of eq. 2, weights α (distillation) and β (similarity) of eq. 5.
-    skd_tau: float = method_identity("self_kd", "skd_srl", default=10.0)
-    skd_alpha: float = method_identity("self_kd", "skd_srl", default=0.1)
-    skd_beta: float = method_identity("skd_srl", default=1.0)
+    skd_tau: float = method_setting(default=10.0)
+    skd_alpha: float = method_setting(default=0.1)
+    skd_beta: float = method_setting(default=1.0)
     # G-Blend (Wang et al.): the held-out fraction V of the training videos (8% on Kinetics, §3.1); the epochs n
     # each weight estimate trains (0: as Algorithms 2 and 3 print, the whole training offline, the super-epoch
     # online); online G-Blend's super-epoch and its longer first one (5 and 10 in §3.2).
-    gblend_holdout: float = method_identity("gblend", "gblend_online", default=0.08)
-    gblend_estimate_epochs: int = method_identity("gblend", "gblend_online", default=0)
-    gblend_super_epoch: int = method_identity("gblend_online", default=5)
-    gblend_warmup: int = method_identity("gblend_online", default=10)
+    gblend_holdout: float = method_setting(default=0.08)
+    gblend_estimate_epochs: int = method_setting(default=0)
+    gblend_super_epoch: int = method_setting(default=5)
+    gblend_warmup: int = method_setting(default=10)
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
