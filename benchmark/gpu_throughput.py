@@ -49,8 +49,8 @@ from mml.distributed import Layout
 from mml.execution import Execution, autocast, prepared
 from mml.methods.mutual import group_step
 from mml.networks import network
-from mml.runs import ModelConfig, RunConfig
 from mml.spec import DatasetConfig, Recipe
+from mml.store import ModelConfig, RunConfig
 from mml.train import Outputs, backward, build_optimizers
 
 # The trainer's speed settings (`mml.execution.Execution`, device set per run): the fp32-eager baseline, bf16 autocast

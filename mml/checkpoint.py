@@ -26,7 +26,7 @@ from mml.errors import CheckpointError
 from mml.execution import Execution
 from mml.models.convert import fit_checkpoint
 from mml.networks import new_model
-from mml.runs import RunConfig, Store, write_json
+from mml.store import RunConfig, Store, write_json
 
 # Trained modules by checkpoint key: a model by its index in the run, an auxiliary module by its name.
 Modules = dict[int | str, tuple[nn.Module, torch.optim.SGD]]

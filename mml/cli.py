@@ -4,8 +4,8 @@ need and writes them; `mml prepare sthv2 --data DIR` decodes a dataset's videos 
 `torchrun --nproc-per-node N -m mml reproduce ...` runs `reproduce` on N ranks (see `mml.distributed`); ranks other
 than 0 print nothing but errors (`mml.logs`).
 
-Every table records the command that wrote it (`recorded_command`) and the code version (`mml.runs.code_version`).
-`reproduce` trains and evaluates with `mml.runs.CPU_THREADS` intra-op threads, so that results do not depend on the
+Every table records the command that wrote it (`recorded_command`) and the code version (`mml.store.code_version`).
+`reproduce` trains and evaluates with `mml.store.CPU_THREADS` intra-op threads, so that results do not depend on the
 machine's core count.
 """
 
@@ -33,8 +33,8 @@ from mml.execution import PRECISIONS, Execution
 from mml.report.build import write_outputs, write_summary
 from mml.report.results import StoredResults
 from mml.runner import execute, plan_tables
-from mml.runs import Store, pinned_cpu_threads
 from mml.spec import ALL_GROUP, SETUPS, TableSpec, load_profile, load_table, table_path, table_paths
+from mml.store import Store, pinned_cpu_threads
 
 logger = logging.getLogger(__name__)
 

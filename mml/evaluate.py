@@ -27,8 +27,8 @@ from mml.data.clips import FusedViews, ViewClips
 from mml.execution import Execution, to_device
 from mml.metrics import charades_map, fuse_views_max
 from mml.networks import stored_heads, stored_models
-from mml.runs import RunConfig, Store, write_json
 from mml.spec import ViewProtocol
+from mml.store import RunConfig, Store, write_json
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

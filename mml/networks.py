@@ -15,8 +15,8 @@ from mml.methods import METHODS
 from mml.models.i3d import I3D_ARCHS, I3DResNet, build_i3d, inflate_2d_state_dict
 from mml.models.init import transfer_weights
 from mml.models.tsm import TSMResNet, build_tsm
-from mml.runs import RunConfig, Store
 from mml.seeding import INIT_SEED, derive_seed
+from mml.store import RunConfig, Store
 
 # Returns the state dict an `init` string names (a stored run's model or ImageNet weights), given (init, arch).
 InitLoader = Callable[[str, str], dict[str, torch.Tensor]]

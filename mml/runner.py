@@ -33,9 +33,9 @@ from mml.methods.mutual import CE
 from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
 from mml.models.init import imagenet_state_dict
 from mml.models.tsm import ARCHS
-from mml.runs import ModelConfig, RunConfig, Store
 from mml.schedule import run_on_devices
 from mml.spec import Profile, Recipe, TableSpec, ViewProtocol, run_recipe
+from mml.store import ModelConfig, RunConfig, Store
 from mml.train import train_run
 
 logger = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ from mml.models.i3d import I3DResNet
 from mml.models.init import param_groups
 from mml.models.tsm import TSMResNet
 from mml.networks import InitLoader, build_models, build_teacher
-from mml.runs import RunConfig, Store
 from mml.seeding import EPOCH_SEED, INIT_SEED, ORDER_SEED, SAMPLE_SEED, derive_seed
+from mml.store import RunConfig, Store
 
 
 class Outputs(nn.Module):

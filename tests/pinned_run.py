@@ -1,6 +1,6 @@
 """The pinned runs: a few micro runs trained from scratch in seconds, whose ids and results are committed in
 `tests/pinned/runs.json`. tests/test_pinned_run.py retrains them and compares, so that a change of training or
-evaluation behaviour that keeps the run ids (no `mml.runs.SEMANTICS` bump) fails.
+evaluation behaviour that keeps the run ids (no `mml.store.SEMANTICS` bump) fails.
 
 Re-pin, from the checkout root, after bumping SEMANTICS or changing what the pinned runs are (their specs in
 `tests/pinned/`, the synthetic generator, a recipe default): `python -m tests.pinned_run`. The pin file is only ever
@@ -21,8 +21,8 @@ from mml.data.datasets import open_dataset
 from mml.evaluate import load_scores
 from mml.execution import Execution
 from mml.runner import execute, plan_tables
-from mml.runs import CPU_THREADS, Store, pinned_cpu_threads
 from mml.spec import load_profile, load_table
+from mml.store import CPU_THREADS, Store, pinned_cpu_threads
 
 FOLDER = Path(__file__).parent / "pinned"
 PIN_FILE = FOLDER / "runs.json"

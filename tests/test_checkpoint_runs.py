@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from test_reproduce import MICRO, reproduce
 
 from mml.models.tsm import build_tsm
-from mml.runs import Store
 from mml.spec import load_table
+from mml.store import Store
 
 SPEC = """
 id = "table93"

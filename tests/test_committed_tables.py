@@ -5,7 +5,7 @@ here. Tables are regenerated with the command their footnote records."""
 import re
 from pathlib import Path
 
-from mml.runs import code_version
+from mml.store import code_version
 
 TABLES = Path(__file__).parent.parent / "tables"
 CODE_VERSION = re.compile(r"Code version: (mml \S+, training semantics \d+)\.")

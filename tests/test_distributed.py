@@ -18,8 +18,8 @@ from mml import distributed
 from mml.distributed import Layout
 from mml.methods.mutual import group_step
 from mml.networks import network
-from mml.runs import ModelConfig, RunConfig
 from mml.spec import Recipe
+from mml.store import ModelConfig, RunConfig
 from mml.train import Outputs, backward
 
 BATCH, CLASSES = 6, 5

@@ -14,8 +14,8 @@ import mml.evaluate
 from mml.evaluate import evaluate_stored, predict
 from mml.execution import Execution
 from mml.metrics import fuse_views_max
-from mml.runs import ModelConfig, RunConfig, Store
 from mml.spec import Recipe, ViewProtocol
+from mml.store import ModelConfig, RunConfig, Store
 
 RECIPE = Recipe(segments=2, short_side=32, input_size=32, batch_size=4, epochs=1, lr=0.01, lr_steps=(1,))
 CONFIG = RunConfig("ce", (ModelConfig("RGB", "random"),), "tsm_tiny", RECIPE, "d" * 64, 5, 0)

@@ -13,8 +13,8 @@ from mml.execution import Execution, autocast, prepared
 from mml.methods.mutual import group_step
 from mml.networks import network
 from mml.runner import init_loader, plan_tables
-from mml.runs import ModelConfig, RunConfig, Store
 from mml.spec import Recipe, load_profile, load_table
+from mml.store import ModelConfig, RunConfig, Store
 from mml.train import Outputs, train_run
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"

@@ -6,8 +6,8 @@ from test_views import RECIPE, RECORD, FakeSource, pixels
 
 from mml.data import clips
 from mml.report.cost import inference_gflops
-from mml.runs import ModelConfig, RunConfig
 from mml.spec import ViewProtocol
+from mml.store import ModelConfig, RunConfig
 
 
 def test_full_resolution_views_are_centre_crops_of_the_short_side() -> None:

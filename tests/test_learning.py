@@ -10,8 +10,8 @@ import pytest
 from mml.evaluate import save_scores
 from mml.report.learning import chance_loss, health_lines, table_health, write_curves
 from mml.runner import Plan
-from mml.runs import ModelConfig, RunConfig, Store, write_json
 from mml.spec import load_profile
+from mml.store import ModelConfig, RunConfig, Store, write_json
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 PROFILE = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")

@@ -19,8 +19,8 @@ from mml.data.datasets import VideoDataset
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.errors import CheckpointError, SpecError
 from mml.runner import init_loader, plan_tables
-from mml.runs import Store
 from mml.spec import RELATED_GROUP, load_profile, load_table, table_paths
+from mml.store import Store
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 # A dataset without videos: enough to plan (classes and fingerprint), nothing to train.

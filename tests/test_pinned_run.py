@@ -35,7 +35,7 @@ def test_pinned_runs_reproduce_their_ids_and_results(tmp_path: Path) -> None:
     results = changed_results(pinned, measured)
     assert not results, (
         "the training semantics changed without a SEMANTICS bump: the same run ids now give other results. Bump "
-        f"SEMANTICS in mml/runs.py, then re-pin with `{REPIN_COMMAND}`.\n" + "\n".join(results)
+        f"SEMANTICS in mml/store.py, then re-pin with `{REPIN_COMMAND}`.\n" + "\n".join(results)
     )
 
 

@@ -12,7 +12,7 @@ from test_reproduce import MICRO
 
 from mml.cli import main, recorded_command
 from mml.models.tsm import build_tsm
-from mml.runs import code_version
+from mml.store import code_version
 
 SPEC = """
 id = "table94"

@@ -20,8 +20,8 @@ from mml.errors import MMLError
 from mml.execution import Execution
 from mml.methods import gblend
 from mml.runner import init_loader, plan_tables
-from mml.runs import Store
 from mml.spec import RELATED_TABLES, load_profile, load_table
+from mml.store import Store
 from mml.train import train_run
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
@@ -167,8 +167,8 @@ def test_single_process_methods_refuse_torchrun(specs: Path, tmp_path: Path, mon
 
 def test_gflops_are_counted_not_written_down() -> None:
     from mml.report.cost import inference_gflops
-    from mml.runs import ModelConfig, RunConfig
     from mml.spec import Recipe, ViewProtocol
+    from mml.store import ModelConfig, RunConfig
 
     recipe = Recipe(segments=2, short_side=48, input_size=32, batch_size=4, epochs=1, lr=0.01, lr_steps=(1,))
     models = (ModelConfig("RGB", "random"), ModelConfig("Flow", "random"))
@@ -191,8 +191,8 @@ def test_kd_and_two_view_steps_compute_their_losses() -> None:
     from mml.methods.skd_srl import simsiam_loss
     from mml.models.fusion import pooled_features
     from mml.networks import network
-    from mml.runs import ModelConfig, RunConfig
     from mml.spec import Recipe
+    from mml.store import ModelConfig, RunConfig
     from mml.train import Outputs
 
     def training(config, auxiliary, teacher=None) -> Training:

@@ -16,8 +16,8 @@ from mml.data.datasets import open_dataset
 from mml.evaluate import evaluate_stored, load_scores
 from mml.execution import Execution
 from mml.runner import init_loader, plan_tables
-from mml.runs import Store
 from mml.spec import load_profile, load_table
+from mml.store import Store
 from mml.train import train_run
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"

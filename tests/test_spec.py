@@ -383,7 +383,7 @@ def test_a_run_recipe_is_checked_as_a_whole() -> None:
 
 
 def test_an_int_for_a_float_setting_gives_the_run_id_of_the_float(tmp_path: Path) -> None:
-    from mml.runs import canonical_json
+    from mml.store import canonical_json
 
     recipe = load_profile(REPRODUCTIONS / "profiles.toml", "smoke").recipe
     recipes = []

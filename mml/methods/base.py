@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from mml.distributed import Layout
     from mml.models.i3d import I3DResNet
     from mml.models.tsm import TSMResNet
-    from mml.runs import RunConfig
+    from mml.store import RunConfig
 
 
 @dataclass

@@ -33,7 +33,7 @@ from mml.models.fusion import FUSED
 from mml.seeding import ESTIMATE_SEED, SPLIT_SEED, derive_seed
 
 if TYPE_CHECKING:
-    from mml.runs import RunConfig
+    from mml.store import RunConfig
 
 
 @dataclass(frozen=True)

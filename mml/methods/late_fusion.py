@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from mml.data.clips import TrainClips
     from mml.models.i3d import I3DResNet
     from mml.models.tsm import TSMResNet
-    from mml.runs import RunConfig
+    from mml.store import RunConfig
 
 NEW_HEAD_LR_MULT = 5  # the fused head is a new classifier and learns x5, as TSM's new fc
 

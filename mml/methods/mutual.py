@@ -23,7 +23,7 @@ from mml.losses import binary_cross_entropy, cross_entropy, kl_message, kl_to_ot
 from mml.methods.base import Method, Training
 
 if TYPE_CHECKING:
-    from mml.runs import RunConfig
+    from mml.store import RunConfig
 
 # The student's extra term from its (features, logits), before the multi-label scaling (distillation's).
 StudentTerm = Callable[[Tensor, Tensor], Tensor]

@@ -31,7 +31,7 @@ from mml.models.fusion import pooled_features
 if TYPE_CHECKING:
     from mml.models.i3d import I3DResNet
     from mml.models.tsm import TSMResNet
-    from mml.runs import RunConfig
+    from mml.store import RunConfig
 
 # §IV-A: "the temperature τ is set as 10, and the loss weights α and β are set as 0.1 and 1".
 TAU, ALPHA, BETA = 10.0, 0.1, 1.0

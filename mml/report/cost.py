@@ -16,8 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from mml.data.modalities import MODALITIES
 from mml.methods import METHODS
 from mml.networks import network
-from mml.runs import RunConfig
 from mml.spec import ViewProtocol
+from mml.store import RunConfig
 
 
 @functools.cache

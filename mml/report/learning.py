@@ -22,8 +22,8 @@ from matplotlib.figure import Figure
 from mml.evaluate import load_scores
 from mml.report.heatmap import DPI
 from mml.runner import Plan
-from mml.runs import Store
 from mml.spec import ViewProtocol
+from mml.store import Store
 
 _Z95 = 1.959963984540054
 

@@ -10,8 +10,8 @@ from mml.evaluate import topk_correct
 from mml.report.cost import inference_gflops
 from mml.report.ensemble import Scores, ensemble_accuracy, ensemble_probabilities, pair_matrix, rank_triples
 from mml.runner import Plan
-from mml.runs import Store
 from mml.spec import ModelRef, Profile, ResultCell, TableSpec, ViewProtocol
+from mml.store import Store
 
 METRIC_INDEX = {"top1": 0, "top5": 1}
 TOPK = {"top1": 1, "top5": 5}  # the metrics that are means over videos of a per-video outcome

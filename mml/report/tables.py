@@ -17,8 +17,8 @@ import pandas as pd
 
 from mml.report.claims import Verdict, resolution_line, verdict_lines
 from mml.report.learning import ModelHealth, health_lines
-from mml.runs import code_version
 from mml.spec import Profile, ResultCell, TableSpec
+from mml.store import code_version
 
 METRIC_NAMES = {"top1": "Top-1", "top5": "Top-5", "map": "mAP", "gflops": "GFLOPs"}
 

@@ -10,8 +10,8 @@ from mml.data.datasets import VideoDataset
 from mml.execution import Execution
 from mml.methods import METHODS
 from mml.runner import plan_tables
-from mml.runs import ModelConfig, RunConfig, Store, canonical_json, identity_dict, run_id
 from mml.spec import KL_FORMS, SAMPLINGS, Recipe, ViewProtocol, execution, identity, load_profile, load_table
+from mml.store import ModelConfig, RunConfig, Store, canonical_json, identity_dict, run_id
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 RECIPE = Recipe(segments=4, short_side=48, input_size=40, batch_size=8, epochs=2, lr=0.01, lr_steps=(1,))
