@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import TypeVar
 
+from mml import logs
 from mml.errors import MMLError
 
 T = TypeVar("T")
@@ -42,7 +43,8 @@ def run_on_devices(
     running: dict[Future, tuple[str, str]] = {}
     failure: BaseException | None = None  # the first run's failure
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(len(devices), mp_context=context) as pool:
+    # Spawned workers start without the command's logging setup: each sets it up, so runs report as in one process.
+    with ProcessPoolExecutor(len(devices), mp_context=context, initializer=logs.configure) as pool:
         while waiting or running:
             ready = [rid for rid in waiting if all(up in finished or up not in order for up in upstream[rid])]
             while ready and free and failure is None:

@@ -2,6 +2,7 @@
 
 import functools
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -67,3 +68,14 @@ def test_runs_that_wait_for_each_other_fail_on_one_device(tmp_path: Path) -> Non
     """The check of the first test can fail: on one device the TOGETHER runs cannot meet."""
     with pytest.raises(MMLError, match="did not run at the same time"):
         run_on_devices(["a", "b"], {"a": set(), "b": set()}, ["cpu"], functools.partial(record, tmp_path, 2.0))
+
+
+def announce(rid: str, device: str) -> str:
+    """A stand-in run that reports through `logging`, as the runner's runs do."""
+    logging.getLogger("mml.runner").info("run %s trained on %s", rid, device)
+    return rid
+
+
+def test_workers_report_through_logging(capfd: pytest.CaptureFixture[str]) -> None:
+    run_on_devices(["x"], {"x": set()}, ["cpu", "cpu"], announce)
+    assert "run x trained on cpu" in capfd.readouterr().out
