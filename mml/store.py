@@ -147,11 +147,8 @@ def run_id(config: RunConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# The store's files are written with `mml.atomic` (flushed, then renamed: readers never see a partial file).
-
-
 def write_json(path: Path, value: Any) -> None:
-    """Atomically write the store's JSON: indented, keys sorted."""
+    """Write the store's JSON atomically (`mml.atomic`: flushed, then renamed): indented, keys sorted."""
     atomic.write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
