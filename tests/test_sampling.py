@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mml.data import sampling
-from mml.data.sampling import dense_view, frame_indices, train_starts, uniform_view
+from mml.data.sampling import dense_view, frame_indices, region_train_starts, train_starts, uniform_view
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -181,3 +181,26 @@ def test_frame_indices_clamp_to_last_frame() -> None:
     indices = frame_indices(np.array([0, 36, 38]), 5, 40)
     np.testing.assert_array_equal(indices, [[0, 1, 2, 3, 4], [36, 37, 38, 39, 39], [38, 39, 39, 39, 39]])
     assert indices.dtype == np.int64
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "dense"])
+def test_region_clips_stay_inside_their_regions(strategy: str) -> None:
+    rng = np.random.default_rng(3)
+    rgb, flow = region_train_starts([50, 49], [1, 5], 4, strategy, 2, 5, rng)
+    assert rgb.shape == flow.shape == (5, 4)
+    bounds = [0, 9, 19, 29, 39, 49]  # floor(r * 49 / 5) on Flow's 49-frame timeline
+    for region, (first, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        assert first <= flow[region].min() and flow[region].max() <= end - 1
+        assert first <= rgb[region].min() and rgb[region].max() <= end  # RGB has one frame more
+        assert np.all((rgb[region] - flow[region]) == rgb[region][0] - flow[region][0])  # one ξ per clip
+
+
+def test_one_region_is_the_ordinary_clip() -> None:
+    one = region_train_starts([30, 29], [1, 5], 4, "both", 2, 1, np.random.default_rng(5))
+    plain = train_starts([30, 29], [1, 5], 4, "both", 2, np.random.default_rng(5))
+    assert all(np.array_equal(a[0], b) for a, b in zip(one, plain, strict=True))
+
+
+def test_more_regions_than_frames_is_refused() -> None:
+    with pytest.raises(ValueError, match="3 frames cannot be split into 5 regions"):
+        region_train_starts([3], [1], 2, "uniform", 1, 5, np.random.default_rng(0))

@@ -86,3 +86,20 @@ def test_crop_larger_than_frame_is_refused() -> None:
     views = ViewProtocol(crops=3, crop_size=16)
     with pytest.raises(ValueError, match="three-crop size 16 must be in 1..12 for a 12x20 frame"):
         clips.ViewClips([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, views, 5)[0]
+
+
+def test_training_regions_give_one_clip_per_region_with_one_crop() -> None:
+    source = FakeSource(30, 12, 20)
+    recipe = Recipe(
+        segments=2, short_side=12, input_size=8, batch_size=1, epochs=1, lr=0.1, lr_steps=(1,), sampling="uniform"
+    )
+    regioned = clips.TrainClips([RECORD], source, ["RGB", "Flow"], recipe, seed=4, num_classes=5, regions=3)
+    inputs, label = regioned[0]
+    assert inputs["RGB"].shape == (3, 2 * 3, 8, 8) and inputs["Flow"].shape == (3, 2 * 10, 8, 8) and label == 3
+    values = [pixels(region) for region in inputs["RGB"]]
+    frames = [sorted({int(f) for f in v[:, 2].flatten()}) for v in values]
+    bounds = [0, 9, 19, 29]  # floor(r * 29 / 3) on Flow's 29-frame timeline; RGB may read one frame more
+    assert all(bounds[r] <= f[0] and f[-1] <= bounds[r + 1] for r, f in enumerate(frames))
+    assert all(torch.equal(v[:, :2], values[0][:, :2]) for v in values)  # the same crop in every region
+    plain = clips.TrainClips([RECORD], source, ["RGB", "Flow"], recipe, seed=4, num_classes=5)[0][0]
+    assert plain["RGB"].shape == (2 * 3, 8, 8)

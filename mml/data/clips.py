@@ -18,7 +18,7 @@ from mml.data.cache import FrameSource
 from mml.data.charades import MultiLabelRecord
 from mml.data.frames import FrameSequence
 from mml.data.modalities import MODALITIES, build_input, gather_clip
-from mml.data.sampling import train_starts, view_starts
+from mml.data.sampling import region_train_starts, train_starts, view_starts
 from mml.data.sthv2 import VideoRecord
 from mml.data.transforms import center_crop, multiscale_crop, three_crops
 from mml.spec import Recipe, ViewProtocol
@@ -47,6 +47,9 @@ def clip_target(record: VideoRecord | MultiLabelRecord, first: int, last: int, f
 class TrainClips(Dataset):
     """Augmented training clips of every modality of a group, one shared frame set per video.
 
+    With `regions` C > 1 each video gives one clip in each of C equal parts of it (AdaMML's segments,
+    `region_train_starts`), every modality's input then being (C, T*channels, size, size), all with one crop.
+
     Positions are sampled for every modality of `modalities` (ξ is drawn per modality), but only the inputs of
     `build` (default: all) are read and built: a rank that trains one model of the group builds its own modality
     and gets exactly the tensor one process would build for it.
@@ -61,8 +64,10 @@ class TrainClips(Dataset):
         seed: int,
         num_classes: int,
         build: Sequence[str] | None = None,
+        regions: int = 1,
     ) -> None:
         self.records, self.cache, self.recipe, self.seed = list(records), cache, recipe, seed
+        self.regions = regions
         self.num_classes = num_classes
         self.modalities = tuple(dict.fromkeys(modalities))
         self.build = self.modalities if build is None else tuple(dict.fromkeys(build))
@@ -84,24 +89,30 @@ class TrainClips(Dataset):
         frames = self.cache.frames(record)
         sources = {m: _source(self.cache, record, m) for m in self.modalities}
         specs = [MODALITIES[m] for m in self.modalities]
-        starts = train_starts(
-            [len(sources[spec.name]) for spec in specs],
-            [spec.new_length for spec in specs],
-            self.recipe.segments,
-            self.recipe.sampling,
-            self.recipe.dense_stride,
-            rng,
-        )
+        lengths, new_lengths = [len(sources[spec.name]) for spec in specs], [spec.new_length for spec in specs]
+        recipe = self.recipe
+        if self.regions == 1:
+            clip = train_starts(lengths, new_lengths, recipe.segments, recipe.sampling, recipe.dense_stride, rng)
+            starts = [start[None] for start in clip]
+        else:
+            starts = region_train_starts(
+                lengths, new_lengths, recipe.segments, recipe.sampling, recipe.dense_stride, self.regions, rng
+            )
         clips = {
-            spec.name: gather_clip(spec, sources[spec.name], start)
+            spec.name: [gather_clip(spec, sources[spec.name], region) for region in start]
             for spec, start in zip(specs, starts)
             if spec.name in self.build
         }
-        height, width = next(iter(clips.values())).shape[2:4]  # every modality has the frames' size
-        crop = multiscale_crop(height, width, self.recipe.input_size, rng)
-        size = self.recipe.input_size
-        inputs = {name: build_input(MODALITIES[name], clip, crop, size) for name, clip in clips.items()}
-        first, last = int(min(starts[0])), int(max(starts[0])) + specs[0].new_length - 1
+        height, width = next(iter(clips.values()))[0].shape[2:4]  # every modality has the frames' size
+        crop = multiscale_crop(height, width, recipe.input_size, rng)
+        size = recipe.input_size
+        inputs = {
+            name: torch.stack([build_input(MODALITIES[name], clip, crop, size) for clip in regions])
+            for name, regions in clips.items()
+        }
+        if self.regions == 1:
+            inputs = {name: tensor[0] for name, tensor in inputs.items()}
+        first, last = int(starts[0].min()), int(starts[0].max()) + specs[0].new_length - 1
         return inputs, clip_target(record, first, last, len(frames), self.num_classes)
 
 

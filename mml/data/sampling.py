@@ -95,6 +95,39 @@ def train_starts(
     return [base + rng.integers(0, frames - n_min + 1) for frames in num_frames]
 
 
+def region_train_starts(
+    num_frames: Sequence[int],
+    new_length: Sequence[int],
+    segments: int,
+    strategy: str,
+    dense_stride: int,
+    regions: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """One training clip in each of `regions` equal parts of the video (AdaMML's C segments, Supp. §B): region r
+    covers frames floor(r N_min / C) .. floor((r + 1) N_min / C) - 1 of the shortest timeline, and its clip is
+    `train_starts` on that part (each modality keeping its extra N_m - N_min frames), shifted to the region.
+
+    Returns:
+        One int64 array (regions, T) of start indices per modality, in modality order; regions = 1 is
+        `train_starts` itself, with the same draws.
+
+    Raises:
+        ValueError: as `train_starts`, and when there are fewer frames than regions.
+    """
+    _require_positive(regions=regions)
+    n_min = min(num_frames)
+    if n_min < regions:
+        raise ValueError(f"{n_min} frames cannot be split into {regions} regions")
+    bounds = [r * n_min // regions for r in range(regions + 1)]
+    per_region = []
+    for first, end in zip(bounds[:-1], bounds[1:]):
+        lengths = [end - first + frames - n_min for frames in num_frames]
+        clip = train_starts(lengths, new_length, segments, strategy, dense_stride, rng)
+        per_region.append([starts + first for starts in clip])
+    return [np.stack([region[m] for region in per_region]) for m in range(len(num_frames))]
+
+
 def uniform_view(num_frames: int, new_length: int, segments: int, shift: float) -> np.ndarray:
     """Deterministic uniform test view: start k = floor((N - L + 1)/T * (k + shift)), clamped to [0, N - L].
 
