@@ -218,7 +218,5 @@ def adaptive_fusion(segment_logits: Tensor, decisions: Tensor, weights: Tensor) 
             f"{tuple(segment_logits.shape[:3])} to match segment_logits"
         )
     if weights.shape != segment_logits.shape[2:3]:
-        raise ValueError(
-            f"adaptive_fusion: weights {tuple(weights.shape)} must be (M,) = ({segment_logits.shape[2]},)"
-        )
+        raise ValueError(f"adaptive_fusion: weights {tuple(weights.shape)} must be (M,) = ({segment_logits.shape[2]},)")
     return (segment_logits * (decisions * weights)[..., None]).sum(dim=2).mean(dim=1)
