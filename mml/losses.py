@@ -101,3 +101,36 @@ def tempered_log_softmax(logits: Tensor, tau: float) -> Tensor:
 def tempered_kl(log_target: Tensor, logits: Tensor, tau: float) -> Tensor:
     """Batch-mean D_KL(target || softmax(logits / τ)), summed over classes, from the target's log-probabilities."""
     return F.kl_div(tempered_log_softmax(logits, tau), log_target, reduction="batchmean", log_target=True)
+
+
+def efficiency_loss(decisions: Tensor, correct: Tensor, costs: Tensor | Sequence[float], gamma: float) -> Tensor:
+    """AdaMML's policy cost (the released code's "blockdrop" penalty):
+    Σ_m λ_m · mean_n(correct_n · r[n,m]²) + γ · mean_n(1 − correct_n), with r[n,m] the fraction of video n's
+    segments that use modality m.
+
+    Only correctly classified videos are pushed to use fewer modalities. The γ term depends on ``correct`` only, so
+    it carries no gradient (as in the original); it shifts the loss's value, not the policy. The λ are either
+    hand-set (original: 1, 1 for RGB + Flow; 1, 0.05 for RGB + Audio) or proportional to each modality's GFLOPs;
+    the caller decides.
+
+    Args:
+        decisions: Decisions ``(N, S, M)`` in {0, 1}, differentiable (``mml.models.adaptive.gumbel_decisions``).
+        correct: ``(N,)`` bool, whether the argmax of the detached video logits equals the label.
+        costs: λ_m ``(M,)``.
+        gamma: γ, the penalty of a wrong video (original: 10).
+
+    Returns:
+        A scalar tensor.
+    """
+    if decisions.ndim != 3:
+        raise ValueError(f"efficiency_loss: decisions must be (N, S, M), got {tuple(decisions.shape)}")
+    if correct.dtype != torch.bool or correct.shape != decisions.shape[:1]:
+        raise ValueError(
+            f"efficiency_loss: correct must be ({decisions.shape[0]},) bool, got {tuple(correct.shape)} {correct.dtype}"
+        )
+    lambdas = torch.as_tensor(costs, dtype=decisions.dtype, device=decisions.device)
+    if lambdas.shape != decisions.shape[2:]:
+        raise ValueError(f"efficiency_loss: costs must be (M,) = ({decisions.shape[2]},), got {tuple(lambdas.shape)}")
+    right = correct.to(decisions.dtype)
+    ratios = decisions.mean(dim=1)  # r (N, M)
+    return (lambdas * (right[:, None] * ratios.pow(2)).mean(dim=0)).sum() + gamma * (1 - right).mean()

@@ -1,11 +1,12 @@
-"""Cross-entropy and the mutual-learning KL term, checked against plain-Python arithmetic."""
+"""Cross-entropy, the mutual-learning KL term and AdaMML's efficiency loss, checked against plain-Python
+arithmetic."""
 
 import math
 
 import pytest
 import torch
 
-from mml.losses import KL_FORMS, cross_entropy, d3d_loss, mars_loss, mutual_kl
+from mml.losses import KL_FORMS, cross_entropy, d3d_loss, efficiency_loss, mars_loss, mutual_kl
 
 LN3, LN9 = math.log(3), math.log(9)
 
@@ -150,3 +151,44 @@ def test_d3d_sums_over_classes_and_averages_over_the_batch() -> None:
     student = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]], requires_grad=True)
     teacher = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
     assert d3d_loss(student, teacher).item() == pytest.approx(((0 + 4 + 9) + (1 + 1 + 1)) / 2)
+
+
+# AdaMML decisions d[n, s, m] of N=2 videos, S=4 segments, M=2 modalities.
+DECISIONS = [
+    [[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]],  # r = (3/4, 1/4)
+    [[1.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 0.0]],  # r = (1/4, 3/4)
+]
+
+
+def test_efficiency_loss_worked_example() -> None:
+    decisions = torch.tensor(DECISIONS, dtype=torch.float64, requires_grad=True)
+    correct = torch.tensor([True, False])
+    loss = efficiency_loss(decisions, correct, [1.0, 0.5], gamma=10.0)
+    # m=0: 1.0 * mean(1 * (3/4)^2, 0 * (1/4)^2) = 9/32; m=1: 0.5 * mean(1 * (1/4)^2, 0 * (3/4)^2) = 1/64;
+    # gamma: 10 * mean(1 - 1, 1 - 0) = 5.  Total 9/32 + 1/64 + 5 = 5.296875.
+    assert loss.item() == pytest.approx(9 / 32 + 1 / 64 + 5)
+    assert loss.item() == pytest.approx(5.296875)
+    loss.backward()
+    # d loss / d d[0, s, m] = lambda_m * (1/N) * 2 r[0, m] * (1/S): m=0 1 * 1/2 * 3/2 * 1/4 = 3/16,
+    # m=1 0.5 * 1/2 * 1/2 * 1/4 = 1/32; the wrong video gets no gradient.
+    assert decisions.grad is not None
+    assert decisions.grad[0].tolist() == [[3 / 16, 1 / 32]] * 4
+    assert decisions.grad[1].tolist() == [[0.0, 0.0]] * 4
+
+
+def test_efficiency_loss_gamma_term_has_no_gradient() -> None:
+    decisions = torch.tensor(DECISIONS, requires_grad=True)
+    loss = efficiency_loss(decisions, torch.tensor([False, False]), torch.tensor([1.0, 1.0]), gamma=10.0)
+    assert loss.item() == pytest.approx(10.0)
+    loss.backward()
+    assert decisions.grad is not None and not decisions.grad.any()
+
+
+def test_efficiency_loss_invalid_arguments() -> None:
+    decisions = torch.tensor(DECISIONS)
+    with pytest.raises(ValueError, match="bool"):
+        efficiency_loss(decisions, torch.tensor([1.0, 0.0]), [1.0, 1.0], 10.0)
+    with pytest.raises(ValueError, match=r"costs must be \(M,\) = \(2,\)"):
+        efficiency_loss(decisions, torch.tensor([True, False]), [1.0], 10.0)
+    with pytest.raises(ValueError, match=r"\(N, S, M\)"):
+        efficiency_loss(decisions[0], torch.tensor([True, False]), [1.0, 1.0], 10.0)

@@ -9,12 +9,14 @@ measured on a zero clip of the test input's shape with freshly initialised weigh
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mml.data.modalities import MODALITIES
 from mml.methods import METHODS
+from mml.models.adaptive import PolicyNetwork
 from mml.networks import network
 from mml.spec import ViewProtocol
 from mml.store import RunConfig
@@ -41,4 +43,44 @@ def inference_gflops(config: RunConfig, model: int, views: ViewProtocol) -> floa
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         net.eval()(inputs)
+    return counter.get_total_flops() / 1e9
+
+
+def adaptive_gflops(recognition: Sequence[float], selection: Sequence[float], policy: float, segments: int) -> float:
+    """AdaMML's GFLOPs per video: Σ_m recognition[m] · segments · selection[m] + policy · segments.
+
+    The policy runs on every segment whatever it selects; a recognition network only where selected (the
+    original's ``flops_computation``, with dataset-average selection ratios, so this is an average per video).
+
+    Args:
+        recognition: GFLOPs of one segment through each recognition modality's network.
+        selection: Fraction of segments in [0, 1] that use each modality, in the same order.
+        policy: Policy GFLOPs per segment (``policy_gflops``).
+        segments: Segments per video S.
+    """
+    if len(recognition) != len(selection):
+        raise ValueError(f"adaptive_gflops: {len(recognition)} recognition costs but {len(selection)} selection ratios")
+    if any(not 0 <= ratio <= 1 for ratio in selection):
+        raise ValueError(f"adaptive_gflops: selection ratios must lie in [0, 1], got {list(selection)}")
+    if segments < 1:
+        raise ValueError(f"adaptive_gflops: segments must be >= 1, got {segments}")
+    return sum(cost * segments * ratio for cost, ratio in zip(recognition, selection)) + policy * segments
+
+
+def policy_gflops(network: PolicyNetwork, inputs: Mapping[str, tuple[int, ...]]) -> float:
+    """GFLOPs of one segment through an AdaMML policy, counted on a zero segment (N = 1, S = 1) in eval mode, as
+    ``inference_gflops`` counts. Includes the joint MLP, LSTM and heads, which the original's hand count leaves out.
+
+    Args:
+        network: The policy; its train/eval mode is restored afterwards.
+        inputs: Each policy modality's per-segment input shape ``(frames * C, H, W)``.
+    """
+    zeros = {name: torch.zeros(1, 1, *shape) for name, shape in inputs.items()}
+    training = network.training
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), counter:
+            network.eval()(zeros, temperature=1.0, sample=False)
+    finally:
+        network.train(training)
     return counter.get_total_flops() / 1e9

@@ -1,0 +1,213 @@
+"""AdaMML's policy, decisions, decision-weighted fusion and cost, checked against hand computations."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mml.models.adaptive import FusionWeights, PolicyNetwork, adaptive_fusion, gumbel_decisions, policy_input
+from mml.report.cost import adaptive_gflops, policy_gflops
+
+CHANNELS = {"RGB": 3, "Diff": 15}
+FRAMES = 4
+JOINT = 32
+
+
+def policy(decided: int = 2) -> PolicyNetwork:
+    torch.manual_seed(0)
+    return PolicyNetwork(CHANNELS, decided, FRAMES, "tsm_tiny", joint_width=JOINT, hidden=16).eval()
+
+
+def segments(n: int = 2, s: int = 3, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {name: torch.randn(n, s, FRAMES * c, size, size, generator=gen) for name, c in CHANNELS.items()}
+
+
+def test_sampled_decisions_are_hard_with_the_soft_samples_gradient() -> None:
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(64, 3, 2, generator=gen, dtype=torch.float64)
+    weights = torch.randn(64, 3, generator=gen, dtype=torch.float64)
+    hard_in = logits.clone().requires_grad_()
+    torch.manual_seed(7)
+    decisions = gumbel_decisions(hard_in, 0.7, sample=True)
+    (decisions * weights).sum().backward()
+    soft_in = logits.clone().requires_grad_()
+    torch.manual_seed(7)  # the same Gumbel noise
+    soft = F.gumbel_softmax(soft_in, tau=0.7, hard=False)
+    (soft[..., 1] * weights).sum().backward()
+
+    assert decisions.shape == (64, 3) and decisions.dtype == torch.float64
+    assert set(decisions.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(decisions, (soft[..., 1] > soft[..., 0]).double())
+    assert hard_in.grad is not None and soft_in.grad is not None
+    torch.testing.assert_close(hard_in.grad, soft_in.grad)
+    # Analytically: d soft_1 / d logits = soft_1 * (onehot_1 - soft) / tau, so (-g, +g) with g = c s_0 s_1 / tau.
+    g = (weights * soft[..., 0] * soft[..., 1] / 0.7).detach()
+    torch.testing.assert_close(hard_in.grad, torch.stack([-g, g], dim=-1))
+
+
+def test_evaluation_decisions_are_the_argmax_without_noise() -> None:
+    logits = torch.tensor([[0.3, -0.2], [-1.0, 2.0], [0.5, 0.5], [-3.0, -2.9]])
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    first = gumbel_decisions(logits, 5.0, sample=False)
+    assert torch.equal(torch.get_rng_state(), state)  # draws nothing
+    torch.manual_seed(1)
+    second = gumbel_decisions(logits, 5.0, sample=False)
+    assert first.tolist() == second.tolist() == [0.0, 1.0, 0.0, 1.0]  # a tie skips
+
+
+def test_decisions_validate_temperature_and_logits() -> None:
+    for temperature in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be > 0"):
+            gumbel_decisions(torch.zeros(3, 2), temperature, sample=True)
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
+        gumbel_decisions(torch.zeros(3, 3), 1.0, sample=False)
+
+
+def test_policy_shapes_and_decisions() -> None:
+    net = policy(decided=3)
+    x = segments(n=2, s=5)
+    decisions, logits = net(x, temperature=5.0, sample=True)
+    assert decisions.shape == (2, 5, 3) and logits.shape == (2, 5, 3, 2)
+    assert set(decisions.unique().tolist()) <= {0.0, 1.0}
+    decisions, logits = net(x, temperature=5.0, sample=False)
+    assert torch.equal(decisions, (logits[..., 1] > logits[..., 0]).float())
+    assert "fc" not in dict(net.backbones["RGB"].named_children())  # the backbones' unused classifiers are gone
+
+
+def test_policy_lstm_sees_the_previous_segments_logits() -> None:
+    net = policy()
+    x = segments()
+    seen: list[torch.Tensor] = []
+    heads: list[torch.Tensor] = []
+    net.lstm.register_forward_hook(lambda module, args, output: seen.append(args[0]))
+    net.heads[0].register_forward_hook(lambda module, args, output: heads.append(output))
+    _, logits = net(x, temperature=1.0, sample=False)
+    assert len(seen) == 3 and all(step.shape == (2, JOINT + 4) for step in seen)
+    assert not seen[0][:, JOINT:].any()  # zeros before the first segment
+    torch.testing.assert_close(seen[1][:, JOINT:], logits[:, 0].flatten(1))
+    torch.testing.assert_close(seen[2][:, JOINT:], logits[:, 1].flatten(1))
+    # Fed back without detaching: segment 1's LSTM input has a gradient path to head 0's segment-0 logits.
+    (path,) = torch.autograd.grad(seen[1][:, JOINT : JOINT + 2].sum(), heads[0], retain_graph=True)
+    torch.testing.assert_close(path, torch.ones(2, 2))
+
+    # Behaviourally (eval mode: no batch statistics couple the segments): segment 0 changes segment 1's logits only
+    # through the recurrence, and never the other way round.
+    changed = {name: t.clone() for name, t in x.items()}
+    changed["RGB"][:, 0] += 1.0
+    _, other = net(changed, temperature=1.0, sample=False)
+    assert not torch.allclose(other[:, 1], logits[:, 1])
+    changed = {name: t.clone() for name, t in x.items()}
+    changed["Diff"][:, 2] += 1.0
+    _, other = net(changed, temperature=1.0, sample=False)
+    torch.testing.assert_close(other[:, :2], logits[:, :2])
+
+
+def test_policy_input_errors_name_the_modality() -> None:
+    net = policy()
+    x = segments()
+    with pytest.raises(ValueError, match="missing input 'Diff'"):
+        net({"RGB": x["RGB"]}, temperature=1.0, sample=False)
+    with pytest.raises(ValueError, match="unexpected input 'Flow'"):
+        net({**x, "Flow": x["RGB"]}, temperature=1.0, sample=False)
+    with pytest.raises(ValueError, match="'RGB' must be .* 4 frames x 3 channels = 12"):
+        net({**x, "RGB": torch.zeros(2, 3, 24, 32, 32)}, temperature=1.0, sample=False)
+    with pytest.raises(ValueError, match=r"differ in \(N, S\)"):
+        net({**x, "RGB": x["RGB"][:, :2]}, temperature=1.0, sample=False)
+
+
+def test_policy_input_keeps_every_other_frame_and_resizes() -> None:
+    gen = torch.Generator().manual_seed(0)
+    clip = torch.randn(2, 8 * 3, 24, 24, generator=gen)
+    view = policy_input(clip, 16, 4, channels=3)
+    assert view.shape == (2, 4 * 3, 16, 16)
+    frames = clip.reshape(2, 8, 3, 24, 24)
+    for k, t in enumerate((0, 2, 4, 6)):
+        expected = F.interpolate(frames[:, t], size=(16, 16), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(view[:, 3 * k : 3 * (k + 1)], expected)
+    # Constant frames stay constant: frame t = t, so the kept frames read 0, 2, 4, 6.
+    ramp = torch.arange(8.0).repeat_interleave(3)[None, :, None, None].expand(1, 24, 24, 24)
+    assert policy_input(ramp, 8, 4, channels=3)[0, :, 0, 0].tolist() == [0.0] * 3 + [2.0] * 3 + [4.0] * 3 + [6.0] * 3
+    # Segments as a leading dimension: (N, S, T*C, H, W).
+    assert policy_input(clip.reshape(1, 2, 24, 24, 24), 16, 2, channels=3).shape == (1, 2, 6, 16, 16)
+
+
+def test_policy_input_validates_divisibility() -> None:
+    clip = torch.zeros(1, 8 * 3, 16, 16)
+    with pytest.raises(ValueError, match="frames=3 must divide the clip's 8 frames"):
+        policy_input(clip, 8, 3, channels=3)
+    with pytest.raises(ValueError, match="C=5"):
+        policy_input(clip, 8, 4, channels=5)
+
+
+def test_fusion_weights_start_at_one_over_m_and_sum_to_one() -> None:
+    weights = FusionWeights(3)
+    assert sum(p.numel() for p in weights.parameters()) == 2
+    torch.testing.assert_close(weights(), torch.full((3,), 1 / 3))
+    with torch.no_grad():
+        weights.free.copy_(torch.tensor([0.9, 0.4]))
+    torch.testing.assert_close(weights(), torch.tensor([0.9, 0.4, -0.3]))  # not constrained positive
+    assert weights().sum().item() == pytest.approx(1.0)
+    assert FusionWeights(1)().tolist() == [1.0]
+
+
+def test_adaptive_fusion_counts_skipped_segments_as_zeros() -> None:
+    logits = torch.tensor(
+        [
+            [
+                [[4.0, 8.0], [100.0, 100.0]],  # segment 0: modality 1 skipped
+                [[50.0, 50.0], [60.0, 60.0]],  # segment 1: everything skipped
+                [[8.0, 4.0], [4.0, -4.0]],  # segment 2: both used
+            ]
+        ]
+    )
+    decisions = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]])
+    weights = torch.tensor([0.25, 0.75])
+    # segment 0: 0.25 (4, 8) = (1, 2); segment 1: (0, 0); segment 2: 0.25 (8, 4) + 0.75 (4, -4) = (5, -2);
+    # mean over all 3 segments: (6, 0) / 3 = (2, 0).
+    assert adaptive_fusion(logits, decisions, weights).tolist() == [[2.0, 0.0]]
+
+
+def test_adaptive_fusion_validates_shapes() -> None:
+    logits, decisions, weights = torch.zeros(2, 3, 2, 5), torch.zeros(2, 3, 2), torch.zeros(2)
+    with pytest.raises(ValueError, match=r"segment_logits must be \(N, S, M, K\)"):
+        adaptive_fusion(logits[0], decisions, weights)
+    with pytest.raises(ValueError, match=r"decisions \(2, 3\) must be \(N, S, M\) = \(2, 3, 2\)"):
+        adaptive_fusion(logits, decisions[..., 0], weights)
+    with pytest.raises(ValueError, match=r"weights \(3,\) must be \(M,\) = \(2,\)"):
+        adaptive_fusion(logits, decisions, torch.zeros(3))
+
+
+# The original's per-segment GFLOPs (RGB and Flow ResNet-50; policy: RGB and RGBDiff MobileNetV2 and the LSTM).
+RECOGNITION = (14.136, 16.339)
+POLICY = 0.375 + 0.909 + 0.00236
+
+
+def test_adaptive_gflops_on_the_originals_numbers() -> None:
+    # Every modality on every segment without a policy: Supp. Table 2's weighted fusion, 141.36 + 163.39.
+    assert adaptive_gflops(RECOGNITION, (1.0, 1.0), 0.0, 10) == pytest.approx(304.75)
+    # AdaMML adds its policy on all 10 segments: 304.75 + 12.8636.
+    assert adaptive_gflops(RECOGNITION, (1.0, 1.0), POLICY, 10) == pytest.approx(317.6136)
+    # Half the segments each: 70.68 + 81.695 + 12.8636.
+    assert adaptive_gflops(RECOGNITION, (0.5, 0.5), POLICY, 10) == pytest.approx(165.2386)
+    # RGB only: 141.36 + 12.8636.
+    assert adaptive_gflops(RECOGNITION, (1.0, 0.0), POLICY, 10) == pytest.approx(154.2236)
+
+
+def test_adaptive_gflops_validates() -> None:
+    with pytest.raises(ValueError, match="2 recognition costs but 1 selection"):
+        adaptive_gflops(RECOGNITION, (1.0,), POLICY, 10)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        adaptive_gflops(RECOGNITION, (1.5, 0.0), POLICY, 10)
+    with pytest.raises(ValueError, match="segments must be >= 1"):
+        adaptive_gflops(RECOGNITION, (1.0, 0.0), POLICY, 0)
+
+
+def test_policy_gflops_are_counted_and_grow_with_the_input() -> None:
+    net = policy().train()
+    small = policy_gflops(net, {"RGB": (12, 32, 32), "Diff": (60, 32, 32)})
+    large = policy_gflops(net, {"RGB": (12, 64, 64), "Diff": (60, 64, 64)})
+    assert 0 < small < large
+    assert net.training  # its mode is restored
+    # The convolutions dominate, so 4x the pixels is nearly 4x the count.
+    assert large == pytest.approx(4 * small, rel=0.05)
