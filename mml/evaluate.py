@@ -25,6 +25,7 @@ from mml.data.cache import FrameSource
 from mml.data.charades import targets
 from mml.data.clips import FusedViews, ViewClips
 from mml.execution import Execution, to_device
+from mml.methods import METHODS
 from mml.metrics import charades_map, fuse_views_max
 from mml.networks import stored_heads, stored_models
 from mml.spec import ViewProtocol
@@ -64,6 +65,22 @@ def predict(
     return np.concatenate(scores)
 
 
+@torch.no_grad()
+def predict_videos(
+    model: nn.Module, views: FusedViews, device: str, workers: int, progress: bool, desc: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (videos, classes) and decisions (videos, views, modalities) of a network that takes each video's
+    views at once (`per_video`: an AdaMML network, whose policy runs over the segments in order)."""
+    model.eval()
+    loader = DataLoader(views, EVAL_BATCH, shuffle=False, num_workers=workers)
+    scores, decisions = [], []
+    for clips, _ in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        logits, chosen = model(to_device(clips, device))
+        scores.append(logits.float().cpu().numpy())
+        decisions.append(chosen.cpu().numpy().astype(bool))
+    return np.concatenate(scores), np.concatenate(decisions)
+
+
 def _chunks(clips: torch.Tensor | dict[str, torch.Tensor]) -> list:
     """A batch of videos' views (videos, views, ...) as chunks of at most EVAL_CLIPS clips: tensors, or for a
     late-fusion network dicts of each modality's tensors."""
@@ -85,10 +102,10 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(100.0 * np.mean(topk_correct(scores, labels, k)))
 
 
-def save_scores(path: Path, video_ids: list[str], labels: np.ndarray, logits: np.ndarray) -> None:
-    """Atomically store per-video scores."""
+def save_scores(path: Path, video_ids: list[str], labels: np.ndarray, logits: np.ndarray, **extra: np.ndarray) -> None:
+    """Atomically store per-video scores (and `extra` per-video arrays, e.g. an AdaMML network's decisions)."""
     buffer = io.BytesIO()
-    np.savez(buffer, video_ids=np.array(video_ids), labels=labels, logits=logits)
+    np.savez(buffer, video_ids=np.array(video_ids), labels=labels, logits=logits, **extra)
     atomic.write_bytes(path, buffer.getvalue())
 
 
@@ -136,14 +153,26 @@ def _evaluate(
         for spec in config.models
     ]
     evaluated: list[tuple[torch.nn.Module, ViewClips | FusedViews]] = list(zip(models, branch_views, strict=True))
-    # Heads beyond the models (a late-fusion run's fused head, model index M), after each model with its own head.
-    evaluated += [(head, FusedViews(branch_views)) for head in stored_heads(store, config, models)]
+    # Heads beyond the models (a late-fusion run's fused head, an AdaMML network: model index M), after each model
+    # with its own head, on the views and modalities their method asks for.
+    method = METHODS[config.method]
+    head_protocol = method.head_views(config, views)
+    head_views = [
+        ViewClips(dataset.validation, cache, modality, config.recipe, head_protocol, config.num_classes)
+        for modality in [m.modality for m in config.models] + method.extra_inputs(config)
+    ]
+    evaluated += [(head, FusedViews(head_views)) for head in stored_heads(store, config, models)]
     metrics = []
     with staging_folder(store.evaluation_dir(rid, views.key), replace=True) as staging:
         for index, (model, clips) in enumerate(evaluated):
             model = model.to(run.device)
-            logits = predict(model, clips, run.device, run.workers, run.progress, f"{rid} eval {index}", multilabel)
-            save_scores(staging / f"scores{index}.npz", ids, labels, logits)
+            desc = f"{rid} eval {index}"
+            if getattr(model, "per_video", False):
+                logits, decisions = predict_videos(model, clips, run.device, run.workers, run.progress, desc)
+                save_scores(staging / f"scores{index}.npz", ids, labels, logits, decisions=decisions)
+            else:
+                logits = predict(model, clips, run.device, run.workers, run.progress, desc, multilabel)
+                save_scores(staging / f"scores{index}.npz", ids, labels, logits)
             if multilabel:
                 metrics.append({"map": charades_map(logits, labels)})
             else:

@@ -29,6 +29,7 @@ from mml.errors import CheckpointError, MMLError, SpecError
 from mml.evaluate import evaluate_stored
 from mml.execution import Execution
 from mml.init_source import Checkpoint, Imagenet, ImagenetFile, PretrainRun, Random, RunModel, parse_init, upstream
+from mml.methods import METHODS
 from mml.methods.mutual import CE
 from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
 from mml.models.init import imagenet_state_dict
@@ -199,6 +200,9 @@ class Resolver:
             teacher = ModelConfig(modality=modality, init=str(RunModel(self.resolve(table, teacher_run, seed), index)))
         recipe = run_recipe(self.profile.recipe, dict(spec.recipe), f"{table.source}: runs.{name}.recipe")
         config = self._config(spec.method, models, seed, spec.replica, recipe, arch, teacher=teacher)
+        problem = METHODS[spec.method].check_recipe(config)
+        if problem:
+            raise SpecError(f"{table.source}: runs.{name}.recipe: {problem[0]}: {problem[1]}")
         self.plan.cells[key] = self.plan.add(config, f"{table.id}:{name}")
         if spec.checkpoints:
             self.plan.checkpoints[config.run_id] = spec.checkpoints

@@ -73,7 +73,14 @@ def _sgd(config: RunConfig, groups: list[dict]) -> torch.optim.SGD:
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
 
 
-def set_learning_rate(config: RunConfig, optimizers: Sequence[torch.optim.SGD], epoch: int) -> float:
+def _auxiliary_optimizer(config: RunConfig, name: str, module: nn.Module) -> torch.optim.Optimizer:
+    """The method's optimiser of an auxiliary module, or SGD at the recipe's settings."""
+    method = METHODS[config.method]
+    groups = method.auxiliary_groups(name, module)
+    return method.auxiliary_optimizer(name, groups, config) or _sgd(config, groups)
+
+
+def set_learning_rate(config: RunConfig, optimizers: Sequence[torch.optim.Optimizer], epoch: int) -> float:
     """Step schedule: lr * decay^(number of steps <= epoch), times each group's multipliers."""
     recipe = config.recipe
     lr = recipe.lr * recipe.lr_decay ** sum(epoch >= step for step in recipe.lr_steps)
@@ -135,7 +142,7 @@ class _Epochs:
 
     config: RunConfig
     clips: TrainClips | TwoViews
-    parts: list[tuple[nn.Module, torch.optim.SGD]]  # every trained module with its optimiser
+    parts: list[tuple[nn.Module, torch.optim.Optimizer]]  # every trained module with its optimiser
     step: Callable[[object, torch.Tensor], list[torch.Tensor]]  # a batch's losses, their sum being the objective
     layout: Layout
     run: Execution
@@ -213,8 +220,8 @@ def _train(
     optimizers = build_optimizers(config, models, layout.held)
     torch.manual_seed(derive_seed(config.seed, config.replica, INIT_SEED, len(config.models)))  # auxiliary init
     auxiliary = {name: m.to(device) for name, m in method.auxiliary(config, models).items()}
-    extra_optimizers = {name: _sgd(config, method.auxiliary_groups(name, m)) for name, m in auxiliary.items()}
-    modules: dict[int | str, tuple[nn.Module, torch.optim.SGD]] = dict(zip(layout.held, zip(models, optimizers)))
+    extra_optimizers = {name: _auxiliary_optimizer(config, name, m) for name, m in auxiliary.items()}
+    modules: dict[int | str, tuple[nn.Module, torch.optim.Optimizer]] = dict(zip(layout.held, zip(models, optimizers)))
     modules.update({name: (auxiliary[name], extra_optimizers[name]) for name in auxiliary})
     state: dict[str, Any] = (
         load_checkpoint(checkpoint, rid, modules) if resume else {"run_id": rid, "epoch": 0, "history": []}
@@ -223,17 +230,19 @@ def _train(
     if run.compile:
         # torch.compile of a module returns a module (an OptimizedModule); its stub says only Callable.
         nets = [cast(nn.Module, torch.compile(net)) for net in nets]
-    teacher_modality = [config.teacher.modality] if config.teacher else []
+    extra_modalities = [config.teacher.modality] if config.teacher else []
+    extra_modalities += method.extra_inputs(config)  # read beside the models' modalities: a teacher's, a policy's
     modalities = [m.modality for m in config.models]
     indices = method.training_videos(config, len(dataset.train))
     clips = TrainClips(
         dataset.train if indices is None else [dataset.train[i] for i in indices],
         cache,
-        modalities + teacher_modality,
+        modalities + extra_modalities,
         config.recipe,
         derive_seed(config.seed, config.replica, SAMPLE_SEED),
         config.num_classes,
-        build=[config.models[index].modality for index in layout.held] + teacher_modality,
+        build=[config.models[index].modality for index in layout.held] + extra_modalities,
+        regions=method.regions(config),
     )
     recipe = config.recipe
     batch = min(recipe.batch_size, len(clips))  # every step's batch (a last, smaller one is dropped)

@@ -4,6 +4,7 @@ Adding a method is its module (a `Method`, see `mml.methods.base`) and its entry
 evaluation and the GFLOPs count read everything else from it.
 """
 
+from mml.methods.adamml import ADAMML, WEIGHTED_FUSION
 from mml.methods.base import Method, Training
 from mml.methods.distillation import D3D, KD, MARS
 from mml.methods.gblend import GBLEND, GBLEND_ONLINE
@@ -13,7 +14,21 @@ from mml.methods.skd_srl import CE_AUG, SELF_KD, SKD_SRL
 
 METHODS: dict[str, Method] = {
     method.name: method
-    for method in (CE, ML, MARS, D3D, KD, CE_AUG, SELF_KD, SKD_SRL, LATE_FUSION, GBLEND, GBLEND_ONLINE)
+    for method in (
+        CE,
+        ML,
+        MARS,
+        D3D,
+        KD,
+        CE_AUG,
+        SELF_KD,
+        SKD_SRL,
+        LATE_FUSION,
+        GBLEND,
+        GBLEND_ONLINE,
+        WEIGHTED_FUSION,
+        ADAMML,
+    )
 }
 
 __all__ = ["METHODS", "Method", "Training"]

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
@@ -60,14 +61,32 @@ class Method:
     extra_heads: int = 0  # evaluated heads beyond the models (late fusion's fused head: model index M)
     settings: tuple[str, ...] = ()  # the recipe's method-only settings (`method_setting`) its runs read: in their ids
 
-    def check_models(self, modalities: Sequence[str], loaded: bool) -> tuple[str, str] | None:
+    def check_models(
+        self, modalities: Sequence[str], loaded: bool, inits: Sequence[str] = ()
+    ) -> tuple[str, str] | None:
         """(spec key, reason) when a spec run of this method may not have these models (or be loaded from
-        checkpoint files, `loaded`); None when it may."""
+        checkpoint files, `loaded`, or start from `inits`, the models' init strings); None when it may."""
         count = len(modalities)
         if self.max_models == 1 and count != 1:
             return "models", f"method {self.name} trains exactly one model, got {count}"
         if count < self.min_models:
             return "models", f"method {self.name} trains two or more models, got {count}"
+        return None
+
+    def check_recipe(self, config: RunConfig) -> tuple[str, str] | None:
+        """(recipe key, reason) when a run of this method cannot train with this recipe; None when it can."""
+        return None
+
+    def regions(self, config: RunConfig) -> int:
+        """Equal parts of a video that give one training clip each (`mml.data.clips.TrainClips`); 1: one clip."""
+        return 1
+
+    def extra_inputs(self, config: RunConfig) -> list[str]:
+        """Modalities the method's own modules read beside its models' (an AdaMML policy's RGBDiff)."""
+        return []
+
+    def auxiliary_optimizer(self, name: str, groups: list[dict], config: RunConfig) -> torch.optim.Optimizer | None:
+        """The optimiser of an auxiliary module over its `auxiliary_groups`; None: the trainer's SGD."""
         return None
 
     def auxiliary(self, config: RunConfig, models: Sequence[TSMResNet | I3DResNet]) -> dict[str, nn.Module]:
@@ -88,6 +107,10 @@ class Method:
     def step(self, training: Training, inputs: Any, labels: Tensor) -> list[Tensor]:
         """The losses of one batch (their sum is the objective): one per model this process trains, or one."""
         raise NotImplementedError(f"method {self.name} defines no training step")
+
+    def head_views(self, config: RunConfig, views: Any) -> Any:
+        """The test views (a `mml.spec.ViewProtocol`) the `extra_heads` are evaluated on under protocol `views`."""
+        return views
 
     def evaluation_heads(
         self,

@@ -101,7 +101,9 @@ class LateFusionMethod(Method):
     torchrun: bool = False
     extra_heads: int = 1
 
-    def check_models(self, modalities: Sequence[str], loaded: bool) -> tuple[str, str] | None:
+    def check_models(
+        self, modalities: Sequence[str], loaded: bool, inits: Sequence[str] = ()
+    ) -> tuple[str, str] | None:
         if len(modalities) < 2 or len(set(modalities)) != len(modalities):
             return "models", f"method {self.name} fuses two or more distinct modalities, got {list(modalities)}"
         if loaded:

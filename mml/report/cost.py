@@ -12,9 +12,9 @@ import functools
 from collections.abc import Mapping, Sequence
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from mml.data.modalities import MODALITIES
+from mml.flops import forward_gflops
 from mml.methods import METHODS
 from mml.models.adaptive import PolicyNetwork
 from mml.networks import network
@@ -40,10 +40,7 @@ def inference_gflops(config: RunConfig, model: int, views: ViewProtocol) -> floa
     else:
         modality = config.models[model].modality
         net, inputs = network(config, modality), clip(modality)
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        net.eval()(inputs)
-    return counter.get_total_flops() / 1e9
+    return forward_gflops(net, inputs)
 
 
 def adaptive_gflops(recognition: Sequence[float], selection: Sequence[float], policy: float, segments: int) -> float:
@@ -75,12 +72,4 @@ def policy_gflops(network: PolicyNetwork, inputs: Mapping[str, tuple[int, ...]])
         network: The policy; its train/eval mode is restored afterwards.
         inputs: Each policy modality's per-segment input shape ``(frames * C, H, W)``.
     """
-    zeros = {name: torch.zeros(1, 1, *shape) for name, shape in inputs.items()}
-    training = network.training
-    counter = FlopCounterMode(display=False)
-    try:
-        with torch.no_grad(), counter:
-            network.eval()(zeros, temperature=1.0, sample=False)
-    finally:
-        network.train(training)
-    return counter.get_total_flops() / 1e9
+    return forward_gflops(network, {name: torch.zeros(1, 1, *shape) for name, shape in inputs.items()}, 1.0, False)

@@ -11,6 +11,7 @@ from typing import Any
 from mml import validation
 from mml.errors import InvalidValue
 from mml.losses import KL_FORMS
+from mml.models.tsm import ARCHS
 from mml.validation import reported_at
 
 SAMPLINGS = ("uniform", "dense", "both")
@@ -75,6 +76,25 @@ class Recipe:
     gblend_estimate_epochs: int = method_setting(default=0)
     gblend_super_epoch: int = method_setting(default=5)
     gblend_warmup: int = method_setting(default=10)
+    # AdaMML (Panda et al., ICCV 2021; defaults: the official code's README): C training regions and C' test
+    # segments; the stages in epochs (warm-up with the policy frozen, alternating pairs of a recognition and a policy
+    # epoch, fine-tuning with the policy frozen); the policy's Adam lr; the Gumbel temperature and its decay per
+    # pair; γ and λ of the efficiency loss, λ the same for every modality (`hand`) or scaled by each modality's
+    # GFLOPs (`gflops`); the policy's backbone and its input frames and size (the original's 4 x 160 x 160).
+    adamml_regions: int = method_setting(default=5)
+    adamml_test_regions: int = method_setting(default=10)
+    adamml_warmup: int = method_setting(default=5)
+    adamml_alternations: int = method_setting(default=20)
+    adamml_finetune: int = method_setting(default=10)
+    adamml_policy_lr: float = method_setting(default=0.01)
+    adamml_temperature: float = method_setting(default=5.0)
+    adamml_temperature_decay: float = method_setting(default=0.965)
+    adamml_gamma: float = method_setting(default=10.0)
+    adamml_lambda: float = method_setting(default=1.0)
+    adamml_lambda_from: str = method_setting(default="hand")
+    adamml_policy_arch: str = method_setting(default="tsm_tiny")
+    adamml_policy_frames: int = method_setting(default=4)
+    adamml_policy_size: int = method_setting(default=160)
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -85,15 +105,28 @@ class Recipe:
 
 _KINDS: dict[str, type] = {"int": int, "float": float, "str": str, "tuple[int, ...]": list}
 _FIELD_KINDS = {item.name: _KINDS[str(item.type)] for item in dataclasses.fields(Recipe)}
-_CHOICES = {"sampling": SAMPLINGS, "kl_form": KL_FORMS}
+_CHOICES = {
+    "sampling": SAMPLINGS,
+    "kl_form": KL_FORMS,
+    "adamml_lambda_from": ("hand", "gflops"),
+    "adamml_policy_arch": tuple(ARCHS),
+}
 # Range checks beyond "non-negative" (and "positive" for counts): setting -> (test, requirement).
 _LIMITS = {
     "dropout": (lambda v: v < 1, "must be below 1"),
     "kd_tau": (lambda v: v > 0, "must be positive"),
     "skd_tau": (lambda v: v > 0, "must be positive"),
     "gblend_holdout": (lambda v: 0 < v < 1, "must be a fraction in (0, 1)"),
+    "adamml_policy_lr": (lambda v: v > 0, "must be positive"),
+    "adamml_temperature": (lambda v: v > 0, "must be positive"),
+    "adamml_temperature_decay": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
 }
-_ZERO_ALLOWED = {"gblend_estimate_epochs"}  # integer settings where 0 has a meaning (0: the whole training)
+_ZERO_ALLOWED = {
+    "gblend_estimate_epochs",
+    "adamml_warmup",
+    "adamml_alternations",
+    "adamml_finetune",
+}  # integer settings where 0 has a meaning (0: the whole training)
 
 
 def check_recipe_value(key: str, value: Any) -> Any:

@@ -69,7 +69,7 @@ def _read_run(name: str, reader: TomlReader, runs: dict[str, Any]) -> RunSpec:
         if not isinstance(item, dict):
             raise reader.error(f"models[{index}]", "expected a table {modality = ..., init = ...}")
         models.append(_read_model(TomlReader(reader.path, item, f"{reader.prefix}models[{index}]."), runs, bool(files)))
-    problem = METHODS[method].check_models([model.modality for model in models], bool(files))
+    problem = METHODS[method].check_models([m.modality for m in models], bool(files), [m.init for m in models])
     if problem:
         raise reader.error(*problem)
     teacher = reader.get("teacher", str, None)

@@ -1,0 +1,125 @@
+"""AdaMML end to end on the micro profile: its stages, its stored decisions, an exact resume inside the
+alternating stage, and the refusal of bad specs."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_reproduce import MICRO, reproduce
+
+from mml.data.cache import prepare
+from mml.data.datasets import open_dataset
+from mml.errors import SpecError
+from mml.evaluate import load_scores
+from mml.execution import Execution
+from mml.methods.adamml import FINETUNE, MAIN, POLICY_PHASE, WARMUP, phase, temperature
+from mml.runner import init_loader, plan_tables
+from mml.spec import Recipe, load_profile, load_table
+from mml.store import Store
+from mml.train import train_run
+
+SPEC = Path(__file__).parent / "specs" / "table95.toml"
+
+
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("specs")
+    shutil.copy(SPEC, folder)
+    (folder / "profiles.toml").write_text(MICRO)
+    return folder
+
+
+def test_stages_and_temperature_follow_the_epoch() -> None:
+    recipe = Recipe(
+        segments=2, short_side=32, input_size=28, batch_size=4, epochs=8, lr=0.01, lr_steps=(9,),
+        adamml_warmup=2, adamml_alternations=2, adamml_finetune=2, adamml_temperature=5.0,
+        adamml_temperature_decay=0.5,
+    )  # fmt: skip
+    stages = [phase(recipe, epoch)[0] for epoch in range(8)]
+    assert stages == [WARMUP, WARMUP, MAIN, POLICY_PHASE, MAIN, POLICY_PHASE, FINETUNE, FINETUNE]
+    assert [temperature(recipe, epoch) for epoch in range(8)] == [5, 5, 5, 5, 2.5, 2.5, 1.25, 1.25]
+
+
+@pytest.mark.slow
+def test_adamml_table_end_to_end_stores_decisions(specs: Path, tmp_path: Path) -> None:
+    assert reproduce(specs, tmp_path, table="table95") == 0
+    text = (tmp_path / "tables" / "micro" / "table95.md").read_text()
+    assert "| AdaMML " in text and "| Weighted fusion " in text
+    runs = {p.parent.name: p.parent for p in (tmp_path / "store" / "runs").glob("*/run.json")}
+    adamml = [d for d in runs.values() if '"adamml"' in (d / "run.json").read_text()]
+    assert len(adamml) == 1
+    assert set(load_file(str(adamml[0] / "fusion.safetensors"))) == {"free"}  # M - 1 free fusion weights
+    assert "heads.1.weight" in load_file(str(adamml[0] / "policy.safetensors"))
+    scores = next((adamml[0] / "eval").glob("*/scores2.npz"))
+    with np.load(scores) as stored:
+        decisions = stored["decisions"]
+    ids, _, logits = load_scores(scores)
+    assert decisions.shape == (len(ids), 3, 2) and decisions.dtype == bool  # 3 test segments, 2 modalities
+    assert logits.shape == (len(ids), 3)
+
+
+def _adamml_run(specs: Path, tmp_path: Path):
+    profile = load_profile(specs / "profiles.toml", "micro")
+    dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
+    plan = plan_tables([load_table(specs / "table95.toml")], profile, dataset)
+    store, run = Store(tmp_path / "store"), Execution(progress=False)
+    cache = dataset.frame_source(store.cache_dir(), profile.recipe.short_side)
+    prepare(cache, (*dataset.train, *dataset.validation), with_flow=True, workers=1, progress=False)
+    loader = init_loader(store, None)
+    target = plan.run_id("table95", "adamml", 0)
+    for rid in plan.order():
+        if rid != target:
+            train_run(plan.runs[rid], dataset.for_target(plan.runs[rid].target), cache, store, run, loader)
+    return plan.runs[target], dataset, cache, store, run, loader
+
+
+@pytest.mark.slow
+def test_resume_inside_the_alternating_stage_equals_no_interruption(specs: Path, tmp_path: Path) -> None:
+    config, dataset, cache, store, run, loader = _adamml_run(specs, tmp_path / "a")
+    whole = train_run(config, dataset, cache, store, run, loader)
+    config, dataset, cache, store, run, loader = _adamml_run(specs, tmp_path / "b")
+    # Stop after the warm-up and the recognition epoch of the pair: the next epoch trains the policy.
+    assert train_run(config, dataset, cache, store, run, loader, stop_after_epoch=2).name == config.run_id
+    resumed = train_run(config, dataset, cache, store, run, loader)
+    for name in ("model0", "model1", "policy", "fusion"):
+        first, second = load_file(str(whole / f"{name}.safetensors")), load_file(str(resumed / f"{name}.safetensors"))
+        assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first), name
+
+
+def _spec_with(tmp_path: Path, old: str, new: str) -> Path:
+    path = tmp_path / "table95.toml"
+    text = SPEC.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def test_a_policy_run_without_its_recognition_runs_is_refused(tmp_path: Path) -> None:
+    path = _spec_with(
+        tmp_path,
+        'method = "adamml"\nmodels = [{ modality = "RGB", init = "run:rgb/0" }',
+        'method = "adamml"\nmodels = [{ modality = "RGB", init = "imagenet" }',
+    )
+    with pytest.raises(SpecError, match=r"table95.toml: runs\.adamml\.models\[0\]\.init: method adamml starts from"):
+        load_table(path)
+
+
+def test_a_modality_the_policy_cannot_tell_apart_is_refused(tmp_path: Path) -> None:
+    path = _spec_with(
+        tmp_path,
+        '{ modality = "Flow", init = "run:flow/0" }]\nrecipe = { epochs = 4',
+        '{ modality = "RGB", init = "run:rgb/0" }]\nrecipe = { epochs = 4',
+    )
+    with pytest.raises(SpecError, match=r"runs\.adamml\.models: method adamml selects among two or more distinct"):
+        load_table(path)
+
+
+def test_stages_that_do_not_add_up_to_the_epochs_are_refused(specs: Path, tmp_path: Path) -> None:
+    path = _spec_with(tmp_path, "epochs = 4,", "epochs = 5,")
+    profile = load_profile(specs / "profiles.toml", "micro")
+    dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
+    with pytest.raises(SpecError, match=r"runs\.adamml\.recipe: epochs: 5 epochs, but adamml_warmup"):
+        plan_tables([load_table(path)], profile, dataset)
