@@ -37,6 +37,7 @@ from mml.spec import ALL_GROUP, SETUPS, TableSpec, load_profile, load_table, tab
 from mml.store import Store, pinned_cpu_threads
 
 logger = logging.getLogger(__name__)
+MAX_CPU_RUNS = 8  # runs side by side on a CPU by default: each is a process with its own PyTorch and data buffers
 
 # Defaults point into the project checkout when mml runs from one (editable install), else the working directory.
 _PACKAGE = Path(__file__).resolve().parent
@@ -94,7 +95,8 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
         type=lambda text: [item for item in text.split(",") if item],
         default=[],
         metavar="DEV,DEV,...",
-        help="train independent runs at once, one per device, e.g. cuda:0,cuda:1,cuda:2,cuda:3",
+        help="train independent runs at once, one per device, e.g. cuda:0,cuda:1,cuda:2,cuda:3 (default on the CPU: "
+        f"one run per core, at most {MAX_CPU_RUNS}; --devices cpu trains one run at a time)",
     )
     parser.add_argument("--workers", type=int, help="data-loading processes (default: 0 on CPU, 8 on GPU)")
     parser.add_argument(
@@ -159,6 +161,7 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
                 logger.info(f"{store.status(rid):8} {rid}  {config.method}: {models}  [{', '.join(plan.names[rid])}]")
         return
     cpus = os.cpu_count() or 1
+    devices = args.devices or default_devices(device, cpus)
     workers = args.workers if args.workers is not None else (8 if device.startswith("cuda") else 0)
     run = Execution.for_device(
         device,
@@ -174,7 +177,7 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
     needed = trained = 0
     written, reports = [], {}
     for scale, chosen, dataset, plan, pretrained in work:
-        summary = execute(plan, scale.views, dataset, store, run, pretrained, args.force, args.devices)
+        summary = execute(plan, scale.views, dataset, store, run, pretrained, args.force, devices)
         needed, trained = needed + summary.needed, trained + len(summary.trained)
         if distributed.rank() != 0:
             continue
@@ -188,6 +191,15 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
     done = f"{needed} runs needed, {trained} trained or loaded, {needed - trained} reused from {store.root}"
     logger.info(f"Done in {minutes:.1f} min: {done}.")
     logger.info("Tables: " + ", ".join(str(p) for p in written))
+
+
+def default_devices(device: str, cpus: int) -> list[str]:
+    """Where runs train without `--devices`: on a CPU of several cores, one run per core at once (at most
+    `MAX_CPU_RUNS`), since each run trains on `CPU_THREADS` threads whatever the machine, so running them side by
+    side changes no result and uses the cores one run alone cannot; elsewhere (a GPU, torchrun) one run at a time."""
+    if device != "cpu" or distributed.active() or cpus < 2:
+        return []
+    return ["cpu"] * min(cpus, MAX_CPU_RUNS)
 
 
 def _prepare_parser(commands: argparse._SubParsersAction) -> None:

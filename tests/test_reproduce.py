@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mml.cli import main
+from mml.cli import MAX_CPU_RUNS, default_devices, main
 from mml.data.cache import prepare
 from mml.data.datasets import open_dataset
 from mml.evaluate import evaluate_stored, load_scores
@@ -86,9 +86,11 @@ def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def reproduce(specs: Path, root: Path, *extra: str, table: str = "table7") -> int:
-    """`mml reproduce <table>` on the micro profile with the specs in `specs`, storing and writing under `root`."""
+    """`mml reproduce <table>` on the micro profile with the specs in `specs`, storing and writing under `root`, one
+    run at a time in this process (`--devices cpu`), so that the tests see every run's messages and patches; the
+    default of one run per core is what the subprocess tests (`runner_cli`) run."""
     folders = ["--specs", str(specs), "--store", str(root / "store"), "--out", str(root / "tables")]
-    return main(["reproduce", table, "--profile", "micro", *folders, "--no-progress", *extra])
+    return main(["reproduce", table, "--profile", "micro", *folders, "--no-progress", "--devices", "cpu", *extra])
 
 
 @pytest.mark.slow
@@ -214,3 +216,10 @@ def test_charades_setup_end_to_end(specs: Path, tmp_path: Path, capsys: pytest.C
     assert text.count("**no verdict (1 seed)**: ") == 6
     evaluation = json.loads(next((tmp_path / "store" / "runs").glob("*/eval/dense2-*/metrics.json")).read_text())
     assert set(evaluation["models"][0]) == {"map"}
+
+
+def test_cpu_trains_one_run_per_core_by_default() -> None:
+    assert default_devices("cpu", 2) == ["cpu", "cpu"]
+    assert default_devices("cpu", 64) == ["cpu"] * MAX_CPU_RUNS
+    assert default_devices("cpu", 1) == []
+    assert default_devices("cuda", 16) == []
