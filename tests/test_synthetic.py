@@ -1,5 +1,6 @@
 """Tests of the synthetic Something-Something-v2 generator."""
 
+import hashlib
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -13,6 +14,7 @@ from mml.data.synthetic import (
     GENERATOR_VERSION,
     MARKER_NAME,
     OBJECT_COLOURS,
+    REGIONS_FILE,
     TEMPLATES,
     SyntheticConfig,
     ensure_sthv2,
@@ -35,6 +37,9 @@ ANNOTATIONS = (
 )
 # Many videos per class: plans are cheap, so trajectory statistics can use a large sample.
 LARGE = SyntheticConfig(train_per_class=150)
+# Long videos: the class motion in 2 of 4 regions.
+LONG = SyntheticConfig(num_classes=10, train_per_class=40, frames=8, min_frames=5, regions=4, informative_regions=2)
+TINY_LONG = SyntheticConfig(**{**vars(TINY), "regions": 3, "informative_regions": 2})
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +70,11 @@ def _load(path: Path) -> object:
         {"margin": 7},
         {"typical_percent": 101},
         {"moving_distractor_percent": -1},
+        {"regions": 0},
+        {"informative_regions": 0},
+        {"informative_regions": 2},
+        {"informative_regions": 4, "regions": 3},
+        {"regions": 2.0},
     ],
 )
 def test_config_rejects_bad_values(changes: dict[str, object]) -> None:
@@ -197,17 +207,18 @@ def test_appearance_alone_predicts_the_class_well_above_chance_but_far_from_alwa
 def test_distractors_move_as_another_class_at_the_configured_rate(percent: int) -> None:
     config = SyntheticConfig(train_per_class=100, moving_distractor_percent=percent)
     plans = [plan_clip(config, "train", index) for index in range(config.split_size("train"))]
-    moving = [plan for plan in plans if plan.distractor.motion is not None]
+    moving = [plan for plan in plans if plan.distractor.motions != (None,)]
     assert abs(len(moving) / len(plans) - percent / 100) <= 3 * np.sqrt(0.25 / len(plans))
     for plan in plans:
         distractor = plan.distractor
         assert distractor.colour in DISTRACTOR_COLOURS and distractor.colour not in OBJECT_COLOURS
-        if distractor.motion is None:
+        (motion,) = distractor.motions
+        if motion is None:
             assert np.ptp(distractor.centres, axis=0).max() == 0 and np.ptp(distractor.radii) == 0
             continue
-        assert distractor.motion != plan.label and 0 <= distractor.motion < config.num_classes
+        assert motion != plan.label and 0 <= motion < config.num_classes
     for label, axis, sign in MOTION_CHECKS:  # a moving distractor follows its own class's motion
-        for plan in (plan for plan in moving if plan.distractor.motion == label):
+        for plan in (plan for plan in moving if plan.distractor.motions == (label,)):
             values = plan.distractor.radii if axis == 2 else plan.distractor.centres[:, axis]
             assert np.all(sign * np.diff(values) > 0), TEMPLATES[label]
 
@@ -405,3 +416,147 @@ def test_a_concurrent_generator_that_finished_first_wins(tmp_path: Path) -> None
     generate_into(root, write)
     assert [path.name for path in tmp_path.iterdir()] == ["data"]
     assert [path.name for path in root.iterdir()] == ["theirs"]
+
+
+# Computed with the generator from before regions existed (commit c2b30b1): TINY's rendered frames, all videos in
+# split order, and its dataset's annotation files and marker.
+TINY_RENDERS_SHA256 = "4226063d79ccd628b2136ff0cb5112d2209ba6c1b82280bea177d72120bc4e08"
+TINY_FILES_SHA256 = {
+    MARKER_NAME: "6bb3f8da88665dc1c65df3992a145700df0252f59cb96d9733e67b40ab371e42",
+    ANNOTATIONS[0]: "606cfb5a4eb4263cbeeae4d41f64bb3493161036c18ce1e356feb60a4c7e8b42",
+    ANNOTATIONS[1]: "115857188a8537aee3053e2ce35d958087b40d39e175793040cb5f8d0bb55acd",
+    ANNOTATIONS[2]: "5e8633a60097339e71bacdbafa8175b7fe94fef01dfbedb7e31eb62ced85a7bb",
+    ANNOTATIONS[3]: "37517e5f3dc66819f61f5a7bb8ace1921282415f10551d2defa5c3eb0985b570",
+}
+
+
+def test_one_region_fingerprints_as_before_regions_existed() -> None:
+    """Stores and committed tables identify datasets by fingerprint: the defaults leave the new fields out."""
+    before = {
+        **{name: value for name, value in vars(TINY).items() if name not in ("regions", "informative_regions")},
+        "generator_version": GENERATOR_VERSION,
+    }
+    assert TINY.fingerprint_fields() == before
+    assert list(TINY.fingerprint_fields())[-1] == "generator_version"  # the marker's bytes keep their key order
+    assert TINY_LONG.fingerprint_fields() == {**before, "regions": 3, "informative_regions": 2, "generator_version": 2}
+
+
+def test_one_region_generates_what_was_generated_before_regions_existed(tiny_root: Path) -> None:
+    renders = hashlib.sha256()
+    for split in ("train", "validation"):
+        for index in range(TINY.split_size(split)):
+            renders.update(render_clip(TINY, split, index).tobytes())
+    assert renders.hexdigest() == TINY_RENDERS_SHA256
+    assert {name: hashlib.sha256((tiny_root / name).read_bytes()).hexdigest() for name in TINY_FILES_SHA256} == (
+        TINY_FILES_SHA256
+    )
+    assert not (tiny_root / REGIONS_FILE).exists()
+    assert all(plan_clip(TINY, "train", index).informative == (0,) for index in range(TINY.split_size("train")))
+
+
+def _region(values: np.ndarray, config: SyntheticConfig, region: int) -> np.ndarray:
+    """The frames of `region` of a per-frame array of one video."""
+    length = len(values) // config.regions
+    return values[region * length : (region + 1) * length]
+
+
+def test_long_videos_are_equal_regions_of_a_drawn_length() -> None:
+    lengths = [len(plan_clip(LONG, "train", index).radii) for index in range(LONG.split_size("train"))]
+    assert all(length % LONG.regions == 0 for length in lengths)
+    assert {length // LONG.regions for length in lengths} == set(range(LONG.min_frames, LONG.frames + 1))
+
+
+@pytest.mark.parametrize(("label", "axis", "sign"), MOTION_CHECKS)
+def test_exactly_the_informative_regions_carry_the_class_motion(label: int, axis: int, sign: int) -> None:
+    for plan in _plans(LONG, label):
+        assert len(plan.informative) == LONG.informative_regions
+        assert plan.obj.motions == tuple(label if r in plan.informative else None for r in range(LONG.regions))
+        for region in range(LONG.regions):
+            values = _region(plan.radii if axis == 2 else plan.centres[:, axis], LONG, region)
+            if region in plan.informative:
+                assert np.all(sign * np.diff(values) > 0), TEMPLATES[label]
+            else:
+                assert np.ptp(_region(plan.centres, LONG, region), axis=0).max() == 0 and np.ptp(values) == 0
+
+
+def test_informative_regions_are_spread_over_the_regions() -> None:
+    plans = [plan_clip(LONG, "train", index) for index in range(LONG.split_size("train"))]
+    counts = Counter(region for plan in plans for region in plan.informative)
+    expected = len(plans) * LONG.informative_regions / LONG.regions
+    assert sorted(counts) == list(range(LONG.regions))
+    assert all(abs(count - expected) < 0.2 * expected for count in counts.values())
+    assert len({plan.informative for plan in plans}) == 6  # every 2 of 4
+
+
+def test_long_videos_keep_objects_inside_the_stage_and_move_distractors_per_region() -> None:
+    plans = [plan_clip(LONG, "train", index) for index in range(LONG.split_size("train"))]
+    motions = [motion for plan in plans for motion in plan.distractor.motions]
+    assert abs(np.mean([motion is not None for motion in motions]) - 0.5) < 3 * np.sqrt(0.25 / len(motions))
+    assert any(len(set(plan.distractor.motions)) > 2 for plan in plans)  # drawn per region, not per video
+    for plan in plans:
+        assert all(motion != plan.label for motion in plan.distractor.motions)
+        for track in (plan.obj, plan.distractor):
+            assert _inside(LONG.stage(), track.centres, track.radii)
+
+
+def _moving_pixels(frames: np.ndarray, config: SyntheticConfig, colour: bool) -> np.ndarray:
+    """Per region, how many pixels change by more than 40 levels between consecutive frames of the region: with
+    `colour`, in any RGB channel and only where one of the two frames is saturated (the labelled object), else in
+    luma (what grey-level optical flow sees)."""
+    frames = frames.astype(float)
+    counts = []
+    for region in range(config.regions):
+        clip = _region(frames, config, region)
+        if colour:
+            chroma = clip.max(axis=-1) - clip.min(axis=-1)
+            changed = (np.abs(np.diff(clip, axis=0)).max(axis=-1) > 40) & (np.maximum(chroma[1:], chroma[:-1]) > 75)
+        else:
+            changed = np.abs(np.diff(clip @ [0.299, 0.587, 0.114], axis=0)) > 40
+        counts.append(int(changed.sum()))
+    return np.array(counts)
+
+
+def test_colour_frame_differences_find_the_informative_regions_and_grey_motion_alone_does_not() -> None:
+    """The cheap cue a policy can use: where something saturated moves. Grey-level motion is misled by the
+    distractor, which moves in uninformative regions too."""
+    grey_misled = 0
+    for index in range(40):
+        plan = plan_clip(LONG, "train", index)
+        frames = render_clip(LONG, "train", index)
+        colour = _moving_pixels(frames, LONG, colour=True)
+        uninformative = [region for region in range(LONG.regions) if region not in plan.informative]
+        assert colour[uninformative].max() < 0.2 * colour[list(plan.informative)].min()
+        grey = _moving_pixels(frames, LONG, colour=False)
+        grey_misled += set(np.argsort(-grey)[: LONG.informative_regions]) != set(plan.informative)
+    assert grey_misled >= 10
+
+
+@pytest.fixture(scope="module")
+def tiny_long_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ensure_sthv2(tmp_path_factory.mktemp("tiny-long") / "sthv2", TINY_LONG, progress=False)
+
+
+def test_long_dataset_records_the_informative_regions_of_every_video(tiny_long_root: Path) -> None:
+    regions = _load(tiny_long_root / REGIONS_FILE)
+    ids = []
+    for split, name in (("train", ANNOTATIONS[1]), ("validation", ANNOTATIONS[2])):
+        for index, entry in enumerate(_load(tiny_long_root / name)):
+            plan = plan_clip(TINY_LONG, split, index)
+            assert regions[entry["id"]] == list(plan.informative)
+            video = decode_video(tiny_long_root / "20bn-something-something-v2" / f"{entry['id']}.webm")
+            assert len(video) == len(plan.radii)
+            ids.append(entry["id"])
+    assert sorted(regions) == sorted(ids)
+    assert _load(tiny_long_root / MARKER_NAME) == TINY_LONG.fingerprint_fields()
+
+
+def test_long_generation_is_deterministic(tiny_long_root: Path, tmp_path: Path) -> None:
+    again = ensure_sthv2(tmp_path / "again", TINY_LONG, progress=False)
+    for name in (*ANNOTATIONS, REGIONS_FILE, MARKER_NAME):
+        assert (again / name).read_bytes() == (tiny_long_root / name).read_bytes()
+    for path in sorted((tiny_long_root / "20bn-something-something-v2").iterdir()):
+        assert path.read_bytes() == (again / path.parent.name / path.name).read_bytes()
+    other = SyntheticConfig(**{**vars(LONG), "seed": 1})
+    assert [plan_clip(other, "train", index).informative for index in range(20)] != [
+        plan_clip(LONG, "train", index).informative for index in range(20)
+    ]

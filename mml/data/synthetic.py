@@ -21,6 +21,27 @@ ingredient is there:
 - Every object stays whole inside the stage: the centred square of the frame's short side inset by `margin`
   pixels, which the test-time centre crop keeps when `margin` is what that crop cuts off.
 
+Long videos for a per-segment policy (AdaMML, which splits a video into equal regions and learns per region which
+modalities to run): with `regions` > 1 a video is that many regions of one drawn length, and the labelled object
+performs its class's motion in only `informative_regions` of them, chosen at random per video and listed in the
+dataset's `regions.json` (video id -> region indices), so whether a policy picks those regions can be measured.
+
+- Regions have equal lengths, so splitting a video into `regions` equal segments, as AdaMML does, finds them exactly.
+- Each region is a shot of the same scene: the background and both objects' appearance stay, and their paths start
+  afresh at random places in every region. Every region boundary is thus a cut in every video and tells nothing
+  about which regions are informative; a continuous path would tie each motion's start to the previous one's end,
+  and positions would leak the class.
+- Outside its informative regions the labelled object stands still, visible: appearance is as good a cue in every
+  region as in the whole clip, so only the motion-based modalities gain from picking regions, and those are what
+  a policy can skip. A still object has a moving one's size, so its size says nothing about approach or recede.
+- In every region the distractor independently performs another class's motion with `moving_distractor_percent`,
+  so an uninformative region may hold a mover that misleads grey-level optical flow. The cheap cue that finds the
+  informative regions is the colour of what moves, which RGB frame differences (AdaMML's policy input for flow)
+  carry: a saturated mover appears only there.
+- With one region (the default) the plans draw exactly what they drew before regions existed (the informative
+  regions come from a random stream of their own) and the new fields stay out of the fingerprint, so videos,
+  annotations and fingerprints are those of earlier datasets, and stores and tables keyed by them still match.
+
 Generator version 1 had none of this (any object, a still distractor of the same kind anywhere in the frame,
 constant speeds): its RGB models stayed near chance and its Flow models reached 95 % top-1, and its object
 recognition was undecidable from one frame.
@@ -46,7 +67,10 @@ from mml.data.video import encode_video
 GENERATOR_VERSION = 2
 SPLITS = ("train", "validation")
 _SPLIT_CODES = {"train": 0, "validation": 1}
-_PLAN_STREAM, _RENDER_STREAM = 0, 1
+_PLAN_STREAM, _RENDER_STREAM, _REGION_STREAM = 0, 1, 2
+REGIONS_FILE = "regions.json"
+# Fields added after datasets were in use: left out of the fingerprint at their defaults (see the module docstring).
+_LATER_FIELDS = ("regions", "informative_regions")
 
 
 class _Motion(NamedTuple):
@@ -126,15 +150,19 @@ class SyntheticConfig:
         num_classes: Number of classes, taken in order from TEMPLATES (2..10).
         train_per_class: Training videos per class.
         val_per_class: Validation videos per class.
-        frames: Maximum frames per video.
-        min_frames: Minimum frames per video; lengths are uniform in [min_frames, frames].
+        frames: Maximum frames per region.
+        min_frames: Minimum frames per region; a video's region length is uniform in [min_frames, frames], and the
+            video has `regions` times that many frames.
         height: Frame height in pixels (even, >= 32).
         width: Frame width in pixels (even, >= 32).
         fps: Frame rate written into the videos.
         seed: Root seed of every random choice.
         margin: Pixels on each side of the centred short-side square that objects never enter (0..short side / 8).
         typical_percent: Chance (in %) that the labelled object is its class's typical object.
-        moving_distractor_percent: Chance (in %) that the distractor performs another class's motion.
+        moving_distractor_percent: Chance (in %) that the distractor performs another class's motion, per region.
+        regions: Number of equal-length regions of a video (>= 1).
+        informative_regions: Number of regions, chosen at random per video, in which the labelled object performs
+            its class's motion; it stands still in the others (1..regions).
     """
 
     num_classes: int = 10
@@ -149,6 +177,8 @@ class SyntheticConfig:
     margin: int = 4
     typical_percent: int = 50
     moving_distractor_percent: int = 50
+    regions: int = 1
+    informative_regions: int = 1
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -162,10 +192,19 @@ class SyntheticConfig:
         validation.within("margin", self.margin, 0, min(self.height, self.width) // 8)  # short side / 8
         for name in ("typical_percent", "moving_distractor_percent"):
             validation.within(name, getattr(self, name), 0, 100)
+        validation.positive("regions", self.regions)
+        validation.within("informative_regions", self.informative_regions, 1, self.regions)
 
     def fingerprint_fields(self) -> dict[str, int]:
-        """All fields plus the generator version: equal fingerprints mean byte-identical datasets."""
-        return {**dataclasses.asdict(self), "generator_version": GENERATOR_VERSION}
+        """All fields plus the generator version: equal fingerprints mean byte-identical datasets. The later fields
+        are left out at their defaults, which generate what was generated before them."""
+        defaults = {field.name: field.default for field in dataclasses.fields(self)}
+        fields = {
+            name: value
+            for name, value in dataclasses.asdict(self).items()
+            if name not in _LATER_FIELDS or value != defaults[name]
+        }
+        return {**fields, "generator_version": GENERATOR_VERSION}
 
     def split_size(self, split: str) -> int:
         """Number of videos in a split ("train" or "validation")."""
@@ -192,7 +231,8 @@ class Track:
         angle: Rotation of the shape in radians (constant over the clip).
         centres: Per-frame object centre (x, y) in pixels, shape (T, 2); y grows downwards.
         radii: Per-frame object radius in pixels, shape (T,).
-        motion: Index of the motion it performs (into TEMPLATES), or None when it stands still.
+        motions: Per region, the index of the motion it performs there (into TEMPLATES), or None where it stands
+            still.
     """
 
     shape: str
@@ -200,7 +240,7 @@ class Track:
     angle: float
     centres: np.ndarray
     radii: np.ndarray
-    motion: int | None
+    motions: tuple[int | None, ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,10 +248,10 @@ class ClipPlan:
     """The labelled object of one clip, its trajectory, and the distractor.
 
     Attributes:
-        label: Class index (into TEMPLATES); the labelled object performs its motion.
+        label: Class index (into TEMPLATES); the labelled object performs its motion in the informative regions.
         obj: The labelled object (a saturated colour).
         typical: Whether `obj` is its class's typical object (drawn so, not merely equal to it by chance).
-        distractor: The white or black distractor, still or performing the motion of another class.
+        distractor: The white or black distractor, per region still or performing the motion of another class.
     """
 
     label: int
@@ -236,6 +276,11 @@ class ClipPlan:
         return self.obj.radii
 
     @property
+    def informative(self) -> tuple[int, ...]:
+        """The regions in which the labelled object performs the class's motion, in order."""
+        return tuple(region for region, motion in enumerate(self.obj.motions) if motion is not None)
+
+    @property
     def placeholder(self) -> str:
         """The object's name as filled into the template's [something]."""
         return f"{self.colour} {self.shape}"
@@ -251,34 +296,64 @@ def typical_object(label: int) -> tuple[str, str]:
 def plan_clip(config: SyntheticConfig, split: str, index: int) -> ClipPlan:
     """Draw the objects and trajectories of video `index` of `split`; pure and cheap (no rendering).
 
-    The class is `index % num_classes`. Draw order: length, the labelled object's trajectory, its appearance, then
-    the distractor's appearance and path (see the module docstring for the why of each).
+    The class is `index % num_classes`. Draw order: region length, the labelled object's path, its appearance, then
+    the distractor's appearance, motions and path (see the module docstring for the why of each).
     """
     if not 0 <= index < config.split_size(split):
         raise ValueError(f"index must be in [0, {config.split_size(split)}) for split {split!r}, got {index}")
     rng = _rng(config, split, index, _PLAN_STREAM)
     label = index % config.num_classes
     length = int(rng.integers(config.min_frames, config.frames + 1))
-    centres, radii = _trajectory(config, label, length, rng)
+    informative = _informative_regions(config, split, index)
+    motions = tuple(label if region in informative else None for region in range(config.regions))
+    centres, radii = _path(config, motions, length, rng)
     typical = bool(rng.random() < config.typical_percent / 100)
     if typical:
         colour, shape = typical_object(label)
     else:
         colour, shape = str(rng.choice(OBJECT_COLOURS)), str(rng.choice(list(_SHAPES)))
-    obj = Track(shape, colour, float(rng.uniform(0.0, 2 * np.pi)), centres, radii, label)
+    obj = Track(shape, colour, float(rng.uniform(0.0, 2 * np.pi)), centres, radii, motions)
     distractor_shape = str(rng.choice(list(_SHAPES)))
     distractor_colour = str(rng.choice(DISTRACTOR_COLOURS))
     distractor_angle = float(rng.uniform(0.0, 2 * np.pi))
-    motion = None
-    if rng.random() < config.moving_distractor_percent / 100:
-        motion = int(rng.choice([other for other in range(config.num_classes) if other != label]))
-        path, sizes = _trajectory(config, motion, length, rng)
-    else:
-        sizes = np.full(length, _moving_radius(config, rng))
-        low, high = config.stage()
-        path = np.repeat(rng.uniform(low + sizes[0] + 1, high - sizes[0] - 1)[None], length, axis=0)
-    distractor = Track(distractor_shape, distractor_colour, distractor_angle, path, sizes, motion)
+    distractor_motions = tuple(_distractor_motion(config, label, rng) for _ in range(config.regions))
+    path, sizes = _path(config, distractor_motions, length, rng)
+    distractor = Track(distractor_shape, distractor_colour, distractor_angle, path, sizes, distractor_motions)
     return ClipPlan(label=label, obj=obj, typical=typical, distractor=distractor)
+
+
+def _informative_regions(config: SyntheticConfig, split: str, index: int) -> tuple[int, ...]:
+    """The regions of video `index` of `split` that carry its class's motion, drawn from a stream of their own so
+    that the plan stream of a one-region video draws what it drew before regions existed."""
+    rng = _rng(config, split, index, _REGION_STREAM)
+    chosen = rng.choice(config.regions, size=config.informative_regions, replace=False)
+    return tuple(sorted(int(region) for region in chosen))
+
+
+def _distractor_motion(config: SyntheticConfig, label: int, rng: np.random.Generator) -> int | None:
+    """The motion of another class than `label` that the distractor performs in a region, or None (standing still)."""
+    if rng.random() >= config.moving_distractor_percent / 100:
+        return None
+    return int(rng.choice([other for other in range(config.num_classes) if other != label]))
+
+
+def _path(
+    config: SyntheticConfig, motions: tuple[int | None, ...], length: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (T, 2) and radii (T,) of an object over regions of `length` frames: in region r it performs motion
+    `motions[r]`, or stands still where that is None; each region starts afresh, as a new shot of the scene."""
+    parts = [
+        _still(config, length, rng) if motion is None else _trajectory(config, motion, length, rng)
+        for motion in motions
+    ]
+    return np.concatenate([centres for centres, _ in parts]), np.concatenate([radii for _, radii in parts])
+
+
+def _still(config: SyntheticConfig, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (T, 2) and radii (T,) of an object standing still over `length` frames, anywhere in the stage."""
+    radii = np.full(length, _moving_radius(config, rng))
+    low, high = config.stage()
+    return np.repeat(rng.uniform(low + radii[0] + 1, high - radii[0] - 1)[None], length, axis=0), radii
 
 
 def _moving_radius(config: SyntheticConfig, rng: np.random.Generator) -> float:
@@ -366,12 +441,14 @@ def ensure_sthv2(root: Path, config: SyntheticConfig, progress: bool = True) -> 
 
 
 def _write_dataset(folder: Path, config: SyntheticConfig, progress: bool) -> None:
-    """Write videos, annotation files and, last, the marker into a fresh `folder`."""
+    """Write videos, annotation files, the informative regions (with more than one region) and, last, the marker
+    into a fresh `folder`."""
     videos = folder / VIDEO_DIR
     videos.mkdir(parents=True)
     templates = TEMPLATES[: config.num_classes]
     labels = {class_name(template): str(index) for index, template in enumerate(templates)}
     annotations: dict[str, list[dict[str, object]]] = {}
+    informative: dict[str, list[int]] = {}
     next_id = 1
     total = sum(config.split_size(split) for split in SPLITS)
     with tqdm(total=total, desc="synthetic sthv2", unit="video", disable=not progress) as bar:
@@ -382,6 +459,7 @@ def _write_dataset(folder: Path, config: SyntheticConfig, progress: bool) -> Non
                 video_id = str(next_id)
                 next_id += 1
                 encode_video(videos / f"{video_id}.webm", render_clip(config, split, index), config.fps)
+                informative[video_id] = list(plan.informative)
                 template = templates[plan.label]
                 entries.append(
                     {
@@ -397,6 +475,8 @@ def _write_dataset(folder: Path, config: SyntheticConfig, progress: bool) -> Non
     for split in SPLITS:
         _write_json(folder / SPLIT_FILES[split], annotations[split])
     _write_json(folder / TEST_FILE, [])
+    if config.regions > 1:  # with one region the whole video is informative, as in datasets from before regions
+        _write_json(folder / REGIONS_FILE, informative)
     _write_json(folder / MARKER_NAME, config.fingerprint_fields())
 
 
