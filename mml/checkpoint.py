@@ -2,8 +2,9 @@
 (trained, or imported from weight files).
 
 A checkpoint (`checkpoint.safetensors` in the run's partial folder, written after each epoch) holds every trained
-module's weights (`model<i>.<key>`, `<auxiliary name>.<key>`), their SGD momentum buffers (`optimizer<i>.<n>`,
-`optimizer_<name>.<n>`) and the run's state (epoch, history, a method's own entries) as JSON metadata.
+module's weights (`model<i>.<key>`, `<auxiliary name>.<key>`), their optimisers' per-parameter state (SGD's
+momentum buffer as `optimizer<i>.<n>` / `optimizer_<name>.<n>`, any other entry, e.g. Adam's moments and step, as
+`optimizer<i>.<n>.<entry>`) and the run's state (epoch, history, a method's own entries) as JSON metadata.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from mml.networks import new_model
 from mml.store import RunConfig, Store, write_json
 
 # Trained modules by checkpoint key: a model by its index in the run, an auxiliary module by its name.
-Modules = dict[int | str, tuple[nn.Module, torch.optim.SGD]]
+Modules = dict[int | str, tuple[nn.Module, torch.optim.Optimizer]]
 
 
 def checkpoint_names(index: int | str) -> tuple[str, str]:
@@ -38,20 +39,26 @@ def checkpoint_names(index: int | str) -> tuple[str, str]:
 
 
 def module_tensors(
-    name: str, optimizer_name: str, module: nn.Module, optimizer: torch.optim.SGD | None
+    name: str, optimizer_name: str, module: nn.Module, optimizer: torch.optim.Optimizer | None
 ) -> dict[str, torch.Tensor]:
-    """A module's weights (`<name>.<key>`) and, with its optimizer, momentum buffers (`<optimizer_name>.<n>`)."""
+    """A module's weights (`<name>.<key>`) and, with its optimizer, its per-parameter state (`_state_key`)."""
     tensors = {f"{name}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     if optimizer is not None:
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         for number, parameter in enumerate(parameters):
-            buffer = optimizer.state.get(parameter, {}).get("momentum_buffer")
-            if buffer is not None:
-                tensors[f"{optimizer_name}.{number}"] = buffer.detach().cpu().contiguous()
+            for entry, value in optimizer.state.get(parameter, {}).items():
+                if isinstance(value, torch.Tensor):
+                    tensors[_state_key(optimizer_name, number, entry)] = value.detach().cpu().contiguous()
     return tensors
 
 
-def held_tensors(layout: Layout, modules: Mapping[int | str, tuple[nn.Module, torch.optim.SGD | None]]) -> dict:
+def _state_key(optimizer_name: str, number: int, entry: str) -> str:
+    """The checkpoint key of one optimiser state entry of parameter `number`: SGD's momentum buffer keeps the
+    short key checkpoints have always used."""
+    return f"{optimizer_name}.{number}" if entry == "momentum_buffer" else f"{optimizer_name}.{number}.{entry}"
+
+
+def held_tensors(layout: Layout, modules: Mapping[int | str, tuple[nn.Module, torch.optim.Optimizer | None]]) -> dict:
     """The tensors of this process's trained modules (with their optimisers where given), from shard 0 only:
     replicas are identical."""
     tensors: dict[str, torch.Tensor] = {}
@@ -80,9 +87,12 @@ def load_checkpoint(path: Path, rid: str, modules: Modules) -> dict:
         model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
         for number, parameter in enumerate(parameters):
-            buffer = tensors.get(f"{optimizer_name}.{number}")
-            if buffer is not None:
-                optimizer.state[parameter]["momentum_buffer"] = buffer.to(parameter.device)
+            short = _state_key(optimizer_name, number, "momentum_buffer")
+            entries = {"momentum_buffer": tensors[short]} if short in tensors else {}
+            entries.update({k[len(short) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{short}.")})
+            for entry, value in entries.items():
+                # Adam keeps its step count on the CPU; every other entry lives beside its parameter.
+                optimizer.state[parameter][entry] = value if entry == "step" else value.to(parameter.device)
     return state
 
 

@@ -105,7 +105,8 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
 def save_scores(path: Path, video_ids: list[str], labels: np.ndarray, logits: np.ndarray, **extra: np.ndarray) -> None:
     """Atomically store per-video scores (and `extra` per-video arrays, e.g. an AdaMML network's decisions)."""
     buffer = io.BytesIO()
-    np.savez(buffer, video_ids=np.array(video_ids), labels=labels, logits=logits, **extra)
+    arrays: dict[str, Any] = {"video_ids": np.array(video_ids), "labels": labels, "logits": logits, **extra}
+    np.savez(buffer, **arrays)
     atomic.write_bytes(path, buffer.getvalue())
 
 
@@ -168,6 +169,7 @@ def _evaluate(
             model = model.to(run.device)
             desc = f"{rid} eval {index}"
             if getattr(model, "per_video", False):
+                assert isinstance(clips, FusedViews)  # a head beyond the models
                 logits, decisions = predict_videos(model, clips, run.device, run.workers, run.progress, desc)
                 save_scores(staging / f"scores{index}.npz", ids, labels, logits, decisions=decisions)
             else:

@@ -81,8 +81,8 @@ def test_resume_inside_the_alternating_stage_equals_no_interruption(specs: Path,
     config, dataset, cache, store, run, loader = _adamml_run(specs, tmp_path / "a")
     whole = train_run(config, dataset, cache, store, run, loader)
     config, dataset, cache, store, run, loader = _adamml_run(specs, tmp_path / "b")
-    # Stop after the warm-up and the recognition epoch of the pair: the next epoch trains the policy.
-    assert train_run(config, dataset, cache, store, run, loader, stop_after_epoch=2).name == config.run_id
+    # Stop after the warm-up and the first pair: the resumed run trains the policy again, from Adam's stored state.
+    assert train_run(config, dataset, cache, store, run, loader, stop_after_epoch=3).name == config.run_id
     resumed = train_run(config, dataset, cache, store, run, loader)
     for name in ("model0", "model1", "policy", "fusion"):
         first, second = load_file(str(whole / f"{name}.safetensors")), load_file(str(resumed / f"{name}.safetensors"))
@@ -110,15 +110,15 @@ def test_a_policy_run_without_its_recognition_runs_is_refused(tmp_path: Path) ->
 def test_a_modality_the_policy_cannot_tell_apart_is_refused(tmp_path: Path) -> None:
     path = _spec_with(
         tmp_path,
-        '{ modality = "Flow", init = "run:flow/0" }]\nrecipe = { epochs = 4',
-        '{ modality = "RGB", init = "run:rgb/0" }]\nrecipe = { epochs = 4',
+        '{ modality = "Flow", init = "run:flow/0" }]\nrecipe = { epochs = 6',
+        '{ modality = "RGB", init = "run:rgb/0" }]\nrecipe = { epochs = 6',
     )
     with pytest.raises(SpecError, match=r"runs\.adamml\.models: method adamml selects among two or more distinct"):
         load_table(path)
 
 
 def test_stages_that_do_not_add_up_to_the_epochs_are_refused(specs: Path, tmp_path: Path) -> None:
-    path = _spec_with(tmp_path, "epochs = 4,", "epochs = 5,")
+    path = _spec_with(tmp_path, "epochs = 6,", "epochs = 5,")
     profile = load_profile(specs / "profiles.toml", "micro")
     dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
     with pytest.raises(SpecError, match=r"runs\.adamml\.recipe: epochs: 5 epochs, but adamml_warmup"):

@@ -68,6 +68,7 @@ def test_charades_map_rejects_no_positive_and_bad_shapes() -> None:
 
 def test_matches_sklearn_on_random_data_with_ties() -> None:
     from sklearn import metrics  # a test dependency (pyproject's `test` extra): this check is never skipped
+
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 6, size=(60, 8)) / 5.0  # Few distinct values: many ties.
     targets = (rng.random((60, 8)) < 0.3).astype(int)

@@ -251,9 +251,9 @@ class AdaMMLMethod(Method):
         if weights is not None:
             for name, module in modules.items():
                 module.load_state_dict(weights(name))
-        policy = modules.get(POLICY)
-        assert isinstance(policy, PolicyNetwork | None) and isinstance(modules[FUSION], FusionWeights)
-        return [AdaptiveNetwork(config, models, policy, modules[FUSION])]
+        policy, fusion = modules.get(POLICY), modules[FUSION]
+        assert isinstance(policy, PolicyNetwork | None) and isinstance(fusion, FusionWeights)  # built by `auxiliary`
+        return [AdaptiveNetwork(config, models, policy, fusion)]
 
 
 def _logits_of(net: nn.Module) -> Callable[[Tensor], Tensor]:
