@@ -1,7 +1,6 @@
 """AdaMML end to end on the micro profile: its stages, its stored decisions, an exact resume inside the
 alternating stage, and the refusal of bad specs."""
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,52 @@ from mml.spec import Recipe, load_profile, load_table
 from mml.store import Store
 from mml.train import train_run
 
-SPEC = Path(__file__).parent / "specs" / "table95.toml"
+SPEC = """\
+# A test table of AdaMML on the micro profile: unimodal runs, their weighted fusion and AdaMML over them.
+id = "table95"
+title = "AdaMML"
+metrics = ["top1", "top5"]
+columns = ["Model", "Top-1 / Top-5"]
+rows = [
+  ["RGB CE", { run = "rgb", model = 0, paper = [], id = "rgb" }],
+  ["Flow CE", { run = "flow", model = 0, paper = [], id = "flow" }],
+  ["Weighted fusion", { run = "fusion", model = 2, paper = [], id = "fusion" }],
+  ["AdaMML", { run = "adamml", model = 2, paper = [], id = "adamml" }],
+]
+
+[runs.rgb]
+method = "ce"
+models = [{ modality = "RGB", init = "imagenet" }]
+
+[runs.flow]
+method = "ce"
+models = [{ modality = "Flow", init = "imagenet" }]
+
+[runs.fusion]
+method = "weighted_fusion"
+models = [{ modality = "RGB", init = "run:rgb/0" }, { modality = "Flow", init = "run:flow/0" }]
+recipe = { adamml_regions = 2, adamml_test_regions = 3 }
+
+[runs.adamml]
+method = "adamml"
+models = [{ modality = "RGB", init = "run:rgb/0" }, { modality = "Flow", init = "run:flow/0" }]
+
+[runs.adamml.recipe]
+epochs = 6
+adamml_regions = 2
+adamml_test_regions = 3
+adamml_warmup = 1
+adamml_alternations = 2
+adamml_finetune = 1
+adamml_policy_frames = 1
+adamml_policy_size = 16
+"""
 
 
 @pytest.fixture(scope="module")
 def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("specs")
-    shutil.copy(SPEC, folder)
+    (folder / "table95.toml").write_text(SPEC)
     (folder / "profiles.toml").write_text(MICRO)
     return folder
 
@@ -91,9 +129,8 @@ def test_resume_inside_the_alternating_stage_equals_no_interruption(specs: Path,
 
 def _spec_with(tmp_path: Path, old: str, new: str) -> Path:
     path = tmp_path / "table95.toml"
-    text = SPEC.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
+    assert old in SPEC
+    path.write_text(SPEC.replace(old, new))
     return path
 
 
@@ -110,15 +147,15 @@ def test_a_policy_run_without_its_recognition_runs_is_refused(tmp_path: Path) ->
 def test_a_modality_the_policy_cannot_tell_apart_is_refused(tmp_path: Path) -> None:
     path = _spec_with(
         tmp_path,
-        '{ modality = "Flow", init = "run:flow/0" }]\nrecipe = { epochs = 6',
-        '{ modality = "RGB", init = "run:rgb/0" }]\nrecipe = { epochs = 6',
+        '{ modality = "Flow", init = "run:flow/0" }]\n\n[runs.adamml.recipe]',
+        '{ modality = "RGB", init = "run:rgb/0" }]\n\n[runs.adamml.recipe]',
     )
     with pytest.raises(SpecError, match=r"runs\.adamml\.models: method adamml selects among two or more distinct"):
         load_table(path)
 
 
 def test_stages_that_do_not_add_up_to_the_epochs_are_refused(specs: Path, tmp_path: Path) -> None:
-    path = _spec_with(tmp_path, "epochs = 6,", "epochs = 5,")
+    path = _spec_with(tmp_path, "epochs = 6\n", "epochs = 5\n")
     profile = load_profile(specs / "profiles.toml", "micro")
     dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
     with pytest.raises(SpecError, match=r"runs\.adamml\.recipe: epochs: 5 epochs, but adamml_warmup"):

@@ -9,19 +9,23 @@ import pytest
 
 from mml.methods import METHODS
 
-NAMES = ("ce", "ml", "mars", "d3d", "kd", "ce_aug", "self_kd", "skd_srl", "late_fusion", "gblend", "gblend_online")
+NAMES = (
+    "ce", "ml", "mars", "d3d", "kd", "ce_aug", "self_kd", "skd_srl", "late_fusion", "gblend", "gblend_online",
+    "weighted_fusion", "adamml",
+)  # fmt: skip
 
 
 def test_every_method_with_its_traits() -> None:
     assert tuple(METHODS) == NAMES  # the spec's order of choices in its error messages
     traits = {name: (m.teacher, m.single_label, m.torchrun, m.views, m.extra_heads) for name, m in METHODS.items()}
     assert [name for name, (teacher, *_) in traits.items() if teacher] == ["mars", "d3d", "kd"]
-    single_label = ["kd", "ce_aug", "self_kd", "skd_srl", "late_fusion", "gblend", "gblend_online"]
+    fusions = ["late_fusion", "gblend", "gblend_online", "weighted_fusion", "adamml"]
+    single_label = ["kd", "ce_aug", "self_kd", "skd_srl", *fusions]
     assert [name for name, (_, single, *_) in traits.items() if single] == single_label
-    one_process = ["ce_aug", "self_kd", "skd_srl", "late_fusion", "gblend", "gblend_online"]
+    one_process = ["ce_aug", "self_kd", "skd_srl", *fusions]
     assert [name for name, (_, _, torchrun, *_) in traits.items() if not torchrun] == one_process
     assert [name for name, (*_, views, _) in traits.items() if views == 2] == ["ce_aug", "self_kd", "skd_srl"]
-    assert [name for name, (*_, heads) in traits.items() if heads] == ["late_fusion", "gblend", "gblend_online"]
+    assert [name for name, (*_, heads) in traits.items() if heads] == fusions
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 from mml.data.datasets import VideoDataset
 from mml.execution import Execution
 from mml.methods import METHODS
+from mml.models.tsm import ARCHS
 from mml.runner import plan_tables
 from mml.spec import KL_FORMS, SAMPLINGS, Recipe, ViewProtocol, execution, identity, load_profile, load_table
 from mml.store import ModelConfig, RunConfig, Store, canonical_json, identity_dict, run_id
@@ -62,7 +63,7 @@ def _variants() -> list[tuple[str, RunConfig]]:
 
 def _changed(value: object) -> object:
     """Another valid value of a setting (a recipe checks its values: a choice stays one of its choices)."""
-    for choices in (SAMPLINGS, KL_FORMS):
+    for choices in (SAMPLINGS, KL_FORMS, ("hand", "gflops"), tuple(ARCHS)):
         if value in choices:
             return next(choice for choice in choices if choice != value)
     changes = {int: lambda v: v + 1, float: lambda v: v / 2, tuple: lambda v: (*v, 9)}
