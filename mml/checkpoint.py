@@ -86,13 +86,13 @@ def load_checkpoint(path: Path, rid: str, modules: Modules) -> dict:
         prefix = f"{name}."
         model.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        for number, parameter in enumerate(parameters):
-            short = _state_key(optimizer_name, number, "momentum_buffer")
-            entries = {"momentum_buffer": tensors[short]} if short in tensors else {}
-            entries.update({k[len(short) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{short}.")})
-            for entry, value in entries.items():
+        for key, value in tensors.items():
+            if key.startswith(f"{optimizer_name}."):
+                number, _, entry = key[len(optimizer_name) + 1 :].partition(".")  # `_state_key` read back
+                parameter = parameters[int(number)]
                 # Adam keeps its step count on the CPU; every other entry lives beside its parameter.
-                optimizer.state[parameter][entry] = value if entry == "step" else value.to(parameter.device)
+                value = value if entry == "step" else value.to(parameter.device)
+                optimizer.state[parameter][entry or "momentum_buffer"] = value
     return state
 
 

@@ -106,12 +106,10 @@ class TrainClips(Dataset):
         height, width = next(iter(clips.values()))[0].shape[2:4]  # every modality has the frames' size
         crop = multiscale_crop(height, width, recipe.input_size, rng)
         size = recipe.input_size
-        inputs = {
-            name: torch.stack([build_input(MODALITIES[name], clip, crop, size) for clip in regions])
-            for name, regions in clips.items()
+        built = {
+            name: [build_input(MODALITIES[name], clip, crop, size) for clip in parts] for name, parts in clips.items()
         }
-        if self.regions == 1:
-            inputs = {name: tensor[0] for name, tensor in inputs.items()}
+        inputs = {name: parts[0] if self.regions == 1 else torch.stack(parts) for name, parts in built.items()}
         first, last = int(starts[0].min()), int(starts[0].max()) + specs[0].new_length - 1
         return inputs, clip_target(record, first, last, len(frames), self.num_classes)
 
