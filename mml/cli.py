@@ -32,7 +32,7 @@ from mml.errors import MMLError
 from mml.execution import PRECISIONS, Execution
 from mml.report.build import write_outputs, write_summary
 from mml.report.results import StoredResults
-from mml.runner import execute, plan_tables
+from mml.runner import Setup, execute, plan_tables
 from mml.spec import ALL_GROUP, SETUPS, TableSpec, load_profile, load_table, table_path, table_paths
 from mml.store import Store, pinned_cpu_threads
 
@@ -174,13 +174,11 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
         progress=progress,
     )
     command = args.command_line
-    needed = trained = 0
+    setups = [Setup(plan, scale.views, dataset, pretrained) for scale, _, dataset, plan, pretrained in work]
+    summary = execute(setups, store, run, args.force, devices)
+    needed, trained = summary.needed, len(summary.trained)
     written, reports = [], {}
-    for scale, chosen, dataset, plan, pretrained in work:
-        summary = execute(plan, scale.views, dataset, store, run, pretrained, args.force, devices)
-        needed, trained = needed + summary.needed, trained + len(summary.trained)
-        if distributed.rank() != 0:
-            continue
+    for scale, chosen, _, plan, _ in work if distributed.rank() == 0 else []:
         for table in chosen:
             results = StoredResults(store, plan, scale, table)
             reports[table.id], paths = write_outputs(results, command, args.out / profile.name)

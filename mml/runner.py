@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -35,7 +36,7 @@ from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
 from mml.models.init import imagenet_state_dict
 from mml.models.tsm import ARCHS
 from mml.schedule import run_on_devices
-from mml.spec import Profile, Recipe, TableSpec, ViewProtocol, run_recipe
+from mml.spec import Profile, Recipe, RunSpec, TableSpec, ViewProtocol, run_recipe
 from mml.store import ModelConfig, RunConfig, Store
 from mml.train import train_run
 
@@ -133,6 +134,12 @@ class Resolver:
             )
         return self.profile.deep_arch
 
+    def recipe_overrides(self, spec: RunSpec) -> dict[str, Any]:
+        """A spec run's changes to the profile's recipe: a `deep` run trains the profile's `deep_segments` (when it
+        sets them), then the run's own `recipe` table applies."""
+        deep = {"segments": self.profile.deep_segments} if spec.deep and self.profile.deep_segments else {}
+        return {**deep, **dict(spec.recipe)}
+
     def imagenet_init(self, seed: int, arch: str) -> str:
         """The `init` string of "from ImageNet" ("from Kinetics" in the Charades setup) for a model of `arch`: the
         weight file (of the profile's backbone), torchvision's weights, or the synthetic pretraining run of `arch` —
@@ -198,7 +205,7 @@ class Resolver:
                 )
             modality = table.runs[teacher_run].models[index].modality
             teacher = ModelConfig(modality=modality, init=str(RunModel(self.resolve(table, teacher_run, seed), index)))
-        recipe = run_recipe(self.profile.recipe, dict(spec.recipe), f"{table.source}: runs.{name}.recipe")
+        recipe = run_recipe(self.profile.recipe, self.recipe_overrides(spec), f"{table.source}: runs.{name}.recipe")
         config = self._config(spec.method, models, seed, spec.replica, recipe, arch, teacher=teacher)
         problem = METHODS[spec.method].check_recipe(config)
         if problem:
@@ -264,25 +271,76 @@ class Summary:
     trained: list[str]
 
 
-def execute(
-    plan: Plan,
-    views: ViewProtocol,
-    dataset: VideoDataset,
-    store: Store,
-    run: Execution,
-    pretrained_path: Path | None = None,
-    force: bool = False,
-    devices: Sequence[str] = (),
-) -> Summary:
-    """Train (or resume) every run of the plan that is not done, in dependency order, then evaluate every run
-    under each view protocol it needs that has no stored scores yet. `views` is the profile's protocol, whose
-    metrics are printed after each training. With several `devices`, independent runs train at once, one per device
-    (`mml.schedule`), each after the runs it starts from.
+@dataclass(frozen=True)
+class Setup:
+    """One dataset's part of an invocation (sthv2 or Charades): the plan of its tables, the profile's view protocol
+    (whose metrics are printed after each training), the dataset and the weight file of its "from ImageNet" init
+    (see `Resolver`)."""
 
-    Under torchrun every rank calls this with the same plan; what rank 0 finds in the store decides for all."""
-    order = plan.order()
-    todo, pending = distributed.on_rank0(functools.partial(_work, plan, order, store, force))
-    logger.info(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
+    plan: Plan
+    views: ViewProtocol
+    dataset: VideoDataset
+    pretrained_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one run of a setup needs: training (or resuming, or loading) if `train`, then its missing evaluations."""
+
+    setup: Setup
+    train: bool
+    protocols: tuple[ViewProtocol, ...]
+
+
+def execute(
+    setups: Sequence[Setup], store: Store, run: Execution, force: bool = False, devices: Sequence[str] = ()
+) -> Summary:
+    """Train (or resume) every run of the setups' plans that is not done, in dependency order, each followed by its
+    evaluations under every view protocol it needs that has no stored scores yet. Every setup's frames are prepared
+    first, so that with several `devices` the runs of all setups share one schedule (`mml.schedule`): independent
+    runs (and evaluations of runs already trained) go side by side, one per device, each after the runs it starts
+    from.
+
+    Under torchrun every rank calls this with the same plans; what rank 0 finds in the store decides for all."""
+    jobs: dict[str, Job] = {}
+    needed = 0
+    for setup in setups:
+        order = setup.plan.order()
+        needed += len(order)
+        todo, pending = distributed.on_rank0(functools.partial(_work, setup.plan, order, store, force))
+        logger.info(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
+        prepared = dataclasses.replace(setup, dataset=_prepared(setup, pending, store, run))
+        for rid in order:
+            protocols = tuple(protocol for r, protocol in pending if r == rid)
+            if rid in todo or protocols:
+                jobs[rid] = Job(prepared, rid in todo, protocols)
+    todo = [rid for rid, job in jobs.items() if job.train]
+    if len(devices) > 1:
+        if distributed.active():
+            raise MMLError(
+                "--devices trains several runs at once from one process; under torchrun every rank "
+                "already takes its part of each run"
+            )
+        upstream = {rid: set(job.setup.plan.runs[rid].upstream) & set(todo) for rid, job in jobs.items()}
+        outcome = run_on_devices(
+            list(jobs), upstream, devices, functools.partial(_job_on_device, jobs, store, run, force, todo)
+        )
+        trained = [rid for rid in todo if outcome[rid]]
+    else:
+        run = dataclasses.replace(run, device=devices[0]) if devices else run
+        loaders = {setup.pretrained_path: init_loader(store, setup.pretrained_path) for setup in setups}
+        trained = [
+            rid
+            for rid, job in jobs.items()
+            if _job(jobs, store, run, loaders[job.setup.pretrained_path], force, todo, rid)
+        ]
+    return Summary(needed=needed, trained=trained)
+
+
+def _prepared(setup: Setup, pending: list[tuple[str, ViewProtocol]], store: Store, run: Execution) -> VideoDataset:
+    """The setup's dataset once the frames (and flow) its pending runs read are prepared, without the videos that
+    could not be."""
+    plan, dataset = setup.plan, setup.dataset
     for short_side in sorted({plan.runs[rid].recipe.short_side for rid, _ in pending}):
         runs = [plan.runs[rid] for rid, _ in pending if plan.runs[rid].recipe.short_side == short_side]
         modalities = {m.modality for config in runs for m in (*config.models, config.teacher) if m}
@@ -291,21 +349,29 @@ def execute(
             functools.partial(_skipped, dataset, store, short_side, "Flow" in modalities, needed, run)
         )
         dataset = dataset.without(skipped)
-    if len(devices) > 1:
-        if distributed.active():
-            raise MMLError(
-                "--devices trains several runs at once from one process; under torchrun every rank "
-                "already takes its part of each run"
-            )
-        work = functools.partial(_train_on_device, plan, views, dataset, store, run, pretrained_path, force, todo)
-        outcome = run_on_devices(todo, {rid: set(plan.runs[rid].upstream) for rid in todo}, devices, work)
-        trained = [rid for rid in todo if outcome[rid]]
-    else:
-        run = dataclasses.replace(run, device=devices[0]) if devices else run
-        loader = init_loader(store, pretrained_path)
-        trained = [rid for rid in todo if _train_one(plan, views, dataset, store, run, loader, force, todo, rid)]
-    distributed.on_rank0(functools.partial(_evaluate_pending, plan, pending, dataset, store, run))
-    return Summary(needed=len(order), trained=trained)
+    return dataset
+
+
+def _job(
+    jobs: dict[str, Job],
+    store: Store,
+    run: Execution,
+    loader: Callable[[str, str], dict[str, torch.Tensor]],
+    force: bool,
+    todo: list[str],
+    rid: str,
+) -> bool:
+    """Run `rid`'s job: train it if it needs training, then evaluate it under each protocol it still lacks. Returns
+    whether this call trained (or loaded) it."""
+    job = jobs[rid]
+    setup = job.setup
+    trained = job.train and _train_one(setup.plan, setup.views, setup.dataset, store, run, loader, force, todo, rid)
+    config = setup.plan.runs[rid]
+    cache = setup.dataset.frame_source(store.cache_dir(), config.recipe.short_side)
+    data = setup.dataset.for_target(config.target)
+    for protocol in job.protocols:
+        distributed.on_rank0(functools.partial(evaluate_stored, store, config, protocol, data, cache, run))
+    return trained
 
 
 def _train_one(
@@ -343,21 +409,13 @@ def _train_one(
     return True
 
 
-def _train_on_device(
-    plan: Plan,
-    views: ViewProtocol,
-    dataset: VideoDataset,
-    store: Store,
-    run: Execution,
-    pretrained_path: Path | None,
-    force: bool,
-    todo: list[str],
-    rid: str,
-    device: str,
+def _job_on_device(
+    jobs: dict[str, Job], store: Store, run: Execution, force: bool, todo: list[str], rid: str, device: str
 ) -> bool:
-    """`_train_one` in a process of the device schedule: on `device`, without progress bars (they would interleave)."""
+    """`_job` in a process of the device schedule: on `device`, without progress bars (they would interleave)."""
     run = dataclasses.replace(run, device=device, progress=False)
-    return _train_one(plan, views, dataset, store, run, init_loader(store, pretrained_path), force, todo, rid)
+    loader = init_loader(store, jobs[rid].setup.pretrained_path)
+    return _job(jobs, store, run, loader, force, todo, rid)
 
 
 def _work(plan: Plan, order: list[str], store: Store, force: bool) -> tuple[list[str], list[tuple[str, ViewProtocol]]]:
@@ -390,12 +448,3 @@ def _action(plan: Plan, store: Store, rid: str, force: bool) -> str | None:
     if rid in plan.checkpoints:
         return "loading"
     return "resuming" if store.status(rid) == "partial" and not force else "training"
-
-
-def _evaluate_pending(
-    plan: Plan, pending: list[tuple[str, ViewProtocol]], dataset: VideoDataset, store: Store, run: Execution
-) -> None:
-    for rid, protocol in pending:
-        config = plan.runs[rid]
-        cache = dataset.frame_source(store.cache_dir(), config.recipe.short_side)
-        evaluate_stored(store, config, protocol, dataset.for_target(config.target), cache, run)

@@ -20,7 +20,7 @@ import numpy as np
 from mml.data.datasets import open_dataset
 from mml.evaluate import load_scores
 from mml.execution import Execution
-from mml.runner import execute, plan_tables
+from mml.runner import Setup, execute, plan_tables
 from mml.spec import load_profile, load_table
 from mml.store import CPU_THREADS, Store, pinned_cpu_threads
 
@@ -39,7 +39,7 @@ def measure(root: Path, threads: int = CPU_THREADS) -> dict[str, dict[str, Any]]
     with pinned_cpu_threads(threads):
         dataset = open_dataset(profile.dataset, None, root / "data", progress=False)
         plan = plan_tables([table], profile, dataset)
-        execute(plan, profile.views, dataset, store, Execution(progress=False))
+        execute([Setup(plan, profile.views, dataset)], store, Execution(progress=False))
     measured = {}
     for rid in plan.order():
         evaluation = store.evaluation(rid, profile.views.key)

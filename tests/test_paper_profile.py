@@ -57,6 +57,37 @@ def test_table9_trains_resnet101_on_16_frames_with_the_span_of_the_8_frame_recip
     assert cells and all(cell.views.full_resolution and cell.views.crop_side(recipe) == 256 for cell in cells)
 
 
+def test_deep_runs_train_the_profile_deep_segments_unless_their_own_recipe_sets_segments(tmp_path: Path) -> None:
+    """Tab. 9's deep runs take their segments from the profile (paper 16, smoke 8 with the smoke span 2 x 4 kept,
+    small 16 as its committed tables were trained); a deep run whose spec sets segments keeps them."""
+    table = load_table(REPRODUCTIONS / "table09.toml")
+    videos = VideoDataset(Path("."), tuple(f"class{i}" for i in range(8)), (), (), "e" * 64)
+    for name, segments, stride in (("smoke", 8, 1), ("small", 16, 1)):
+        profile = load_profile(REPRODUCTIONS / "profiles.toml", name)
+        plan = plan_tables([table], profile, videos)
+        recipe = plan.runs[plan.run_id("table09", "r101_rgb", 0)].recipe
+        assert (recipe.segments, recipe.dense_stride) == (segments, stride), name
+        assert plan.runs[plan.run_id("table09", "rgb", 0)].recipe.segments == 4, name
+    spec = tmp_path / "table93.toml"
+    spec.write_text(
+        """
+id = "table93"
+title = "A deep run with its own segments"
+columns = ["Model", "Top-1 / Top-5"]
+rows = [["CE", { run = "deep", model = 0, paper = [] }]]
+
+[runs.deep]
+method = "ce"
+models = [{ modality = "RGB", init = "imagenet" }]
+deep = true
+recipe = { segments = 12 }
+"""
+    )
+    plan = plan_tables([load_table(spec)], paper(), NO_VIDEOS)
+    recipe = plan.runs[plan.run_id("table93", "deep", 0)].recipe
+    assert (recipe.segments, recipe.dense_stride) == (12, 2)  # the 32-frame span of the paper recipe
+
+
 def test_an_imagenet_file_is_for_the_profile_backbone_and_the_deep_one_keeps_torchvision(tmp_path: Path) -> None:
     table = load_table(REPRODUCTIONS / "table09.toml")
     weights = tmp_path / "resnet50.pth"

@@ -223,3 +223,59 @@ def test_cpu_trains_one_run_per_core_by_default() -> None:
     assert default_devices("cpu", 64) == ["cpu"] * MAX_CPU_RUNS
     assert default_devices("cpu", 1) == []
     assert default_devices("cuda", 16) == []
+
+
+ONE_RUN = """
+id = "{id}"
+title = "One run"
+{setup}
+columns = ["Model", "Score"]
+rows = [["CE", {{ run = "rgb", model = 0, paper = [], views = {views} }}]]
+
+[runs.rgb]
+method = "ce"
+models = [{{ modality = "RGB", init = "imagenet" }}]
+"""
+
+
+@pytest.mark.slow
+def test_both_setups_and_the_evaluations_of_stored_runs_share_one_device_schedule(
+    specs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several devices, the runs of the sthv2 and the Charades tables go to one schedule (so the Charades
+    stand-in pretraining trains beside sthv2 runs instead of after them all), and so do the evaluations a table asks
+    of runs already stored, each done by the job of its run."""
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    shutil.copy(specs / "profiles.toml", folder)
+    uniform, dense = (
+        "{ dense = 0, uniform = 1, uniform_offset = 0.5 }",
+        "{ dense = 2, uniform = 0, uniform_offset = 0 }",
+    )
+    (folder / "table80.toml").write_text(ONE_RUN.format(id="table80", setup="", views=uniform))
+    (folder / "table81.toml").write_text(ONE_RUN.format(id="table81", setup='setup = "charades"\nmetrics = ["map"]', views=dense))
+    schedules = []
+
+    def in_this_process(order, upstream, devices, work):  # run_on_devices, one job after another
+        schedules.append((list(order), {rid: set(up) for rid, up in upstream.items()}))
+        return {rid: work(rid, devices[0]) for rid in order}
+
+    monkeypatch.setattr("mml.runner.run_on_devices", in_this_process)
+    common = ["--specs", str(folder), "--store", str(tmp_path / "store"), "--out", str(tmp_path / "tables")]
+    assert (
+        main(
+            ["reproduce", "table80", "table81", "--profile", "micro", *common, "--no-progress", "--devices", "cpu,cpu"]
+        )
+        == 0
+    )
+    ((order, upstream),) = schedules
+    store = Store(tmp_path / "store")
+    setups = {json.loads((store.run_dir(rid) / "run.json").read_text())["config"]["arch"] for rid in order}
+    assert len(order) == 4 and setups == {"tsm_tiny", "i3d_tiny"}  # two stand-in pretrainings, two CE runs
+    assert sum(not up for up in upstream.values()) == 2  # both pretrainings can start at once
+    # Another table asks the stored sthv2 CE run for a dense view: its evaluation is the one job scheduled.
+    (folder / "table82.toml").write_text(ONE_RUN.format(id="table82", setup="", views=dense))
+    assert main(["reproduce", "table82", "--profile", "micro", *common, "--no-progress", "--devices", "cpu,cpu"]) == 0
+    ((evaluated, none),) = schedules[1:]
+    assert len(evaluated) == 1 and none == {evaluated[0]: set()}
+    assert store.evaluation(evaluated[0], "dense2-uniform0-offset0") is not None

@@ -1,6 +1,6 @@
 """Where training reads frames and flow from: caches filled once from the videos, or frame folders a user has.
 
-- `NpyCache`: packed uint8 arrays, one `.npy` per video and kind, memory-mapped (tiny synthetic videos).
+- `NpyCache`: packed uint8 arrays, one `.npy` per video and kind, read once (tiny synthetic videos).
 - `JpegCache`: one folder of JPEG frames per video, short side fixed, and TV-L1 flow as 8-bit x/y greyscale JPEGs
   (±20 px), with denseflow's names (``img_00001.jpg``, ``flow_x_00001.jpg``), like the original TSM tooling.
 - `FolderFrames`: frames (and flow) extracted beforehand, e.g. the official Charades download or a TSM-style
@@ -55,28 +55,40 @@ class FrameSource(Protocol):
 
 
 class NpyCache:
-    """Frames (N, H, W, 3) and flow (N - 1, H, W, 2) of each video as uint8 `.npy` files, at one short side."""
+    """Frames (N, H, W, 3) and flow (N - 1, H, W, 2) of each video as uint8 `.npy` files, at one short side.
+
+    Each file is read once and kept in memory (read-only) for the life of this object: these are the tiny videos of
+    the synthetic datasets (tens of MB in all), read again every epoch, where opening the file cost as much as
+    building the clip."""
 
     def __init__(self, root: Path, short_side: int, flow_backend: FlowBackend = OPENCV) -> None:
         self.root = Path(root) / f"short{short_side}"
         self.short_side = short_side
         self.flow_backend = flow_backend
+        self._arrays: dict[Path, np.ndarray] = {}
 
     def _path(self, record: Record, kind: str) -> Path:
         return self.root / kind / f"{record.video_id}.npy"
 
+    def _array(self, path: Path) -> np.ndarray:
+        if path not in self._arrays:
+            array = np.load(path)
+            array.flags.writeable = False
+            self._arrays[path] = array
+        return self._arrays[path]
+
     def frames(self, record: Record) -> np.ndarray:
-        """The cached RGB frames, memory-mapped copy-on-write (the file is never modified)."""
-        return np.load(self._path(record, "frames"), mmap_mode="c")
+        """The cached RGB frames."""
+        return self._array(self._path(record, "frames"))
 
     def flow(self, record: Record) -> np.ndarray:
-        """The cached quantised TV-L1 flow, memory-mapped."""
-        return np.load(self._path(record, "flow"), mmap_mode="c")
+        """The cached quantised TV-L1 flow."""
+        return self._array(self._path(record, "flow"))
 
     def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
         frames_path, flow_path = self._path(record, "frames"), self._path(record, "flow")
         if frames_path.is_file() and (flow_path.is_file() or not with_flow):
-            return len(self.frames(record)), False
+            return len(np.load(frames_path, mmap_mode="r")), False
         frames = decode_video(record.path, self.short_side)
         if with_flow and not flow_path.is_file():
             _save_npy(flow_path, _flow_of(record, frames, self.flow_backend))

@@ -1,7 +1,7 @@
 """Frames of one video read by index, from a packed array or from JPEG folders, and the folder layouts we read.
 
 A frame sequence is anything with ``len()`` and ``sequence[indices] -> (k, H, W, C) uint8``: a NumPy array (the
-packed `.npy` cache, memory-mapped) or a `JpegSequence`, which decodes only the frames asked for. RGB frames have
+packed `.npy` cache) or a `JpegSequence`, which decodes only the frames asked for. RGB frames have
 C = 3; quantised flow fields C = 2 (x, y), stored as two greyscale images per frame.
 """
 

@@ -77,6 +77,7 @@ def _read_profile(path: Path, name: str, reader: TomlReader) -> Profile:
         dataset=dataset,
         arch=reader.get("arch", str),
         deep_arch=reader.get("deep_arch", str, None),
+        deep_segments=reader.positive("deep_segments", int) if "deep_segments" in reader.data else None,
         recipe=_read_recipe(reader.sub("recipe")),
         imagenet=image,
         views=protocol,

@@ -89,6 +89,7 @@ class Profile:
     dataset: DatasetConfig
     arch: str
     deep_arch: str | None  # the backbone of runs marked `deep` (Tab. 9's ResNet-101); None: such runs are refused
+    deep_segments: int | None  # the segments `deep` runs train (Tab. 9's 16 frames); None: the recipe's
     recipe: Recipe
     imagenet: ImagenetSource
     views: ViewProtocol
