@@ -253,7 +253,8 @@ def test_both_setups_and_the_evaluations_of_stored_runs_share_one_device_schedul
         "{ dense = 2, uniform = 0, uniform_offset = 0 }",
     )
     (folder / "table80.toml").write_text(ONE_RUN.format(id="table80", setup="", views=uniform))
-    (folder / "table81.toml").write_text(ONE_RUN.format(id="table81", setup='setup = "charades"\nmetrics = ["map"]', views=dense))
+    charades = 'setup = "charades"\nmetrics = ["map"]'
+    (folder / "table81.toml").write_text(ONE_RUN.format(id="table81", setup=charades, views=dense))
     schedules = []
 
     def in_this_process(order, upstream, devices, work):  # run_on_devices, one job after another
