@@ -143,12 +143,13 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
     profile = load_profile(args.specs / "profiles.toml", args.profile, args.set)
     store = Store(args.store, args.cache)
     progress = not args.no_progress and distributed.rank() == 0
-    work = []  # per setup (sthv2, charades): its profile, tables, dataset, plan and pretrained weight file
+    work = []  # per setup (sthv2, charades, long): its profile, tables, dataset, plan and pretrained weight file
     for setup in SETUPS:
         chosen = [table for table in tables if table.setup == setup]
         if chosen:
             scale = profile.setup(setup)
-            data, pretrained = (args.data, args.imagenet) if setup == "sthv2" else (args.charades_data, args.kinetics)
+            charades = setup == "charades"
+            data, pretrained = (args.charades_data, args.kinetics) if charades else (args.data, args.imagenet)
             dataset = distributed.rank0_first(
                 functools.partial(open_dataset, scale.dataset, data, store.root / "data", progress)
             )
@@ -204,7 +205,7 @@ def _prepare_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "prepare", help="decode a dataset's videos into the frame cache and extract TV-L1 flow, resumably"
     )
-    parser.add_argument("setup", choices=SETUPS, help="which dataset of the profile: sthv2 or charades")
+    parser.add_argument("setup", choices=SETUPS, help="which dataset of the profile: sthv2, charades or long")
     parser.add_argument("--data", type=Path, required=True, metavar="DIR", help="the dataset folder")
     parser.add_argument("--profile", default="paper", help="profile whose dataset and short side to use (paper)")
     parser.add_argument(

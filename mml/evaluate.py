@@ -116,6 +116,12 @@ def load_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return data["video_ids"], data["labels"], data["logits"]
 
 
+def load_decisions(path: Path) -> np.ndarray | None:
+    """The (videos, segments, modalities) bool decisions stored with an AdaMML network's scores; None for others."""
+    with np.load(path) as data:
+        return data["decisions"] if "decisions" in data else None
+
+
 def evaluate_stored(
     store: Store,
     config: RunConfig,

@@ -1,11 +1,17 @@
-"""AdaMML's policy, decisions, decision-weighted fusion and cost, checked against hand computations."""
+"""AdaMML's policy, decisions, decision-weighted fusion, cost and selection, checked against hand computations."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from mml.methods import METHODS
 from mml.models.adaptive import FusionWeights, PolicyNetwork, adaptive_fusion, gumbel_decisions, policy_input
-from mml.report.cost import adaptive_gflops, policy_gflops
+from mml.networks import network
+from mml.report.cost import adaptive_gflops, inference_gflops, policy_gflops, video_gflops
+from mml.report.results import selection_percent
+from mml.spec import Recipe, ViewProtocol
+from mml.store import ModelConfig, RunConfig
 
 CHANNELS = {"RGB": 3, "Diff": 15}
 FRAMES = 4
@@ -211,3 +217,45 @@ def test_policy_gflops_are_counted_and_grow_with_the_input() -> None:
     assert net.training  # its mode is restored
     # The convolutions dominate, so 4x the pixels is nearly 4x the count.
     assert large == pytest.approx(4 * small, rel=0.05)
+
+
+def _adamml_config(method: str = "adamml") -> RunConfig:
+    recipe = Recipe(
+        segments=2, short_side=48, input_size=32, batch_size=4, epochs=3, lr=0.01, lr_steps=(3,),
+        adamml_warmup=1, adamml_alternations=1, adamml_finetune=0, adamml_test_regions=4,
+        adamml_policy_frames=1, adamml_policy_size=16,
+    )  # fmt: skip
+    models = (ModelConfig("RGB", "random"), ModelConfig("Flow", "random"))
+    return RunConfig(method, models, "tsm_tiny", recipe, "d" * 64, 5, 0)
+
+
+def test_video_gflops_count_the_selected_segments_and_the_policy_on_every_segment() -> None:
+    config = _adamml_config()
+    segment = ViewProtocol(dense=4, uniform=0, crops=1)  # the 4 test segments, one clip each
+    rgb, flow = (inference_gflops(config, index, segment) for index in range(2))
+    branches = [network(config, m.modality) for m in config.models]
+    head = METHODS["adamml"].evaluation_heads(config, branches, None)[0]
+    # The policy sees 1 frame of each segment at 16 pixels: RGB (3 channels) for RGB, RGBDiff (15) for Flow.
+    policy = policy_gflops(head.policy, {"RGB": (3, 16, 16), "Diff": (15, 16, 16)})
+    assert policy > 0
+    decisions = np.zeros((2, 4, 2), dtype=bool)  # 2 videos x 4 segments x (RGB, Flow)
+    decisions[0, :, 0] = True  # RGB on 4 of the 8 segments
+    decisions[:, 0, 1] = True  # Flow on 2 of them
+    expected = 4 * (0.5 * rgb + 0.25 * flow) + 4 * policy
+    assert video_gflops(config, 2, ViewProtocol(), decisions) == pytest.approx(expected, rel=1e-6)
+    # The weighted fusion has no policy and runs both networks on every segment.
+    assert video_gflops(_adamml_config("weighted_fusion"), 2, ViewProtocol()) == pytest.approx(4 * (rgb + flow))
+    # A single model costs each clip of the views: Dense 1 + Uniform 2, 3 crops = 9 clips.
+    views = ViewProtocol(dense=1, uniform=2, crops=3)
+    assert video_gflops(config, 0, views) == pytest.approx(9 * inference_gflops(config, 0, views))
+
+
+def test_selection_is_the_share_of_segments_of_a_modality() -> None:
+    config = _adamml_config()
+    decisions = np.zeros((2, 4, 2), dtype=bool)
+    decisions[:, :3, 1] = True
+    assert selection_percent(config, 2, decisions, "Flow") == pytest.approx(75.0)
+    assert selection_percent(config, 2, decisions, "RGB") == 0.0
+    assert selection_percent(config, 2, decisions, "Diff") == 0.0  # not a recognition modality of the run
+    assert selection_percent(config, 2, None, "RGB") == 100.0  # a fusion runs every network on every segment
+    assert selection_percent(config, 1, None, "RGB") == 0.0 and selection_percent(config, 1, None, "Flow") == 100.0

@@ -146,3 +146,26 @@ def test_verdict_lines_and_resolution() -> None:
     assert "±0.50" in resolution_line([supported])
     assert resolution_line([single]).startswith("Resolvable here: nothing — 1 seed, a verdict needs 3")
     assert verdict_lines([]) == []
+
+
+SAVES = ClaimSpec("A saves 35 % of B's cost", better="a", worse="b", metric="video_gflops", relative=True, margin=35.0)
+
+
+def test_a_relative_cost_claim_is_judged_on_the_percent_saved() -> None:
+    # Costs 40, 41, 42 against 100: savings d = 60, 59, 58 %, mean 59, sd 1; the interval lies above 35.
+    verdict = judge(SAVES, [40.0, 41.0, 42.0], [100.0, 100.0, 100.0])
+    assert verdict.differences == pytest.approx((60.0, 59.0, 58.0))
+    assert verdict.interval.low == pytest.approx(59 - T975_2 / math.sqrt(3), abs=1e-6)
+    assert verdict.outcome is Outcome.SUPPORTED
+    # Savings 50, 40, 45 %: mean 45, sd 5, half-width 4.3027 * 5 / sqrt(3) = 12.42, so 35 is inside the interval.
+    assert judge(SAVES, [50.0, 60.0, 55.0], [100.0] * 3).outcome is Outcome.INCONCLUSIVE
+    # Costing more is a negative saving: an interval below the margin.
+    assert judge(SAVES, [110.0, 111.0, 112.0], [100.0] * 3).outcome is Outcome.CONTRADICTED
+    assert "video_gflops: Δ +59.00 % ± 1.00 over 3 seeds" in verdict_lines([verdict])[0]
+    with pytest.raises(ValueError, match="a relative difference needs a non-zero video_gflops of b"):
+        judge(SAVES, [1.0], [0.0])
+
+
+def test_a_cost_claim_without_relative_is_lower_is_better_in_its_unit() -> None:
+    cheaper = ClaimSpec("A costs less than B", better="a", worse="b", metric="gflops")
+    assert judge(cheaper, [1.0, 1.5, 2.0], [2.0, 2.5, 3.0]).differences == (1.0, 1.0, 1.0)

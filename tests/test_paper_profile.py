@@ -19,7 +19,7 @@ from mml.data.datasets import VideoDataset
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.errors import CheckpointError, SpecError
 from mml.runner import init_loader, plan_tables
-from mml.spec import RELATED_GROUP, load_profile, load_table, table_paths
+from mml.spec import RELATED_GROUP, SETUPS, load_profile, load_table, table_paths
 from mml.store import Store
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
@@ -34,10 +34,22 @@ def paper(setup: str = "sthv2"):
 def test_every_shipped_table_plans_under_the_paper_profile() -> None:
     paths = table_paths(REPRODUCTIONS, ["all"]) + table_paths(REPRODUCTIONS, [RELATED_GROUP])
     tables = [load_table(path) for path in paths]
-    for setup in ("sthv2", "charades"):
+    for setup in SETUPS:
         chosen = [table for table in tables if table.setup == setup]
         plan = plan_tables(chosen, paper(setup), NO_VIDEOS)
         assert plan.order() and all(rid in plan.evaluations for rid in plan.runs)
+
+
+def test_every_shipped_table_plans_under_the_smoke_and_small_profiles() -> None:
+    """What `reproduce all related` trains at the CPU scales (the tables' runs and the AdaMML settings' checks)."""
+    paths = table_paths(REPRODUCTIONS, ["all"]) + table_paths(REPRODUCTIONS, [RELATED_GROUP])
+    tables = [load_table(path) for path in paths]
+    for name in ("smoke", "small"):
+        for setup in SETUPS:
+            profile = load_profile(REPRODUCTIONS / "profiles.toml", name).setup(setup)
+            videos = VideoDataset(Path("."), tuple(f"class{i}" for i in range(8)), (), (), "f" * 64)
+            plan = plan_tables([table for table in tables if table.setup == setup], profile, videos)
+            assert plan.order(), (name, setup)
 
 
 def test_table9_trains_resnet101_on_16_frames_with_the_span_of_the_8_frame_recipe() -> None:

@@ -326,11 +326,14 @@ def test_related_table_names() -> None:
         "gblend_table4",
         "skd_table2",
         "methods",
+        "adamml_table2",
+        "adamml",
         "table07",
     ]
     assert "gblend_table4.toml" not in [p.name for p in all_table_paths(REPRODUCTIONS)]  # not in `all`
     everything = [p.stem for p in table_paths(REPRODUCTIONS, ["all", "related", "table7"])]
-    assert everything == [f"table{n:02d}" for n in range(1, 14)] + ["gblend_table4", "skd_table2", "methods"]
+    related = ["gblend_table4", "skd_table2", "methods", "adamml_table2", "adamml"]
+    assert everything == [f"table{n:02d}" for n in range(1, 14)] + related
     with pytest.raises(SpecError, match=r"gblend: a table id looks like .* or is one of gblend_table4, skd_table2"):
         table_path(REPRODUCTIONS, "gblend")
 
@@ -442,3 +445,27 @@ def test_a_multilabel_table_refuses_ensembles_at_load(tmp_path: Path) -> None:
     )
     with pytest.raises(SpecError, match=r"table99\.toml: matrix: ensembles are single-label"):
         load_table(write(tmp_path, matrix))
+
+
+def test_the_long_setup_keeps_the_profiles_values_but_its_own() -> None:
+    smoke = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")
+    long = smoke.setup("long")
+    assert long.dataset != smoke.dataset and long.dataset.synthetic["informative_regions"] == 2
+    assert long.views == smoke.views and long.seeds == smoke.seeds and long.imagenet == smoke.imagenet
+    own = {"adamml_regions", "adamml_test_regions", "adamml_warmup", "adamml_alternations", "adamml_finetune"}
+    own |= {"adamml_policy_size", "adamml_policy_frames"}
+    assert dataclasses.replace(long.recipe, **{key: getattr(smoke.recipe, key) for key in own}) == smoke.recipe
+    assert long.charades is None and long.long is None  # the parent's setup sections stay the parent's
+
+
+def test_a_claim_on_a_metric_the_table_does_not_show_is_refused(tmp_path: Path) -> None:
+    text = VALID.replace("paper = [50.0, 80.0] }", 'paper = [50.0], id = "rgb" }')
+    pair = '["Pair", { run = "pair", model = 0, paper = [], id = "pair" }]'
+    text = text.replace('rows = [["RGB", ', f'rows = [{pair}, ["RGB", ')
+    text = text.replace('columns = ["Model", "Top-1 / Top-5"]', 'columns = ["Model", "Top-1"]\nmetrics = ["top1"]')
+    claim = '\n[[claims]]\ntext = "Pair beats RGB"\nbetter = "pair"\nworse = "rgb"\nmetric = "{metric}"\n'
+    load_table(write(tmp_path, text + claim.format(metric="top1")))
+    path = write(tmp_path, text + claim.format(metric="video_gflops"))
+    where = re.escape(str(path))
+    with pytest.raises(SpecError, match=rf"^{where}: claims\[0\]\.metric: 'video_gflops' is not a metric of this"):
+        load_table(path)

@@ -116,6 +116,12 @@ class AdaptiveNetwork(nn.Module):
         self.fusion = fusion
         self.modalities = [model.modality for model in config.models]
 
+    def policy_shapes(self) -> dict[str, tuple[int, int, int]]:
+        """The per-segment input shape (frames * channels, size, size) of each modality the policy sees."""
+        recipe = self.config.recipe
+        frames, size = recipe.adamml_policy_frames, recipe.adamml_policy_size
+        return {m: (frames * CHANNELS[m], size, size) for m in policy_modalities(self.config)}
+
     def forward(self, inputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         logits = segment_logits(list(self.models), self.modalities, inputs)
         if self.policy is None:

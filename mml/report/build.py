@@ -16,7 +16,7 @@ from mml.report.heatmap import write_heatmap
 from mml.report.learning import table_health, write_curves
 from mml.report.results import METRIC_INDEX, TOPK, StoredResults
 from mml.report.tables import Report, matrix_frame, mean, rows_frame, to_markdown, triples_frame, write_table
-from mml.spec import POSITIONS, ModelRef, ResultCell, TableSpec, ViewProtocol
+from mml.spec import POSITIONS, ClaimSpec, ModelRef, ResultCell, TableSpec, ViewProtocol
 
 
 def claim_cells(spec: TableSpec) -> dict[str, tuple[tuple[ModelRef, ...], ViewProtocol | None]]:
@@ -36,9 +36,9 @@ def claim_cells(spec: TableSpec) -> dict[str, tuple[tuple[ModelRef, ...], ViewPr
 
 def _per_video_differences(
     results: StoredResults, spec: TableSpec, cells: dict[str, tuple[tuple[ModelRef, ...], ViewProtocol | None]]
-) -> Callable[[str, str, str], np.ndarray | None]:
-    """A function giving the per-seed, per-video differences of two cells' top-k outcomes (None for other metrics),
-    reading each cell's stored scores once however many claims name it."""
+) -> Callable[[ClaimSpec], np.ndarray | None]:
+    """A function giving the per-seed, per-video differences of a claim's two cells' top-k outcomes (None for other
+    metrics and relative claims), reading each cell's stored scores once however many claims name it."""
     outcomes: dict[tuple[str, str], np.ndarray] = {}
 
     def of(cell: str, metric: str) -> np.ndarray:
@@ -47,10 +47,10 @@ def _per_video_differences(
             outcomes[(cell, metric)] = results.per_video(members, metric, views)
         return outcomes[(cell, metric)]
 
-    def differences(metric: str, better: str, worse: str) -> np.ndarray | None:
-        if metric not in TOPK or spec.setup == "charades":
+    def differences(claim: ClaimSpec) -> np.ndarray | None:
+        if claim.metric not in TOPK or claim.relative or spec.setup == "charades":
             return None
-        return of(better, metric) - of(worse, metric)
+        return of(claim.better, claim.metric) - of(claim.worse, claim.metric)
 
     return differences
 
@@ -92,7 +92,7 @@ def build_report(results: StoredResults, command: str) -> tuple[Report, list[pd.
     verdicts: list[Verdict] = []
     for claim in spec.claims:
         better, worse = values[f"{claim.better}|{claim.metric}"], values[f"{claim.worse}|{claim.metric}"]
-        verdict = judge(claim, better, worse, per_video(claim.metric, claim.better, claim.worse))
+        verdict = judge(claim, better, worse, per_video(claim))
         members = {ref for key in (claim.better, claim.worse) for ref in cells[key][0]}
         unlearned = sorted(
             {failed[(rid, model)] for run, model in members for rid in run_ids[run] if (rid, model) in failed}

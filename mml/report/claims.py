@@ -2,7 +2,8 @@
 
 A claim compares two cells on one metric. Seed s of every run starts from seed s of the runs it is initialised from,
 so the values of the two cells are paired by seed; the verdict is judged on the per-seed differences d_s = better −
-worse (for sums of positions, where lower is better: worse − better), following Bouthillier et al. (2021) and
+worse (for sums of positions and costs, where lower is better: worse − better; for a relative claim in % of worse),
+following Bouthillier et al. (2021) and
 Lakens (2017), see `../shared/notes/statistics-anchors.md`:
 
 - fewer than `MIN_SEEDS` seeds: **no verdict** — one or two seeds cannot tell a difference from seed noise;
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from mml.spec import POSITIONS, ClaimSpec
+from mml.spec import COST_METRICS, POSITIONS, ClaimSpec
 
 MIN_SEEDS = 3
 ORDERING_CONFIDENCE = 0.95
@@ -115,8 +116,15 @@ def two_level_bootstrap(per_video: np.ndarray, confidence: float, resamples: int
 
 
 def _advantage(claim: ClaimSpec, better: float, worse: float) -> float:
-    """How far `better` is ahead of `worse`: the difference, sign-flipped for sums of positions (lower is better)."""
-    return float(worse) - float(better) if claim.metric == POSITIONS else float(better) - float(worse)
+    """How far `better` is ahead of `worse`: the difference, sign-flipped where lower is better (sums of positions,
+    costs), in % of `worse` for a relative claim."""
+    lower_is_better = claim.metric == POSITIONS or claim.metric in COST_METRICS
+    advantage = float(worse) - float(better) if lower_is_better else float(better) - float(worse)
+    if not claim.relative:
+        return advantage
+    if worse == 0:
+        raise ValueError(f"{claim.text}: a relative difference needs a non-zero {claim.metric} of {claim.worse}")
+    return 100 * advantage / abs(float(worse))
 
 
 def _outcome(claim: ClaimSpec, interval: Interval) -> Outcome:
@@ -193,7 +201,7 @@ def verdict_lines(verdicts: Sequence[Verdict]) -> list[str]:
     lines = []
     for verdict in verdicts:
         claim = verdict.claim
-        parts = [f"{claim.metric}: Δ {_signed(verdict.mean)}"]
+        parts = [f"{claim.metric}: Δ {_signed(verdict.mean)}{' %' if claim.relative else ''}"]
         if verdict.seeds > 1:
             parts[0] += f" ± {verdict.std:.2f}"
         parts[0] += f" over {verdict.seeds} seed{'s' if verdict.seeds > 1 else ''}"

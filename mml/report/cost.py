@@ -1,4 +1,5 @@
-"""Inference cost: GFLOPs of one test clip through a run's model, counted by torch, never written down by hand.
+"""Inference cost: GFLOPs of one test clip (or video) through a run's model, counted by torch, never written down by
+hand.
 
 `torch.utils.flop_counter.FlopCounterMode` counts the floating-point operations of the convolutions and matrix
 products (2 per multiply-accumulate) of one forward pass; elementwise work (BN, ReLU, pooling) is not counted, as
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from typing import Protocol, cast
 
+import numpy as np
 import torch
 
 from mml.data.modalities import MODALITIES
@@ -41,6 +44,38 @@ def inference_gflops(config: RunConfig, model: int, views: ViewProtocol) -> floa
         modality = config.models[model].modality
         net, inputs = network(config, modality), clip(modality)
     return forward_gflops(net, inputs)
+
+
+def video_gflops(config: RunConfig, model: int, views: ViewProtocol, decisions: np.ndarray | None = None) -> float:
+    """GFLOPs of one test video under `views` through model `model` of a run: every test clip of it; for a head that
+    takes whole videos (an AdaMML network or its weighted fusion), each recognition network on the segments selected
+    (`decisions`, videos x segments x modalities as stored with its scores; every segment when None) and the
+    policy, if any, on every segment (`adaptive_gflops`). Flow extraction is not counted (as in AdaMML's tables)."""
+    if model < len(config.models):
+        return inference_gflops(config, model, views) * clips_per_video(views)
+    branches = [network(config, m.modality) for m in config.models]
+    head = METHODS[config.method].evaluation_heads(config, branches, None)[model - len(config.models)]
+    if not getattr(head, "per_video", False):
+        return inference_gflops(config, model, views) * clips_per_video(views)
+    adaptive = cast("_VideoHead", head)
+    segments = METHODS[config.method].head_views(config, views)
+    per_segment = [inference_gflops(config, index, segments) for index in range(len(config.models))]
+    selection = [1.0] * len(per_segment) if decisions is None else decisions.mean(axis=(0, 1)).tolist()
+    policy = 0.0 if adaptive.policy is None else policy_gflops(adaptive.policy, adaptive.policy_shapes())
+    return adaptive_gflops(per_segment, selection, policy, clips_per_video(segments))
+
+
+class _VideoHead(Protocol):
+    """A head that takes whole videos (`mml.methods.adamml.AdaptiveNetwork`): its policy and what the policy sees."""
+
+    policy: PolicyNetwork | None
+
+    def policy_shapes(self) -> dict[str, tuple[int, int, int]]: ...
+
+
+def clips_per_video(views: ViewProtocol) -> int:
+    """How many clips a test video is cut into under `views`: its temporal views times its spatial crops."""
+    return (views.dense + views.uniform) * views.crops
 
 
 def adaptive_gflops(recognition: Sequence[float], selection: Sequence[float], policy: float, segments: int) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mml.evaluate import load_scores, topk_accuracy
+from mml.evaluate import load_decisions, load_scores, topk_accuracy
 
 SUM_OF_POSITIONS = "sum of positions"
 
@@ -27,6 +27,7 @@ class Scores:
     video_ids: np.ndarray
     labels: np.ndarray
     logits: np.ndarray
+    decisions: np.ndarray | None = None  # an AdaMML network's (N, segments, modalities) use/skip decisions
 
     def __post_init__(self) -> None:
         count = len(self.video_ids)
@@ -40,7 +41,7 @@ class Scores:
     def load(cls, name: str, path: Path) -> Scores:
         """The scores stored at `path` (`scores<i>.npz` of an evaluation folder) under a display name."""
         video_ids, labels, logits = load_scores(path)
-        return cls(name=name, video_ids=video_ids, labels=labels, logits=logits)
+        return cls(name=name, video_ids=video_ids, labels=labels, logits=logits, decisions=load_decisions(path))
 
 
 def _check_aligned(members: Sequence[Scores]) -> None:

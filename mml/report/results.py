@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 
 from mml.evaluate import topk_correct
-from mml.report.cost import inference_gflops
+from mml.report.cost import inference_gflops, video_gflops
 from mml.report.ensemble import Scores, ensemble_accuracy, ensemble_probabilities, pair_matrix, rank_triples
 from mml.runner import Plan
-from mml.spec import ModelRef, Profile, ResultCell, TableSpec, ViewProtocol
-from mml.store import Store
+from mml.spec import SELECTION_METRICS, ModelRef, Profile, ResultCell, TableSpec, ViewProtocol
+from mml.store import RunConfig, Store
 
 METRIC_INDEX = {"top1": 0, "top5": 1}
 TOPK = {"top1": 1, "top5": 5}  # the metrics that are means over videos of a per-video outcome
@@ -47,11 +47,35 @@ class StoredResults:
             else:
                 top1, top5 = ensemble_accuracy([self.scores(ref, seed, views) for ref in cell.members])
                 stored = {"top1": top1, "top5": top5}
-            if "gflops" in self.table.metrics:  # an ensemble costs the sum of its members
-                configs = [(self.plan.runs[self.run_ids(run)[seed]], model) for run, model in cell.members]
-                stored["gflops"] = sum(inference_gflops(config, model, views) for config, model in configs)
+            stored.update(self._costs_and_selection(cell, seed, views))
             values.append(tuple(stored[m] for m in self.table.metrics))
         return tuple(values)
+
+    def _costs_and_selection(self, cell: ResultCell, seed: int, views: ViewProtocol) -> dict[str, float]:
+        """The table's cost and selection metrics of a cell for one seed. An ensemble costs the sum of its members
+        and runs a modality if any member does; a model's selection is the % of test segments its stored decisions
+        (an AdaMML network's) run each modality on, else 100 for the modalities it takes and 0 for the others."""
+        metrics = self.table.metrics
+        members = [(self.plan.runs[self.run_ids(run)[seed]], run, model) for run, model in cell.members]
+        decisions = {
+            (run, model): self.scores((run, model), seed, views).decisions
+            for _, run, model in members
+            if {"video_gflops", *SELECTION_METRICS} & set(metrics)
+        }
+        values: dict[str, float] = {}
+        if "gflops" in metrics:
+            values["gflops"] = sum(inference_gflops(config, model, views) for config, _, model in members)
+        if "video_gflops" in metrics:
+            values["video_gflops"] = sum(
+                video_gflops(config, model, views, decisions[(run, model)]) for config, run, model in members
+            )
+        for metric, modality in SELECTION_METRICS.items():
+            if metric in metrics:
+                values[metric] = max(
+                    selection_percent(config, model, decisions[(run, model)], modality)
+                    for config, run, model in members
+                )
+        return values
 
     def per_video(self, members: tuple[ModelRef, ...], metric: str, views: ViewProtocol | None = None) -> np.ndarray:
         """100 × whether each validation video is classified correctly (top-k of `metric`) by one model or the
@@ -87,3 +111,12 @@ class StoredResults:
                 for label, total in frame["sum of positions"].items():
                     sums.setdefault(f"{name}: {label}", []).append(int(total))
         return sums
+
+
+def selection_percent(config: RunConfig, model: int, decisions: np.ndarray | None, modality: str) -> float:
+    """% of test segments on which model `model` of a run runs `modality` (see `StoredResults._costs_and_selection`)."""
+    modalities = [m.modality for m in config.models]
+    if decisions is not None:
+        return 100.0 * float(decisions[:, :, modalities.index(modality)].mean()) if modality in modalities else 0.0
+    used = modalities if model >= len(modalities) else [modalities[model]]
+    return 100.0 if modality in used else 0.0

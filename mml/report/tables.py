@@ -17,10 +17,17 @@ import pandas as pd
 
 from mml.report.claims import Verdict, resolution_line, verdict_lines
 from mml.report.learning import ModelHealth, health_lines
-from mml.spec import Profile, ResultCell, TableSpec
+from mml.spec import ACCURACY_METRICS, SELECTION_METRICS, Profile, ResultCell, TableSpec
 from mml.store import code_version
 
-METRIC_NAMES = {"top1": "Top-1", "top5": "Top-5", "map": "mAP", "gflops": "GFLOPs"}
+METRIC_NAMES = {
+    "top1": "Top-1",
+    "top5": "Top-5",
+    "map": "mAP",
+    "gflops": "GFLOPs",
+    "video_gflops": "GFLOPs per video",
+    **{metric: f"{modality} used" for metric, modality in SELECTION_METRICS.items()},
+}
 
 
 def mean(values: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
@@ -28,7 +35,8 @@ def mean(values: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
     return tuple(statistics.fmean(column) for column in zip(*values, strict=True))
 
 
-DIGITS = {"gflops": 4}  # decimals per metric (2 unless listed): a tiny smoke model costs hundredths of a GFLOP
+# Decimals per metric (2 unless listed): a tiny smoke model costs hundredths of a GFLOP per clip.
+DIGITS = {"gflops": 4, "video_gflops": 3, **dict.fromkeys(SELECTION_METRICS, 1)}
 
 
 def _ours(values: Sequence[tuple[float, ...]], metrics: Sequence[str] = ()) -> str:
@@ -122,7 +130,7 @@ def triples_frame(spec: TableSpec, sums: dict[str, list[int]]) -> pd.DataFrame:
 def _values_note(spec: TableSpec) -> str:
     """What the numbers are: per layout, the accuracies in %, the GFLOPs per clip if shown, Δ where shown, and the
     cells without a paper value if any."""
-    accuracies = " / ".join(METRIC_NAMES[m] for m in spec.metrics if m != "gflops")
+    accuracies = " / ".join(METRIC_NAMES[m] for m in spec.metrics if m in ACCURACY_METRICS)
     if spec.triples:
         return (
             "Values: each model's sum of positions over the ranking of every triple ensemble by top-1 (positions from"
@@ -136,6 +144,14 @@ def _values_note(spec: TableSpec) -> str:
     note = f"Values: {accuracies} (%) on the validation videos, ours as mean ± std over n seeds"
     if "gflops" in spec.metrics:
         note += "; GFLOPs: inference cost of one test clip, counted by torch's FlopCounterMode"
+    if "video_gflops" in spec.metrics:
+        note += (
+            "; GFLOPs per video: every test clip of a video, counted by torch's FlopCounterMode (an AdaMML network:"
+            " its policy on every segment and each recognition network on the segments it selects; flow extraction"
+            " not counted)"
+        )
+    if SELECTION_METRICS.keys() & set(spec.metrics):
+        note += "; used: % of the test segments on which a modality's network runs"
     note += "; Δ = mean of ours − paper"
     return note + ("; — where the paper has no value." if any(not c.paper for c in spec.cells()) else ".")
 

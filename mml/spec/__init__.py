@@ -11,11 +11,13 @@ from mml.spec.recipe import KL_FORMS, SAMPLINGS, Recipe, execution, identity, me
 from mml.spec.schema import (
     ACCURACY_METRICS,
     CLAIM_KINDS,
+    COST_METRICS,
     IMAGENET_SOURCES,
     METRICS,
     MODALITY_NAMES,
     MULTILABEL_SETUP,
     POSITIONS,
+    SELECTION_METRICS,
     SETUPS,
     SPATIAL_CROPS,
     ClaimSpec,
@@ -43,6 +45,7 @@ from mml.spec.table import (
 
 __all__ = [
     "ACCURACY_METRICS",
+    "COST_METRICS",
     "ALL_GROUP",
     "CLAIM_KINDS",
     "DATASET_KINDS",
@@ -52,6 +55,7 @@ __all__ = [
     "MODALITY_NAMES",
     "MULTILABEL_SETUP",
     "POSITIONS",
+    "SELECTION_METRICS",
     "RELATED_GROUP",
     "RELATED_TABLES",
     "SAMPLINGS",

@@ -3,6 +3,7 @@ values of another profile through `base = "<name>"`, with command-line overrides
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,14 +83,26 @@ def _read_profile(path: Path, name: str, reader: TomlReader) -> Profile:
         imagenet=image,
         views=protocol,
         seeds=tuple(seeds),
-        charades=_read_profile(path, f"{name}.charades", reader.sub("charades")) if "charades" in reader.data else None,
     )
     if profile.views.crop_size > profile.recipe.short_side:
         raise reader.error(
             "views.crop_size", f"{profile.views.crop_size} exceeds the recipe's short_side {profile.recipe.short_side}"
         )
+    profile = dataclasses.replace(
+        profile,
+        charades=_read_profile(path, f"{name}.charades", reader.sub("charades")) if "charades" in reader.data else None,
+        long=_read_profile(path, f"{name}.long", _long_setup(reader)) if "long" in reader.data else None,
+    )
     reader.finish()
     return profile
+
+
+def _long_setup(reader: TomlReader) -> TomlReader:
+    """The `long` section of a profile: the profile's sthv2 values (its setup sections aside) with the section's own
+    on top, table by table, so that it need only say what differs (its dataset, mostly)."""
+    section = reader.sub("long")
+    own = {key: value for key, value in reader.data.items() if key not in ("charades", "long")}
+    return TomlReader(section.path, _merged(own, section.data), section.prefix)
 
 
 def load_profile(path: Path, name: str, overrides: Sequence[str] = ()) -> Profile:

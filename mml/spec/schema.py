@@ -21,10 +21,15 @@ from mml.spec.dataset import DatasetConfig
 from mml.spec.recipe import Recipe, identity
 
 MODALITY_NAMES = ("RGB", "Flow", "Diff")
-SETUPS = ("sthv2", "charades")
+SETUPS = ("sthv2", "charades", "long")
 MULTILABEL_SETUP = "charades"  # the setup whose videos carry several actions (BCE, mAP)
 ACCURACY_METRICS = ("top1", "top5", "map")
-METRICS = (*ACCURACY_METRICS, "gflops")  # gflops: measured inference cost per clip, not an accuracy
+# Measured inference costs, where lower is better: GFLOPs of one test clip, and of one test video (every view; an
+# AdaMML network's selected segments and its policy).
+COST_METRICS = ("gflops", "video_gflops")
+# % of test segments that run each modality (an AdaMML network's decisions; 100 or 0 for networks without a policy).
+SELECTION_METRICS = {"selected_rgb": "RGB", "selected_flow": "Flow", "selected_diff": "Diff"}
+METRICS = (*ACCURACY_METRICS, *COST_METRICS, *SELECTION_METRICS)
 IMAGENET_SOURCES = ("torchvision", "pretrain")
 SPATIAL_CROPS = (1, 3)
 
@@ -95,14 +100,16 @@ class Profile:
     views: ViewProtocol
     seeds: tuple[int, ...]
     charades: Profile | None = None  # the multi-label setup (I3D on Charades, paper §3.1.2) of this scale
+    long: Profile | None = None  # longer videos for per-segment modality selection (AdaMML); the rest as sthv2
 
     def setup(self, name: str) -> Profile:
-        """The profile of a table's setup: this one for `sthv2`, its `charades` section for `charades`."""
+        """The profile of a table's setup: this one for `sthv2`, its `charades` or `long` section for those."""
         if name == "sthv2":
             return self
-        if self.charades is None:
-            raise SpecError(f"profile {self.name!r} has no [{self.name}.charades] section for the charades setup")
-        return self.charades
+        section = {"charades": self.charades, "long": self.long}[name]
+        if section is None:
+            raise SpecError(f"profile {self.name!r} has no [{self.name}.{name}] section for the {name} setup")
+        return section
 
 
 @dataclass(frozen=True)
@@ -188,10 +195,11 @@ POSITIONS = "positions"  # the claim metric of a triple ranking: a model's sum o
 class ClaimSpec:
     """A claim of the paper that the table tests on per-seed paired differences `better` − `worse` of `metric`.
 
-    `kind` "superiority": `better` beats `worse` by more than `margin` (0: simply beats it; negative: "not worse by
-    more than |margin|"). "equivalence": the two cells are within ±`margin` of each other (`margin` > 0), as in "nearly
-    equal", "useless", "within 0.5". `better` and `worse` are cell ids (`id` of a result cell), "row label | column
-    label" in a matrix table, or "group: label" in a triple ranking (metric "positions").
+    `kind` "superiority": `better` beats `worse` by more than `margin` (lower is better for `COST_METRICS` and
+    positions; 0: simply beats it; negative: "not worse by more than |margin|"). "equivalence": the two cells are
+    within ±`margin` of each other (`margin` > 0), as in "nearly equal", "useless", "within 0.5". `better` and
+    `worse` are cell ids (`id` of a result cell), "row label | column label" in a matrix table, or "group: label" in
+    a triple ranking (metric "positions").
     """
 
     text: str
@@ -200,6 +208,7 @@ class ClaimSpec:
     metric: str = "top1"
     kind: str = "superiority"
     margin: float = 0.0
+    relative: bool = False  # differences in % of the `worse` cell's value ("saves 35 % of the computation")
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,7 @@ class TableSpec:
     rows: tuple[tuple[str | ResultCell, ...], ...]
     runs: dict[str, RunSpec]
     notes: str = ""
-    setup: str = "sthv2"  # `charades`: the multi-label setup (the profile's [<name>.charades] section)
+    setup: str = "sthv2"  # `charades`: the multi-label setup, `long`: long videos (the profile's section of that name)
     matrix: MatrixSpec | None = None
     triples: TriplesSpec | None = None
     claims: tuple[ClaimSpec, ...] = ()

@@ -18,6 +18,7 @@ from mml.spec.recipe import check_recipe_value
 from mml.spec.schema import (
     ACCURACY_METRICS,
     CLAIM_KINDS,
+    COST_METRICS,
     METRICS,
     MODALITY_NAMES,
     MULTILABEL_SETUP,
@@ -232,9 +233,10 @@ def _read_claims(reader: TomlReader, cell_ids: set[str], triples: bool) -> tuple
             text=item.get("text", str),
             better=item.get("better", str),
             worse=item.get("worse", str),
-            metric=item.choice("metric", (*ACCURACY_METRICS, POSITIONS), "top1"),
+            metric=item.choice("metric", (*ACCURACY_METRICS, *COST_METRICS, POSITIONS), "top1"),
             kind=item.choice("kind", CLAIM_KINDS, "superiority"),
             margin=item.get("margin", float, 0.0),
+            relative=item.get("relative", bool, False),
         )
         if claim.kind == "equivalence" and claim.margin <= 0:
             raise item.error("margin", f"an equivalence claim needs a positive margin, got {claim.margin}")
@@ -300,6 +302,11 @@ def load_table(path: Path) -> TableSpec:
         raise reader.error(f"runs.{multilabel[0]}.method", "this method is single-label: not for the charades setup")
     if table.setup == MULTILABEL_SETUP:
         _refuse_ensembles(reader, table)
+    for index, claim in enumerate(table.claims if layout else ()):
+        if claim.metric not in metrics:
+            raise reader.error(
+                f"claims[{index}].metric", f"{claim.metric!r} is not a metric of this table {list(metrics)}"
+            )
     if table.id != path.stem:
         raise reader.error("id", f"{table.id!r} differs from the file name {path.stem!r}")
     reader.finish()
@@ -321,7 +328,7 @@ def _refuse_ensembles(reader: TomlReader, table: TableSpec) -> None:
 
 # Specs of the related methods' tables, outside `all` (which is the MML paper's Tables 1-13): a name each, and one
 # name for the group.
-RELATED_TABLES = ("gblend_table4", "skd_table2", "methods")
+RELATED_TABLES = ("gblend_table4", "skd_table2", "methods", "adamml_table2", "adamml")
 RELATED_GROUP = "related"
 
 
@@ -333,7 +340,7 @@ def table_path(directory: Path, name: str) -> Path:
     if not number.isdigit():
         raise SpecError(
             f"{directory}: {name}: a table id looks like table7, table07 or 7, or is one of "
-            f"{', '.join(RELATED_TABLES)} ({RELATED_GROUP}: all three)"
+            f"{', '.join(RELATED_TABLES)} ({RELATED_GROUP}: all of them)"
         )
     return directory / f"table{int(number):02d}.toml"
 
