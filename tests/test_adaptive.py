@@ -1,5 +1,7 @@
 """AdaMML's policy, decisions, decision-weighted fusion, cost and selection, checked against hand computations."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -259,3 +261,15 @@ def test_selection_is_the_share_of_segments_of_a_modality() -> None:
     assert selection_percent(config, 2, decisions, "Diff") == 0.0  # not a recognition modality of the run
     assert selection_percent(config, 2, None, "RGB") == 100.0  # a fusion runs every network on every segment
     assert selection_percent(config, 1, None, "RGB") == 0.0 and selection_percent(config, 1, None, "Flow") == 100.0
+
+
+def test_the_policy_widths_are_recipe_settings() -> None:
+    config = _adamml_config()
+    default = METHODS["adamml"].auxiliary(config, [network(config, m.modality) for m in config.models])["policy"]
+    assert default.joint[0].out_features == 2048 and default.lstm.hidden_size == 256  # the original's
+    small = dataclasses.replace(
+        config, recipe=dataclasses.replace(config.recipe, adamml_policy_width=16, adamml_policy_hidden=8)
+    )
+    policy = METHODS["adamml"].auxiliary(small, [network(small, m.modality) for m in small.models])["policy"]
+    assert policy.joint[0].out_features == 16 and policy.lstm.hidden_size == 8
+    assert small.run_id != config.run_id  # they enter the AdaMML run's identity

@@ -46,7 +46,8 @@ def test_related_specs_validate() -> None:
     methods = {run.method for run in tables["gblend_table4"].runs.values()}
     assert methods == {"ce", "late_fusion", "gblend", "gblend_online"}
     assert {run.method for run in tables["skd_table2"].runs.values()} == {"ce", "ce_aug", "kd", "self_kd", "skd_srl"}
-    assert tables["methods"].metrics == ("top1", "top5", "gflops")
+    assert tables["methods"].metrics == ("top1", "top5", "video_gflops")
+    assert {run.method for run in tables["adamml"].runs.values()} == {"ce", "ml", "weighted_fusion", "adamml"}
     assert all(t.claims for t in tables.values())
 
 
@@ -97,15 +98,19 @@ def test_skd_table2_end_to_end(specs: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_methods_table_with_measured_cost(specs: Path, tmp_path: Path) -> None:
-    assert reproduce(specs, tmp_path, *ONE_EPOCH, table="methods") == 0
+    one_stage = ("--set", "recipe.adamml_alternations=0", "--set", "recipe.adamml_finetune=1")  # AdaMML in 1 epoch
+    assert reproduce(specs, tmp_path, *ONE_EPOCH, *one_stage, table="methods") == 0
     table = rows((tmp_path / "tables" / "micro" / "methods.md").read_text())
-    assert len(table) == 12
-    cells = [row.split("|") for row in table]  # method, model, paper, ours = top-1 / top-5 / GFLOPs, Δ
+    assert len(table) == 13
+    cells = [row.split("|") for row in table]  # method, model, paper, ours = top-1 / top-5 / GFLOPs per video, Δ
     cost = {f"{cell[1].strip()} {cell[2].strip()}": float(cell[4].split("/")[2].split()[0]) for cell in cells}
     rgb = cost["CE RGB"]
     assert rgb > 0 and cost["SKD-SRL RGB"] == rgb and cost["G-Blend (offline) its RGB branch"] == rgb
     assert cost["CE Flow (the teacher)"] > rgb  # a 10-channel first conv
     assert cost["G-Blend (offline) RGB + Flow, fused head"] > cost["CE Flow (the teacher)"] + rgb - 1e-4
+    # AdaMML: its policy on each of its 10 test segments, the two networks on the segments it selects.
+    adamml = cost["AdaMML CE RGB + CE Flow, per-segment policy"]
+    assert 0 < adamml < 10 * (rgb + cost["CE Flow (the teacher)"]) + 10 * rgb
 
 
 def _online_run(specs: Path, tmp_path: Path):

@@ -45,6 +45,15 @@ epochs = 2
 lr = 0.01
 lr_steps = [1]
 dense_stride = 2
+adamml_regions = 3
+adamml_test_regions = 10
+adamml_warmup = 0
+adamml_alternations = 1
+adamml_finetune = 0
+adamml_policy_size = 16
+adamml_policy_frames = 1
+adamml_policy_width = 16
+adamml_policy_hidden = 8
 [micro.views]
 dense = 0
 uniform = 1
@@ -74,6 +83,12 @@ dense_stride = 2
 [micro.charades.views]
 dense = 2
 uniform = 0
+
+[micro.long]
+description = "micro synthetic long videos for the tests (AdaMML)"
+[micro.long.dataset]
+synthetic = { num_classes = 3, train_per_class = 4, val_per_class = 2, min_frames = 6, frames = 6, height = 32, \
+width = 40, seed = 0, regions = 3, informative_regions = 1 }
 """
 
 
@@ -90,7 +105,8 @@ def reproduce(specs: Path, root: Path, *extra: str, table: str = "table7") -> in
     run at a time in this process (`--devices cpu`), so that the tests see every run's messages and patches; the
     default of one run per core is what the subprocess tests (`runner_cli`) run."""
     folders = ["--specs", str(specs), "--store", str(root / "store"), "--out", str(root / "tables")]
-    return main(["reproduce", table, "--profile", "micro", *folders, "--no-progress", "--devices", "cpu", *extra])
+    tables = table.split()  # one table or several, separated by spaces
+    return main(["reproduce", *tables, "--profile", "micro", *folders, "--no-progress", "--devices", "cpu", *extra])
 
 
 @pytest.mark.slow
@@ -280,3 +296,38 @@ def test_both_setups_and_the_evaluations_of_stored_runs_share_one_device_schedul
     ((evaluated, none),) = schedules[1:]
     assert len(evaluated) == 1 and none == {evaluated[0]: set()}
     assert store.evaluation(evaluated[0], "dense2-uniform0-offset0") is not None
+
+
+@pytest.mark.slow
+def test_adamml_tables_end_to_end(specs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The shipped AdaMML specs on the long setup: GFLOPs per video, selection per modality, the relative claim."""
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    for name in ("adamml_table2", "adamml"):
+        shutil.copy(REPRODUCTIONS / f"{name}.toml", folder)
+    shutil.copy(specs / "profiles.toml", folder)
+    assert reproduce(folder, tmp_path, table="adamml_table2 adamml") == 0
+    out = capsys.readouterr().out
+    # rgb, flow, diff, two fusions, the MML run, its fusion, two AdaMML runs + the ImageNet stand-in, on one dataset.
+    assert "10 runs needed: 0 already in" in out and "10 trained" in out
+    tables = tmp_path / "tables" / "micro"
+
+    def ours(text: str, *labels: str) -> list[float]:
+        """The measured values of the row whose leading cells are `labels`."""
+        lead = r" +\| ".join(re.escape(label) for label in labels)
+        found = re.search(rf"^\| {lead} +\|[^|]*\| ([\d. /]+) \(n=1\)", text, re.M)
+        assert found, (labels, text)
+        return [float(value) for value in found.group(1).split(" / ")]
+
+    supplementary = (tables / "adamml_table2.md").read_text()
+    rgb, flow, fused = (ours(supplementary, label) for label in ("RGB", "Flow", "Weighted Fusion (RGB + Flow)"))
+    # Each single model on the 10 test segments, the fusion both networks on the same 10 segments.
+    assert fused[1] == pytest.approx(rgb[1] + flow[1], abs=2e-3) and rgb[1] < flow[1]
+    assert "RGBDiff is a competitive stand-in for flow" in supplementary
+    text = (tables / "adamml.md").read_text()
+    fusion, adamml = (ours(text, method, "CE RGB + CE Flow") for method in ("Weighted fusion", "AdaMML"))
+    assert fusion[1] == pytest.approx(fused[1], abs=2e-3)  # the same networks on the same segments
+    assert fusion[2:] == [100.0, 100.0]  # a fusion runs both networks on every segment
+    assert all(0 <= share <= 100 for share in adamml[2:])
+    assert re.search(r"saves at least 35 % .* \(video_gflops: Δ [+−]\d+\.\d\d % over 1 seed", text)
+    assert "Flow used (%)" in text and "GFLOPs per video" in text

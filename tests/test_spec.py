@@ -453,7 +453,7 @@ def test_the_long_setup_keeps_the_profiles_values_but_its_own() -> None:
     assert long.dataset != smoke.dataset and long.dataset.synthetic["informative_regions"] == 2
     assert long.views == smoke.views and long.seeds == smoke.seeds and long.imagenet == smoke.imagenet
     own = {"adamml_regions", "adamml_test_regions", "adamml_warmup", "adamml_alternations", "adamml_finetune"}
-    own |= {"adamml_policy_size", "adamml_policy_frames"}
+    own |= {"adamml_policy_size", "adamml_policy_frames", "adamml_policy_width", "adamml_policy_hidden"}
     assert dataclasses.replace(long.recipe, **{key: getattr(smoke.recipe, key) for key in own}) == smoke.recipe
     assert long.charades is None and long.long is None  # the parent's setup sections stay the parent's
 

@@ -60,6 +60,8 @@ _POLICY_SETTINGS = (
     "adamml_policy_arch",
     "adamml_policy_size",
     "adamml_policy_frames",
+    "adamml_policy_width",
+    "adamml_policy_hidden",
 )
 
 
@@ -181,7 +183,12 @@ class AdaMMLMethod(Method):
             recipe = config.recipe
             seen = {m: CHANNELS[m] for m in policy_modalities(config)}
             modules[POLICY] = PolicyNetwork(
-                seen, len(config.models), recipe.adamml_policy_frames, recipe.adamml_policy_arch
+                seen,
+                len(config.models),
+                recipe.adamml_policy_frames,
+                recipe.adamml_policy_arch,
+                joint_width=recipe.adamml_policy_width,
+                hidden=recipe.adamml_policy_hidden,
             )
         return modules
 

@@ -36,7 +36,7 @@ def mean(values: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
 
 
 # Decimals per metric (2 unless listed): a tiny smoke model costs hundredths of a GFLOP per clip.
-DIGITS = {"gflops": 4, "video_gflops": 3, **dict.fromkeys(SELECTION_METRICS, 1)}
+DIGITS = {"gflops": 4, "video_gflops": 4, **dict.fromkeys(SELECTION_METRICS, 1)}
 
 
 def _ours(values: Sequence[tuple[float, ...]], metrics: Sequence[str] = ()) -> str:

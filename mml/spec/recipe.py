@@ -80,7 +80,8 @@ class Recipe:
     # segments; the stages in epochs (warm-up with the policy frozen, alternating pairs of a recognition and a policy
     # epoch, fine-tuning with the policy frozen); the policy's Adam lr; the Gumbel temperature and its decay per
     # pair; γ and λ of the efficiency loss, λ the same for every modality (`hand`) or scaled by each modality's
-    # GFLOPs (`gflops`); the policy's backbone and its input frames and size (the original's 4 x 160 x 160).
+    # GFLOPs (`gflops`); the policy's backbone and its input frames and size (the original's 4 x 160 x 160), the width
+    # of its joint MLP and its LSTM's hidden size (the original's 2048 and 256).
     adamml_regions: int = method_setting(default=5)
     adamml_test_regions: int = method_setting(default=10)
     adamml_warmup: int = method_setting(default=5)
@@ -95,6 +96,8 @@ class Recipe:
     adamml_policy_arch: str = method_setting(default="tsm_tiny")
     adamml_policy_frames: int = method_setting(default=4)
     adamml_policy_size: int = method_setting(default=160)
+    adamml_policy_width: int = method_setting(default=2048)
+    adamml_policy_hidden: int = method_setting(default=256)
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
