@@ -273,9 +273,9 @@ class Summary:
 
 @dataclass(frozen=True)
 class Setup:
-    """One dataset's part of an invocation (sthv2 or Charades): the plan of its tables, the profile's view protocol
-    (whose metrics are printed after each training), the dataset and the weight file of its "from ImageNet" init
-    (see `Resolver`)."""
+    """One dataset's part of an invocation (a setup: sthv2, Charades or long videos): the plan of its tables, the
+    profile's view protocol (whose metrics are printed after each training), the dataset and the weight file of its
+    "from ImageNet" init (see `Resolver`)."""
 
     plan: Plan
     views: ViewProtocol
@@ -412,7 +412,16 @@ def _train_one(
 def _job_on_device(
     jobs: dict[str, Job], store: Store, run: Execution, force: bool, todo: list[str], rid: str, device: str
 ) -> bool:
-    """`_job` in a process of the device schedule: on `device`, without progress bars (they would interleave)."""
+    """`_job` in a process of the device schedule: on `device`, without progress bars (they would interleave).
+
+    The process imports mml afresh, so it refuses a run whose id it computes otherwise than the plan did: mml's code
+    changed on disk while the command ran, and the run would be stored under an id no table looks for."""
+    computed = jobs[rid].setup.plan.runs[rid].run_id
+    if computed != rid:
+        raise MMLError(
+            f"run {rid}: this worker computes its id as {computed}: mml's code changed while the command "
+            "ran; run the command again"
+        )
     run = dataclasses.replace(run, device=device, progress=False)
     loader = init_loader(store, jobs[rid].setup.pretrained_path)
     return _job(jobs, store, run, loader, force, todo, rid)

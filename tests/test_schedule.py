@@ -79,3 +79,23 @@ def announce(rid: str, device: str) -> str:
 def test_workers_report_through_logging(capfd: pytest.CaptureFixture[str]) -> None:
     run_on_devices(["x"], {"x": set()}, ["cpu", "cpu"], announce)
     assert "run x trained on cpu" in capfd.readouterr().out
+
+
+def test_a_worker_refuses_a_run_whose_id_it_computes_otherwise() -> None:
+    """A spawned worker imports the code on disk: if it changed since the plan was made, the worker's ids differ
+    from the plan's, and the run must not be stored under an id no table looks for."""
+    from types import SimpleNamespace
+
+    from mml.execution import Execution
+    from mml.runner import Job, _job_on_device
+    from mml.spec import Recipe
+    from mml.store import ModelConfig, RunConfig
+
+    recipe = Recipe(segments=2, short_side=32, input_size=28, batch_size=4, epochs=1, lr=0.01, lr_steps=(1,))
+    config = RunConfig("ce", (ModelConfig("RGB", "random"),), "tsm_tiny", recipe, "d" * 64, 3, 0)
+    planned = "0" * 16  # the id of another version of the code
+    setup = SimpleNamespace(plan=SimpleNamespace(runs={planned: config}))
+    jobs = {planned: Job(setup=setup, train=True, protocols=())}  # type: ignore[arg-type]
+    message = rf"^run {planned}: this worker computes its id as {config.run_id}: mml's code changed"
+    with pytest.raises(MMLError, match=message):
+        _job_on_device(jobs, None, Execution(progress=False), False, [planned], planned, "cpu")  # type: ignore[arg-type]
