@@ -51,18 +51,32 @@ def video_gflops(config: RunConfig, model: int, views: ViewProtocol, decisions: 
     takes whole videos (an AdaMML network or its weighted fusion), each recognition network on the segments selected
     (`decisions`, videos x segments x modalities as stored with its scores; every segment when None) and the
     policy, if any, on every segment (`adaptive_gflops`). Flow extraction is not counted (as in AdaMML's tables)."""
-    if model < len(config.models):
+    segment_costs = _video_head_costs(config, model, views)
+    if segment_costs is None:
         return inference_gflops(config, model, views) * clips_per_video(views)
+    per_segment, policy, segments = segment_costs
+    selection = [1.0] * len(per_segment) if decisions is None else decisions.mean(axis=(0, 1)).tolist()
+    return adaptive_gflops(per_segment, selection, policy, segments)
+
+
+@functools.cache
+def _video_head_costs(
+    config: RunConfig, model: int, views: ViewProtocol
+) -> tuple[tuple[float, ...], float, int] | None:
+    """For a head that takes whole videos: each recognition network's GFLOPs per test segment, the policy's (0
+    without one) and the segments per video; None for a single model or a head of clips. Cached like
+    `inference_gflops`, so that the networks are built once per run, not once per cell and seed."""
+    if model < len(config.models):
+        return None
     branches = [network(config, m.modality) for m in config.models]
     head = METHODS[config.method].evaluation_heads(config, branches, None)[model - len(config.models)]
     if not getattr(head, "per_video", False):
-        return inference_gflops(config, model, views) * clips_per_video(views)
+        return None
     adaptive = cast("_VideoHead", head)
     segments = METHODS[config.method].head_views(config, views)
-    per_segment = [inference_gflops(config, index, segments) for index in range(len(config.models))]
-    selection = [1.0] * len(per_segment) if decisions is None else decisions.mean(axis=(0, 1)).tolist()
+    per_segment = tuple(inference_gflops(config, index, segments) for index in range(len(config.models)))
     policy = 0.0 if adaptive.policy is None else policy_gflops(adaptive.policy, adaptive.policy_shapes())
-    return adaptive_gflops(per_segment, selection, policy, clips_per_video(segments))
+    return per_segment, policy, clips_per_video(segments)
 
 
 class _VideoHead(Protocol):
