@@ -1,6 +1,7 @@
 """AdaMML end to end on the micro profile: its stages, its stored decisions, an exact resume inside the
 alternating stage, and the refusal of bad specs."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,13 @@ def test_adamml_table_end_to_end_stores_decisions(specs: Path, tmp_path: Path) -
     ids, _, logits = load_scores(scores)
     assert decisions.shape == (len(ids), 3, 2) and decisions.dtype == bool  # 3 test segments, 2 modalities
     assert logits.shape == (len(ids), 3)
+    # The policy's training choices, one record per epoch: every epoch sees the same segments, each used on at most
+    # all of them, and the record follows the stages.
+    selection = json.loads((adamml[0] / "metrics.json").read_text())["adamml_selection"]
+    assert [r["epoch"] for r in selection] == [1, 2, 3, 4, 5, 6]
+    assert [r["stage"] for r in selection] == [WARMUP, MAIN, POLICY_PHASE, MAIN, POLICY_PHASE, FINETUNE]
+    assert len({r["segments"] for r in selection}) == 1 and selection[0]["segments"] % 2 == 0  # 2 regions a video
+    assert all(len(r["used"]) == 2 and 0 <= min(r["used"]) <= max(r["used"]) <= r["segments"] for r in selection)
 
 
 def _adamml_run(specs: Path, tmp_path: Path):
@@ -125,6 +133,8 @@ def test_resume_inside_the_alternating_stage_equals_no_interruption(specs: Path,
     for name in ("model0", "model1", "policy", "fusion"):
         first, second = load_file(str(whole / f"{name}.safetensors")), load_file(str(resumed / f"{name}.safetensors"))
         assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first), name
+    records = [json.loads((d / "metrics.json").read_text())["adamml_selection"] for d in (whole, resumed)]
+    assert records[0] == records[1] and len(records[0]) == 6
 
 
 def _spec_with(tmp_path: Path, old: str, new: str) -> Path:

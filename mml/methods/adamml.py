@@ -21,6 +21,7 @@ policy's backbones are small TSM ResNets, not ImageNet MobileNetV2s.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from mml.spec import Recipe
     from mml.store import RunConfig
 
+LOG = logging.getLogger(__name__)
 POLICY, FUSION = "policy", "fusion"
 # What the policy looks at for each recognition modality: Flow through RGBDiff, its cheap stand-in (Supp. §D).
 POLICY_VIEW = {"RGB": "RGB", "Flow": "Diff", "Diff": "Diff"}
@@ -231,6 +233,12 @@ class AdaMMLMethod(Method):
             training.auxiliary[POLICY].requires_grad_(stage == POLICY_PHASE)
         costs = cost_weights(training.config, training.models) if self.policy else []
         training.state["adamml"] = {"stage": stage, "temperature": temperature(recipe, epoch), "costs": costs}
+        if self.policy:
+            selection = training.state.setdefault("adamml_selection", [])
+            if selection:
+                _log_selection(training.config, selection[-1])
+            modalities = len(training.config.models)
+            selection.append({"epoch": epoch + 1, "stage": stage, "segments": 0, "used": [0] * modalities})
 
     def step(self, training: Training, inputs: Mapping[str, Tensor], labels: Tensor) -> list[Tensor]:
         config = training.config
@@ -242,6 +250,7 @@ class AdaMMLMethod(Method):
         state = training.state["adamml"]
         seen = {m: _policy_view(config, m, inputs[m]) for m in policy_modalities(config)}
         decisions, _ = training.auxiliary[POLICY](seen, state["temperature"], sample=True)
+        _count_selection(training.state["adamml_selection"][-1], decisions)
         video = adaptive_fusion(logits, decisions, weights)
         loss = F.cross_entropy(video, labels)
         if state["stage"] == POLICY_PHASE:
@@ -267,6 +276,23 @@ class AdaMMLMethod(Method):
         policy, fusion = modules.get(POLICY), modules[FUSION]
         assert isinstance(policy, PolicyNetwork | None) and isinstance(fusion, FusionWeights)  # built by `auxiliary`
         return [AdaptiveNetwork(config, models, policy, fusion)]
+
+
+def _count_selection(epoch: dict[str, Any], decisions: Tensor) -> None:
+    """Add a batch's sampled decisions (N, S, M) to its epoch's record: training segments seen and used per
+    modality (in metrics.json as `adamml_selection`, one record per epoch, to see how the policy's choices move)."""
+    epoch["segments"] += decisions.shape[0] * decisions.shape[1]
+    used = decisions.detach().sum(dim=(0, 1)).tolist()
+    epoch["used"] = [before + int(now) for before, now in zip(epoch["used"], used, strict=True)]
+
+
+def _log_selection(config: RunConfig, epoch: dict[str, Any]) -> None:
+    """Log the % of training segments that ran each modality in a finished epoch."""
+    shares = ", ".join(
+        f"{model.modality} {100 * used / max(epoch['segments'], 1):.1f} %"
+        for model, used in zip(config.models, epoch["used"], strict=True)
+    )
+    LOG.info("%s epoch %d (%s): training segments used: %s", config.run_id, epoch["epoch"], epoch["stage"], shares)
 
 
 def _logits_of(net: nn.Module) -> Callable[[Tensor], Tensor]:
