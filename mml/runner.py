@@ -205,11 +205,17 @@ class Resolver:
                 )
             modality = table.runs[teacher_run].models[index].modality
             teacher = ModelConfig(modality=modality, init=str(RunModel(self.resolve(table, teacher_run, seed), index)))
-        recipe = run_recipe(self.profile.recipe, self.recipe_overrides(spec), f"{table.source}: runs.{name}.recipe")
+        where, overrides = f"{table.source}: runs.{name}.recipe", self.recipe_overrides(spec)
+        method = METHODS[spec.method]
+        given = run_recipe(self.profile.recipe, overrides, where)
+        recipe = method.training_recipe(given)
+        if "epochs" in overrides and recipe.epochs != given.epochs:
+            reason = f"method {spec.method} trains {recipe.epochs} epochs (its stages), not the {given.epochs} given"
+            raise SpecError(f"{where}: epochs: {reason}")
         config = self._config(spec.method, models, seed, spec.replica, recipe, arch, teacher=teacher)
-        problem = METHODS[spec.method].check_recipe(config)
+        problem = method.check_recipe(config)
         if problem:
-            raise SpecError(f"{table.source}: runs.{name}.recipe: {problem[0]}: {problem[1]}")
+            raise SpecError(f"{where}: {problem[0]}: {problem[1]}")
         self.plan.cells[key] = self.plan.add(config, f"{table.id}:{name}")
         if spec.checkpoints:
             self.plan.checkpoints[config.run_id] = spec.checkpoints

@@ -164,9 +164,18 @@ def test_a_modality_the_policy_cannot_tell_apart_is_refused(tmp_path: Path) -> N
         load_table(path)
 
 
-def test_stages_that_do_not_add_up_to_the_epochs_are_refused(specs: Path, tmp_path: Path) -> None:
-    path = _spec_with(tmp_path, "epochs = 6\n", "epochs = 5\n")
+def test_an_adamml_run_trains_its_stages_whatever_the_recipe_epochs(specs: Path, tmp_path: Path) -> None:
     profile = load_profile(specs / "profiles.toml", "micro")
     dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
-    with pytest.raises(SpecError, match=r"runs\.adamml\.recipe: epochs: 5 epochs, but adamml_warmup"):
+    # Without `epochs` in the spec: the stages' 1 + 2 x 3 + 1 epochs, the recipe's lr steps stretched to them.
+    path = _spec_with(tmp_path, "epochs = 6\nadamml_regions = 2\n", "adamml_alternations = 3\nadamml_regions = 2\n")
+    path.write_text(path.read_text().replace("adamml_alternations = 2\n", ""))
+    plan = plan_tables([load_table(path)], profile, dataset)
+    recipe = plan.runs[plan.run_id("table95", "adamml", 0)].recipe
+    fusion = plan.runs[plan.run_id("table95", "fusion", 0)].recipe
+    assert (recipe.epochs, fusion.epochs) == (8, profile.recipe.epochs)
+    assert recipe.lr_steps == tuple(round(s * 8 / profile.recipe.epochs) for s in profile.recipe.lr_steps)
+    # An `epochs` that contradicts the stages is refused, naming the key.
+    path = _spec_with(tmp_path, "epochs = 6\n", "epochs = 5\n")
+    with pytest.raises(SpecError, match=r"runs\.adamml\.recipe: epochs: method adamml trains 6 epochs \(its stages\)"):
         plan_tables([load_table(path)], profile, dataset)

@@ -83,6 +83,11 @@ def phase(recipe: Recipe, epoch: int) -> tuple[str, int]:
     return FINETUNE, pairs
 
 
+def stage_epochs(recipe: Recipe) -> int:
+    """The epochs of an AdaMML run: warm-up, two per alternating pair, fine-tuning."""
+    return recipe.adamml_warmup + 2 * recipe.adamml_alternations + recipe.adamml_finetune
+
+
 def temperature(recipe: Recipe, epoch: int) -> float:
     """The Gumbel temperature of an epoch: τ0 decayed once after each completed alternating pair (the original
     decays at the end of each alternating epoch and keeps it through fine-tuning)."""
@@ -208,15 +213,22 @@ class AdaMMLMethod(Method):
             group["lr_mult"] = recipe.adamml_policy_lr / recipe.lr
         return torch.optim.Adam(groups, lr=recipe.adamml_policy_lr, weight_decay=recipe.weight_decay)
 
+    def training_recipe(self, recipe: Recipe) -> Recipe:
+        """An AdaMML run trains for its stages, warm-up + 2 x alternations + fine-tuning epochs, whatever the
+        recipe's `epochs` (those of the recognition runs it starts from); the recipe's lr steps are stretched to
+        them as a pretraining's are (none: a constant rate, as the official code's in effect)."""
+        if not self.policy:
+            return recipe
+        epochs = stage_epochs(recipe)
+        steps = {round(step * epochs / recipe.epochs) for step in recipe.lr_steps}
+        lr_steps = tuple(sorted(step for step in steps if 0 < step < epochs))
+        return dataclasses.replace(recipe, epochs=epochs, lr_steps=lr_steps)
+
     def check_recipe(self, config: RunConfig) -> tuple[str, str] | None:
-        """(recipe key, reason) when the recipe's epochs do not add up to the stages."""
+        """(recipe key, reason) when the policy's view does not fit the recipe's clips."""
         recipe = config.recipe
         if not self.policy:
             return None
-        stages = recipe.adamml_warmup + 2 * recipe.adamml_alternations + recipe.adamml_finetune
-        if stages != recipe.epochs:
-            reason = f"{recipe.epochs} epochs, but adamml_warmup + 2 x adamml_alternations + adamml_finetune = {stages}"
-            return "epochs", reason
         if recipe.segments % recipe.adamml_policy_frames:
             return "adamml_policy_frames", f"must divide segments {recipe.segments}"
         if recipe.adamml_policy_size > recipe.input_size:

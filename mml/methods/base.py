@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mml.distributed import Layout
     from mml.models.i3d import I3DResNet
     from mml.models.tsm import TSMResNet
+    from mml.spec import Recipe
     from mml.store import RunConfig
 
 
@@ -72,6 +73,10 @@ class Method:
         if count < self.min_models:
             return "models", f"method {self.name} trains two or more models, got {count}"
         return None
+
+    def training_recipe(self, recipe: Recipe) -> Recipe:
+        """The recipe a run of this method trains with, given its spec's (AdaMML: as many epochs as its stages)."""
+        return recipe
 
     def check_recipe(self, config: RunConfig) -> tuple[str, str] | None:
         """(recipe key, reason) when a run of this method cannot train with this recipe; None when it can."""
