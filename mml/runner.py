@@ -157,18 +157,15 @@ class Resolver:
                 return str(ImagenetFile(self.pretrained_sha))
             return str(Imagenet(str(({**ARCHS, **I3D_ARCHS})[arch].imagenet)))
         recipe = self.profile.recipe
-        steps = {round(step * source.epochs / recipe.epochs) for step in recipe.lr_steps}
         pretrain = self._config(
             CE.name,
             [ModelConfig(modality="RGB", init=str(Random()))],
             seed,
             0,
             dataclasses.replace(
-                recipe,
+                recipe.stretched(source.epochs),
                 segments=source.segments,
-                epochs=source.epochs,
                 lr=recipe.lr / _NEW_FC_LR_MULT,
-                lr_steps=tuple(sorted(step for step in steps if 0 < step < source.epochs)),
                 sampling="uniform",
             ),
             arch,

@@ -219,10 +219,7 @@ class AdaMMLMethod(Method):
         them as a pretraining's are (none: a constant rate, as the official code's in effect)."""
         if not self.policy:
             return recipe
-        epochs = stage_epochs(recipe)
-        steps = {round(step * epochs / recipe.epochs) for step in recipe.lr_steps}
-        lr_steps = tuple(sorted(step for step in steps if 0 < step < epochs))
-        return dataclasses.replace(recipe, epochs=epochs, lr_steps=lr_steps)
+        return recipe.stretched(stage_epochs(recipe))
 
     def check_recipe(self, config: RunConfig) -> tuple[str, str] | None:
         """(recipe key, reason) when the policy's view does not fit the recipe's clips."""

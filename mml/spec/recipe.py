@@ -105,6 +105,11 @@ class Recipe:
         if self.input_size > self.short_side:
             raise InvalidValue("input_size", f"{self.input_size} exceeds short_side {self.short_side}")
 
+    def stretched(self, epochs: int) -> Recipe:
+        """This recipe over `epochs` epochs, its lr steps moved in proportion (those that fall outside dropped)."""
+        steps = {round(step * epochs / self.epochs) for step in self.lr_steps}
+        return dataclasses.replace(self, epochs=epochs, lr_steps=tuple(sorted(s for s in steps if 0 < s < epochs)))
+
 
 _KINDS: dict[str, type] = {"int": int, "float": float, "str": str, "tuple[int, ...]": list}
 _FIELD_KINDS = {item.name: _KINDS[str(item.type)] for item in dataclasses.fields(Recipe)}
