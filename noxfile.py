@@ -2,6 +2,9 @@
 `nox -s prepare -- sthv2 --data DIR` (decode a real dataset and extract its flow beforehand), `nox -s benchmark`
 (time the CPU-side pieces), `nox -s lint` (ruff), `nox -s typecheck` (mypy)."""
 
+import sys
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
@@ -48,6 +51,11 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def typecheck(session: nox.Session) -> None:
-    """Check the types of `mml/` with mypy (pinned; settings in pyproject.toml's [tool.mypy])."""
-    session.install("mypy==2.4.1", "-e", ".")
-    session.run("mypy", *session.posargs)
+    """Check the types of `mml/` with mypy (pinned; settings in pyproject.toml's [tool.mypy]).
+
+    mypy reads the installed packages of the `tests` session's environment, which this session builds if it is
+    missing: torch's build here is a CUDA one of about 6 GB, and CI then installs it once, not twice."""
+    session.install("mypy==2.4.1")
+    envdir = Path(session.virtualenv.location).parent
+    session.run(sys.executable, "-m", "nox", "--envdir", str(envdir), "-s", "tests", "--install-only", external=True)
+    session.run("mypy", "--python-executable", str(envdir / "tests" / "bin" / "python"), *session.posargs)
