@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from mml.data.charades import MultiLabelRecord
     from mml.data.datasets import VideoDataset
+    from mml.data.regions import InformativeRegions
     from mml.data.sthv2 import VideoRecord
 
 EVAL_BATCH = 8  # videos per loader batch
@@ -116,10 +117,11 @@ def load_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return data["video_ids"], data["labels"], data["logits"]
 
 
-def load_decisions(path: Path) -> np.ndarray | None:
-    """The (videos, segments, modalities) bool decisions stored with an AdaMML network's scores; None for others."""
+def load_extra(path: Path, name: str) -> np.ndarray | None:
+    """A per-video array stored beside the scores, or None when there is none: an AdaMML network's `decisions`
+    (videos, segments, modalities) and, on data with informative regions, `informative` (videos, segments)."""
     with np.load(path) as data:
-        return data["decisions"] if "decisions" in data else None
+        return data[name] if name in data else None
 
 
 def evaluate_stored(
@@ -136,11 +138,35 @@ def evaluate_stored(
     staging folder and one rename, so an interrupted evaluation leaves nothing behind.
     """
     rid = config.run_id
-    stored = store.evaluation(rid, views.key)
-    if stored is not None:
-        return stored
+
+    def stored() -> dict[str, Any] | None:
+        found = store.evaluation(rid, views.key)
+        stale = found is not None and dataset.regions is not None
+        if stale and _lacks_region_flags(store.evaluation_dir(rid, views.key)):
+            return None  # evaluated before informative segments were stored: evaluated again, with them
+        return found
+
+    found = stored()
+    if found is not None:
+        return found
     with store.lock(f"{rid}.eval.{views.key}"):  # a concurrent runner evaluates it once, not twice at once
-        return store.evaluation(rid, views.key) or _evaluate(store, config, views, dataset, cache, run)
+        return stored() or _evaluate(store, config, views, dataset, cache, run)
+
+
+def _lacks_region_flags(folder: Path) -> bool:
+    """Whether a stored evaluation has a policy's decisions without the informative flags of their segments."""
+    for path in sorted(folder.glob("scores*.npz")):
+        with np.load(path) as data:
+            if "decisions" in data and "informative" not in data:
+                return True
+    return False
+
+
+def informative_segments(regions: InformativeRegions, views: ViewClips) -> np.ndarray:
+    """(videos, views) whether each test view of each video lies in one of the video's informative regions."""
+    return np.stack(
+        [regions.flags(record.video_id, views.view_positions(index)) for index, record in enumerate(views.records)]
+    )
 
 
 def _evaluate(
@@ -177,7 +203,10 @@ def _evaluate(
             if getattr(model, "per_video", False):
                 assert isinstance(clips, FusedViews)  # a head beyond the models
                 logits, decisions = predict_videos(model, clips, run.device, run.workers, run.progress, desc)
-                save_scores(staging / f"scores{index}.npz", ids, labels, logits, decisions=decisions)
+                extra = {"decisions": decisions}
+                if dataset.regions is not None:
+                    extra["informative"] = informative_segments(dataset.regions, clips.views[0])
+                save_scores(staging / f"scores{index}.npz", ids, labels, logits, **extra)
             else:
                 logits = predict(model, clips, run.device, run.workers, run.progress, desc, multilabel)
                 save_scores(staging / f"scores{index}.npz", ids, labels, logits)

@@ -13,7 +13,7 @@ from test_reproduce import MICRO, reproduce
 from mml.data.cache import prepare
 from mml.data.datasets import open_dataset
 from mml.errors import SpecError
-from mml.evaluate import load_scores
+from mml.evaluate import evaluate_stored, load_scores, save_scores
 from mml.execution import Execution
 from mml.methods.adamml import FINETUNE, MAIN, POLICY_PHASE, WARMUP, phase, temperature
 from mml.runner import init_loader, plan_tables
@@ -25,8 +25,9 @@ SPEC = """\
 # A test table of AdaMML on the micro profile: unimodal runs, their weighted fusion and AdaMML over them.
 id = "table95"
 title = "AdaMML"
-metrics = ["top1", "top5"]
-columns = ["Model", "Top-1 / Top-5"]
+setup = "long"
+metrics = ["top1", "top5", "informative_flow"]
+columns = ["Model", "Top-1 / Top-5 / Flow informative - other"]
 rows = [
   ["RGB CE", { run = "rgb", model = 0, paper = [], id = "rgb" }],
   ["Flow CE", { run = "flow", model = 0, paper = [], id = "flow" }],
@@ -94,10 +95,25 @@ def test_adamml_table_end_to_end_stores_decisions(specs: Path, tmp_path: Path) -
     assert "heads.1.weight" in load_file(str(adamml[0] / "policy.safetensors"))
     scores = next((adamml[0] / "eval").glob("*/scores2.npz"))
     with np.load(scores) as stored:
-        decisions = stored["decisions"]
-    ids, _, logits = load_scores(scores)
+        decisions, informative = stored["decisions"], stored["informative"]
+    ids, labels, logits = load_scores(scores)
     assert decisions.shape == (len(ids), 3, 2) and decisions.dtype == bool  # 3 test segments, 2 modalities
     assert logits.shape == (len(ids), 3)
+    # The micro long videos are 3 regions of 6 frames. The 3 dense test segments (2 frames 2 apart) start at frames
+    # 0, 5 and 10, so their middles (frames 1.5, 6.5 and 11.5) lie in regions 0, 1 and 1: whether each segment is
+    # informative follows the video's entry in regions.json.
+    regions = json.loads(next((tmp_path / "store" / "data").glob("*/regions.json")).read_text())
+    for flags, video_id in zip(informative, ids, strict=True):
+        assert flags.tolist() == [0 in regions[video_id], 1 in regions[video_id], 1 in regions[video_id]]
+    assert "Flow informative" in text
+    # An evaluation stored before the flags existed is evaluated again, with them.
+    plan, target, dataset, cache, store, run, _ = _adamml_setup(specs, tmp_path)
+    config = plan.runs[target]
+    save_scores(scores, list(ids), labels, logits, decisions=decisions)
+    views = load_profile(specs / "profiles.toml", "micro").setup("long").views
+    evaluate_stored(store, config, views, dataset, cache, run)
+    with np.load(scores) as stored:
+        assert np.array_equal(stored["informative"], informative)
     # The policy's training choices, one record per epoch: every epoch sees the same segments, each used on at most
     # all of them, and the record follows the stages.
     selection = json.loads((adamml[0] / "metrics.json").read_text())["adamml_selection"]
@@ -107,15 +123,21 @@ def test_adamml_table_end_to_end_stores_decisions(specs: Path, tmp_path: Path) -
     assert all(len(r["used"]) == 2 and 0 <= min(r["used"]) <= max(r["used"]) <= r["segments"] for r in selection)
 
 
-def _adamml_run(specs: Path, tmp_path: Path):
-    profile = load_profile(specs / "profiles.toml", "micro")
-    dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
-    plan = plan_tables([load_table(specs / "table95.toml")], profile, dataset)
+def _adamml_setup(specs: Path, tmp_path: Path):
+    """The AdaMML run of table95 (its config), the dataset, cache, store, execution and init loader, under
+    `tmp_path` (its data, store)."""
+    profile = load_profile(specs / "profiles.toml", "micro").setup("long")
     store, run = Store(tmp_path / "store"), Execution(progress=False)
+    dataset = open_dataset(profile.dataset, None, store.root / "data", progress=False)  # where `mml reproduce` puts it
+    plan = plan_tables([load_table(specs / "table95.toml")], profile, dataset)
     cache = dataset.frame_source(store.cache_dir(), profile.recipe.short_side)
     prepare(cache, (*dataset.train, *dataset.validation), with_flow=True, workers=1, progress=False)
-    loader = init_loader(store, None)
-    target = plan.run_id("table95", "adamml", 0)
+    return plan, plan.run_id("table95", "adamml", 0), dataset, cache, store, run, init_loader(store, None)
+
+
+def _adamml_run(specs: Path, tmp_path: Path):
+    """`_adamml_setup` with every run before the AdaMML one trained."""
+    plan, target, dataset, cache, store, run, loader = _adamml_setup(specs, tmp_path)
     for rid in plan.order():
         if rid != target:
             train_run(plan.runs[rid], dataset.for_target(plan.runs[rid].target), cache, store, run, loader)

@@ -1,6 +1,7 @@
 """AdaMML's policy, decisions, decision-weighted fusion, cost and selection, checked against hand computations."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from mml.methods import METHODS
 from mml.models.adaptive import FusionWeights, PolicyNetwork, adaptive_fusion, gumbel_decisions, policy_input
 from mml.networks import network
 from mml.report.cost import adaptive_gflops, inference_gflops, policy_gflops, video_gflops
-from mml.report.results import selection_percent
+from mml.report.ensemble import Scores
+from mml.report.results import informative_gap, selection_percent
 from mml.spec import Recipe, ViewProtocol
 from mml.store import ModelConfig, RunConfig
 
@@ -261,6 +263,22 @@ def test_selection_is_the_share_of_segments_of_a_modality() -> None:
     assert selection_percent(config, 2, decisions, "Diff") == 0.0  # not a recognition modality of the run
     assert selection_percent(config, 2, None, "RGB") == 100.0  # a fusion runs every network on every segment
     assert selection_percent(config, 1, None, "RGB") == 0.0 and selection_percent(config, 1, None, "Flow") == 100.0
+
+
+def test_informative_gap_is_the_use_on_informative_segments_minus_the_use_on_the_others() -> None:
+    config = _adamml_config()
+    decisions = np.zeros((2, 4, 2), dtype=bool)  # 2 videos x 4 segments x (RGB, Flow)
+    informative = np.array([[True, True, False, False], [False, True, False, False]])  # 3 of 8 segments
+    decisions[:, :, 0] = True  # RGB everywhere: no preference
+    decisions[0, :2, 1] = decisions[1, 2, 1] = True  # Flow on 2 of the 3 informative, 1 of the 5 others
+    scores = Scores("adamml/2", np.array(["a", "b"]), np.zeros(2), np.zeros((2, 3)), decisions, informative)
+    assert informative_gap(config, scores, "RGB") == 0.0
+    assert informative_gap(config, scores, "Flow") == pytest.approx(100 * (2 / 3 - 1 / 5))
+    assert math.isnan(informative_gap(config, scores, "Diff"))  # not a recognition modality of the run
+    unflagged = dataclasses.replace(scores, informative=None)  # data without informative regions
+    assert math.isnan(informative_gap(config, unflagged, "Flow"))
+    everywhere = dataclasses.replace(scores, informative=np.ones((2, 4), dtype=bool))
+    assert math.isnan(informative_gap(config, everywhere, "Flow"))  # nothing to compare with
 
 
 def test_the_policy_widths_are_recipe_settings() -> None:

@@ -51,6 +51,16 @@ def test_three_wins_can_still_be_inconclusive() -> None:
     assert verdict.outcome is Outcome.INCONCLUSIVE
 
 
+def test_a_metric_not_measured_here_gets_no_verdict() -> None:
+    # e.g. the informative-region metrics on data without informative regions: NaN in every seed.
+    verdict = judge(FLOW, [math.nan] * 3, [0.0] * 3)
+    assert verdict.outcome is Outcome.NO_VERDICT and verdict.interval is None and not verdict.measured
+    assert label(verdict) == "no verdict (not measured here)"
+    line = "- **no verdict (not measured here)**: Flow from RGB > Flow from ImageNet (top1: not measured on this data)"
+    assert verdict_lines([verdict]) == [line]
+    assert judge(FLOW, [1.0, 2.0, 3.0], [0.0] * 3).measured
+
+
 def test_identical_values_are_inconclusive_never_not_held() -> None:
     verdict = judge(FLOW, [50.0, 51.0, 52.5], [50.0, 51.0, 52.5])
     assert verdict.mean == 0.0 and verdict.wins == 0

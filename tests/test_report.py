@@ -1,10 +1,11 @@
 """Markdown and LaTeX tables: paper value, reproduced value (± std over seeds) and difference for every cell."""
 
+import math
 import re
 from pathlib import Path
 
 from mml.report.claims import judge
-from mml.report.tables import Report, latex_escape, rows_frame, to_latex, to_markdown, write_table
+from mml.report.tables import Report, _ours, latex_escape, rows_frame, to_latex, to_markdown, write_table
 from mml.spec import ClaimSpec, load_profile, load_table
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
@@ -47,6 +48,12 @@ def test_markdown_has_all_rows_with_paper_ours_and_delta() -> None:
 def test_several_seeds_show_mean_and_std() -> None:
     text = to_markdown(rendered(seeds=3))
     assert "43.00 ± 1.00 / 81.00 ± 1.00 (n=3)" in text
+
+
+def test_a_metric_not_measured_in_a_seed_shows_a_dash() -> None:
+    values = [(40.0, 10.0, math.nan), (42.0, 20.0, math.nan), (44.0, 30.0, math.nan)]
+    assert _ours(values, ["top1", "informative_flow", "informative_rgb"]) == "42.00 ± 2.00 / 20.0 ± 10.0 / — (n=3)"
+    assert _ours([(40.0, math.nan)], ["top1", "informative_rgb"]) == "40.00 / — (n=1)"
 
 
 def test_latex_is_booktabs_and_escaped(tmp_path: Path) -> None:

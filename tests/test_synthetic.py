@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mml.data.generated import generate_into
+from mml.data.regions import read_informative_regions
 from mml.data.synthetic import (
     DISTRACTOR_COLOURS,
     GENERATOR_VERSION,
@@ -548,6 +549,9 @@ def test_long_dataset_records_the_informative_regions_of_every_video(tiny_long_r
             ids.append(entry["id"])
     assert sorted(regions) == sorted(ids)
     assert _load(tiny_long_root / MARKER_NAME) == TINY_LONG.fingerprint_fields()
+    read = read_informative_regions(tiny_long_root)
+    assert read is not None and read.count == TINY_LONG.regions
+    assert read.informative == {video_id: tuple(indices) for video_id, indices in regions.items()}
 
 
 def test_long_generation_is_deterministic(tiny_long_root: Path, tmp_path: Path) -> None:

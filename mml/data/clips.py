@@ -18,7 +18,7 @@ from mml.data.cache import FrameSource
 from mml.data.charades import MultiLabelRecord
 from mml.data.frames import FrameSequence
 from mml.data.modalities import MODALITIES, build_input, gather_clip
-from mml.data.sampling import region_train_starts, train_starts, view_starts
+from mml.data.sampling import frame_indices, region_train_starts, train_starts, view_starts
 from mml.data.sthv2 import VideoRecord
 from mml.data.transforms import center_crop, multiscale_crop, three_crops
 from mml.spec import Recipe, ViewProtocol
@@ -194,6 +194,16 @@ class ViewClips(Dataset):
             self.recipe.dense_stride,
             views.uniform_offset,
         )
+
+    def view_positions(self, index: int) -> np.ndarray:
+        """Where in video `index` each view lies: the middle of the frames it reads, as a fraction of the video's
+        frames, one per view (temporal views x crops, as `__getitem__` orders them)."""
+        frames = len(_source(self.cache, self.records[index], self.spec.name))
+        middles = []
+        for starts in self.view_starts(frames):
+            read = frame_indices(starts, self.spec.new_length, frames)
+            middles.append((read.min() + read.max() + 1) / 2 / frames)
+        return np.repeat(middles, self.views.crops)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         record = self.records[index]

@@ -18,6 +18,7 @@ from mml.data.flow_backend import OPENCV, FlowBackend
 from mml.data.frame_lists import read_slowfast_frame_list
 from mml.data.frames import FolderLayout
 from mml.data.rawframes import open_rawframes
+from mml.data.regions import InformativeRegions, read_informative_regions
 from mml.data.sthv2 import VideoRecord, dataset_fingerprint, read_sthv2
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.data.synthetic_charades import SyntheticCharadesConfig, ensure_charades
@@ -40,6 +41,7 @@ class VideoDataset:
     fingerprint: str
     frames: FolderLayout | None = None
     packed: bool = False
+    regions: InformativeRegions | None = None  # a generated long dataset's (`mml.data.regions`), else None
 
     def cache_dir(self, cache_root: Path) -> Path:
         """This dataset's folder under a cache root (frames, flow and preparation reports)."""
@@ -149,9 +151,8 @@ def open_dataset(config: DatasetConfig, data: Path | None, default_parent: Path,
         frames = open_rawframes(root, config.rawframes)
         return VideoDataset(root, frames.classes, frames.train, frames.validation, frames.fingerprint, frames.layout)
     train, validation = read_sthv2(root, "train"), read_sthv2(root, "validation")
-    return VideoDataset(
-        root, train.classes, train.records, validation.records, dataset_fingerprint(root), packed=packed
-    )
+    fingerprint, regions = dataset_fingerprint(root), read_informative_regions(root) if packed else None
+    return VideoDataset(root, train.classes, train.records, validation.records, fingerprint, None, packed, regions)
 
 
 def _open_charades(root: Path, packed: bool, frame_lists: bool) -> VideoDataset:

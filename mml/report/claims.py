@@ -7,6 +7,8 @@ following Bouthillier et al. (2021) and
 Lakens (2017), see `../shared/notes/statistics-anchors.md`:
 
 - fewer than `MIN_SEEDS` seeds: **no verdict** — one or two seeds cannot tell a difference from seed noise;
+- a metric this data does not measure (NaN in a seed, e.g. informative regions of a dataset without them): **no
+  verdict (not measured here)**;
 - an ordering claim ("A beats B by more than m"; m = 0 by default, m < 0 for "not worse by more than |m|"): the 95 %
   t-interval of mean(d) above m is **supported**, below m **contradicted**, straddling m **inconclusive**;
 - an equivalence claim ("A is within ±m of B"): a TOST at α = 0.05, i.e. the 90 % t-interval inside ±m is
@@ -83,6 +85,11 @@ class Verdict:
     def seeds(self) -> int:
         return len(self.differences)
 
+    @property
+    def measured(self) -> bool:
+        """Whether the metric exists in every seed (not NaN: e.g. informative regions on data without them)."""
+        return not any(math.isnan(difference) for difference in self.differences)
+
 
 def t_interval(differences: Sequence[float], confidence: float) -> Interval:
     """The t-interval of the mean of `differences` (k − 1 degrees of freedom); zero width when all are equal."""
@@ -157,20 +164,21 @@ def judge(
         raise ValueError(f"{claim.text}: per-video differences of {per_video.shape[0]} seeds for {len(differences)}")
     confidence = EQUIVALENCE_CONFIDENCE if claim.kind == "equivalence" else ORDERING_CONFIDENCE
     interval = None
-    if len(differences) >= MIN_SEEDS:
+    measured = not any(math.isnan(difference) for difference in differences)
+    if len(differences) >= MIN_SEEDS and measured:
         interval = t_interval(differences, confidence)
         if per_video is not None and len(differences) >= BOOTSTRAP_MIN_SEEDS:
             bootstrap = two_level_bootstrap(per_video, confidence)
             interval = max(interval, bootstrap, key=lambda i: i.half_width)
     video_half_width = None
-    if per_video is not None and per_video.shape[1] > 1:
+    if per_video is not None and per_video.shape[1] > 1 and measured:
         first = per_video[0]
         video_half_width = float(stats.norm.ppf(0.975) * first.std(ddof=1) / math.sqrt(len(first)))
     return Verdict(
         claim=claim,
         differences=differences,
-        mean=statistics.fmean(differences),
-        std=statistics.stdev(differences) if len(differences) > 1 else math.nan,
+        mean=statistics.fmean(differences) if measured else math.nan,
+        std=statistics.stdev(differences) if len(differences) > 1 and measured else math.nan,
         wins=sum(difference > 0 for difference in differences),
         interval=interval,
         outcome=Outcome.NO_VERDICT if interval is None else _outcome(claim, interval),
@@ -185,7 +193,8 @@ def _signed(value: float) -> str:
 def label(verdict: Verdict) -> str:
     """The verdict's name as printed, e.g. "supported" or "no verdict (1 seed)"."""
     if verdict.outcome is Outcome.NO_VERDICT:
-        return f"no verdict ({verdict.seeds} seed{'s' if verdict.seeds > 1 else ''})"
+        why = f"{verdict.seeds} seed{'s' if verdict.seeds > 1 else ''}" if verdict.measured else "not measured here"
+        return f"no verdict ({why})"
     return verdict.outcome.value
 
 
@@ -201,6 +210,9 @@ def verdict_lines(verdicts: Sequence[Verdict]) -> list[str]:
     lines = []
     for verdict in verdicts:
         claim = verdict.claim
+        if not verdict.measured:
+            lines.append(f"- **{label(verdict)}**: {claim.text} ({claim.metric}: not measured on this data)")
+            continue
         parts = [f"{claim.metric}: Δ {_signed(verdict.mean)}{' %' if claim.relative else ''}"]
         if verdict.seeds > 1:
             parts[0] += f" ± {verdict.std:.2f}"

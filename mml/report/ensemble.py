@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mml.evaluate import load_decisions, load_scores, topk_accuracy
+from mml.evaluate import load_extra, load_scores, topk_accuracy
 
 SUM_OF_POSITIONS = "sum of positions"
 
@@ -28,6 +28,7 @@ class Scores:
     labels: np.ndarray
     logits: np.ndarray
     decisions: np.ndarray | None = None  # an AdaMML network's (N, segments, modalities) use/skip decisions
+    informative: np.ndarray | None = None  # with them, on data with informative regions: (N, segments) in one?
 
     def __post_init__(self) -> None:
         count = len(self.video_ids)
@@ -41,7 +42,8 @@ class Scores:
     def load(cls, name: str, path: Path) -> Scores:
         """The scores stored at `path` (`scores<i>.npz` of an evaluation folder) under a display name."""
         video_ids, labels, logits = load_scores(path)
-        return cls(name=name, video_ids=video_ids, labels=labels, logits=logits, decisions=load_decisions(path))
+        decisions, informative = load_extra(path, "decisions"), load_extra(path, "informative")
+        return cls(name, video_ids, labels, logits, decisions=decisions, informative=informative)
 
 
 def _check_aligned(members: Sequence[Scores]) -> None:

@@ -3,6 +3,8 @@ and triple rankings, one value per seed of the profile."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -10,7 +12,7 @@ from mml.evaluate import topk_correct
 from mml.report.cost import inference_gflops, video_gflops
 from mml.report.ensemble import Scores, ensemble_accuracy, ensemble_probabilities, pair_matrix, rank_triples
 from mml.runner import Plan
-from mml.spec import SELECTION_METRICS, ModelRef, Profile, ResultCell, TableSpec, ViewProtocol
+from mml.spec import INFORMATIVE_METRICS, SELECTION_METRICS, ModelRef, Profile, ResultCell, TableSpec, ViewProtocol
 from mml.store import RunConfig, Store
 
 METRIC_INDEX = {"top1": 0, "top5": 1}
@@ -57,11 +59,12 @@ class StoredResults:
         (an AdaMML network's) run each modality on, else 100 for the modalities it takes and 0 for the others."""
         metrics = self.table.metrics
         members = [(self.plan.runs[self.run_ids(run)[seed]], run, model) for run, model in cell.members]
-        decisions = {
-            (run, model): self.scores((run, model), seed, views).decisions
+        scores = {
+            (run, model): self.scores((run, model), seed, views)
             for _, run, model in members
-            if {"video_gflops", *SELECTION_METRICS} & set(metrics)
+            if {"video_gflops", *SELECTION_METRICS, *INFORMATIVE_METRICS} & set(metrics)
         }
+        decisions = {ref: found.decisions for ref, found in scores.items()}
         values: dict[str, float] = {}
         if "gflops" in metrics:
             values["gflops"] = sum(inference_gflops(config, model, views) for config, _, model in members)
@@ -75,6 +78,11 @@ class StoredResults:
                     selection_percent(config, model, decisions[(run, model)], modality)
                     for config, run, model in members
                 )
+        for metric, modality in INFORMATIVE_METRICS.items():
+            if metric in metrics:
+                (config, run, model), *others = members
+                found = scores[(run, model)]
+                values[metric] = math.nan if others else informative_gap(config, found, modality)
         return values
 
     def per_video(self, members: tuple[ModelRef, ...], metric: str, views: ViewProtocol | None = None) -> np.ndarray:
@@ -120,3 +128,17 @@ def selection_percent(config: RunConfig, model: int, decisions: np.ndarray | Non
         return 100.0 * float(decisions[:, :, modalities.index(modality)].mean()) if modality in modalities else 0.0
     used = modalities if model >= len(modalities) else [modalities[model]]
     return 100.0 if modality in used else 0.0
+
+
+def informative_gap(config: RunConfig, scores: Scores, modality: str) -> float:
+    """Points by which an AdaMML network runs `modality` more often on test segments in informative regions than on
+    the others (0: it does not tell them apart); NaN where it cannot be told: no stored decisions or informative
+    flags (a network without a policy, data without informative regions), a modality the run does not have, or
+    segments all of one kind."""
+    modalities = [m.modality for m in config.models]
+    if scores.decisions is None or scores.informative is None or modality not in modalities:
+        return math.nan
+    used, informative = scores.decisions[:, :, modalities.index(modality)], scores.informative.astype(bool)
+    if informative.all() or not informative.any():
+        return math.nan
+    return 100.0 * (float(used[informative].mean()) - float(used[~informative].mean()))

@@ -8,6 +8,7 @@ then the profile, the seeds and the run behind each spec run.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pandas as pd
 
 from mml.report.claims import Verdict, resolution_line, verdict_lines
 from mml.report.learning import ModelHealth, health_lines
-from mml.spec import ACCURACY_METRICS, SELECTION_METRICS, Profile, ResultCell, TableSpec
+from mml.spec import ACCURACY_METRICS, INFORMATIVE_METRICS, SELECTION_METRICS, Profile, ResultCell, TableSpec
 from mml.store import code_version
 
 METRIC_NAMES = {
@@ -27,6 +28,7 @@ METRIC_NAMES = {
     "gflops": "GFLOPs",
     "video_gflops": "GFLOPs per video",
     **{metric: f"{modality} used" for metric, modality in SELECTION_METRICS.items()},
+    **{metric: f"{modality} informative − other" for metric, modality in INFORMATIVE_METRICS.items()},
 }
 
 
@@ -36,18 +38,22 @@ def mean(values: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
 
 
 # Decimals per metric (2 unless listed): a tiny smoke model costs hundredths of a GFLOP per clip.
-DIGITS = {"gflops": 4, "video_gflops": 4, **dict.fromkeys(SELECTION_METRICS, 1)}
+DIGITS = {"gflops": 4, "video_gflops": 4, **dict.fromkeys([*SELECTION_METRICS, *INFORMATIVE_METRICS], 1)}
 
 
 def _ours(values: Sequence[tuple[float, ...]], metrics: Sequence[str] = ()) -> str:
-    """Mean ± std over seeds per metric, then the seed count: "43.00 ± 1.00 / 81.00 ± 1.00 (n=3)"."""
+    """Mean ± std over seeds per metric, then the seed count: "43.00 ± 1.00 / 81.00 ± 1.00 (n=3)"; "—" for a
+    metric not measured in some seed (NaN: e.g. informative regions on data without them)."""
     digits = [DIGITS.get(m, 2) for m in metrics] or [2] * len(values[0])
-    if len(values) == 1:
-        text = " / ".join(f"{v:.{d}f}" for v, d in zip(values[0], digits, strict=True))
-    else:
-        spread = (statistics.stdev(column) for column in zip(*values, strict=True))
-        text = " / ".join(f"{m:.{d}f} ± {s:.{d}f}" for m, s, d in zip(mean(values), spread, digits, strict=True))
-    return f"{text} (n={len(values)})"
+    parts = []
+    for column, d in zip(zip(*values, strict=True), digits, strict=True):
+        if any(math.isnan(v) for v in column):
+            parts.append("—")
+        elif len(column) == 1:
+            parts.append(f"{column[0]:.{d}f}")
+        else:
+            parts.append(f"{statistics.fmean(column):.{d}f} ± {statistics.stdev(column):.{d}f}")
+    return f"{' / '.join(parts)} (n={len(values)})"
 
 
 def _numbers(values: Sequence[float], sign: bool = False) -> str:
@@ -152,6 +158,12 @@ def _values_note(spec: TableSpec) -> str:
         )
     if SELECTION_METRICS.keys() & set(spec.metrics):
         note += "; used: % of the test segments on which a modality's network runs"
+    if INFORMATIVE_METRICS.keys() & set(spec.metrics):
+        note += (
+            "; informative − other: % of the test segments in the informative regions (those with the class's"
+            " motion) on which a modality's network runs, minus % of the other segments, in points (0: the policy"
+            " does not tell them apart; — without stored decisions or on data without informative regions)"
+        )
     note += "; Δ = mean of ours − paper"
     return note + ("; — where the paper has no value." if any(not c.paper for c in spec.cells()) else ".")
 

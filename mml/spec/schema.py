@@ -29,7 +29,10 @@ ACCURACY_METRICS = ("top1", "top5", "map")
 COST_METRICS = ("gflops", "video_gflops")
 # % of test segments that run each modality (an AdaMML network's decisions; 100 or 0 for networks without a policy).
 SELECTION_METRICS = {"selected_rgb": "RGB", "selected_flow": "Flow", "selected_diff": "Diff"}
-METRICS = (*ACCURACY_METRICS, *COST_METRICS, *SELECTION_METRICS)
+# Whether a policy runs each modality where the action is: % of the test segments in informative regions that run it
+# minus % of the others (points; 0 for a network without a policy; data with informative regions only).
+INFORMATIVE_METRICS = {"informative_rgb": "RGB", "informative_flow": "Flow", "informative_diff": "Diff"}
+METRICS = (*ACCURACY_METRICS, *COST_METRICS, *SELECTION_METRICS, *INFORMATIVE_METRICS)
 IMAGENET_SOURCES = ("torchvision", "pretrain")
 SPATIAL_CROPS = (1, 3)
 
