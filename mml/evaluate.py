@@ -138,28 +138,28 @@ def evaluate_stored(
     staging folder and one rename, so an interrupted evaluation leaves nothing behind.
     """
     rid = config.run_id
-
-    def stored() -> dict[str, Any] | None:
-        found = store.evaluation(rid, views.key)
-        stale = found is not None and dataset.regions is not None
-        if stale and _lacks_region_flags(store.evaluation_dir(rid, views.key)):
-            return None  # evaluated before informative segments were stored: evaluated again, with them
-        return found
-
-    found = stored()
+    found = current_evaluation(store, rid, views.key, dataset.regions)
     if found is not None:
         return found
     with store.lock(f"{rid}.eval.{views.key}"):  # a concurrent runner evaluates it once, not twice at once
-        return stored() or _evaluate(store, config, views, dataset, cache, run)
+        found = current_evaluation(store, rid, views.key, dataset.regions)
+        return found or _evaluate(store, config, views, dataset, cache, run)
 
 
-def _lacks_region_flags(folder: Path) -> bool:
-    """Whether a stored evaluation has a policy's decisions without the informative flags of their segments."""
-    for path in sorted(folder.glob("scores*.npz")):
+def current_evaluation(
+    store: Store, rid: str, views_key: str, regions: InformativeRegions | None
+) -> dict[str, Any] | None:
+    """A run's stored evaluation under a view protocol, or None when it has none, or when on data with informative
+    `regions` it stored a policy's decisions without their segments' informative flags (evaluated before they
+    existed: it is evaluated again)."""
+    found = store.evaluation(rid, views_key)
+    if found is None or regions is None:
+        return found
+    for path in sorted(store.evaluation_dir(rid, views_key).glob("scores*.npz")):
         with np.load(path) as data:
             if "decisions" in data and "informative" not in data:
-                return True
-    return False
+                return None
+    return found
 
 
 def informative_segments(regions: InformativeRegions, views: ViewClips) -> np.ndarray:

@@ -26,8 +26,9 @@ from mml import distributed
 from mml.checkpoint import import_run
 from mml.data.datasets import VideoDataset, prepare_frames
 from mml.data.modalities import frames_needed
+from mml.data.regions import InformativeRegions
 from mml.errors import CheckpointError, MMLError, SpecError
-from mml.evaluate import evaluate_stored
+from mml.evaluate import current_evaluation, evaluate_stored
 from mml.execution import Execution
 from mml.init_source import Checkpoint, Imagenet, ImagenetFile, PretrainRun, Random, RunModel, parse_init, upstream
 from mml.methods import METHODS
@@ -310,7 +311,8 @@ def execute(
     for setup in setups:
         order = setup.plan.order()
         needed += len(order)
-        todo, pending = distributed.on_rank0(functools.partial(_work, setup.plan, order, store, force))
+        work = functools.partial(_work, setup.plan, order, store, force, setup.dataset.regions)
+        todo, pending = distributed.on_rank0(work)
         logger.info(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
         prepared = dataclasses.replace(setup, dataset=_prepared(setup, pending, store, run))
         for rid in order:
@@ -430,14 +432,17 @@ def _job_on_device(
     return _job(jobs, store, run, loader, force, todo, rid)
 
 
-def _work(plan: Plan, order: list[str], store: Store, force: bool) -> tuple[list[str], list[tuple[str, ViewProtocol]]]:
-    """The runs to train, and the (run, view protocol) evaluations to do, in order."""
+def _work(
+    plan: Plan, order: list[str], store: Store, force: bool, regions: InformativeRegions | None
+) -> tuple[list[str], list[tuple[str, ViewProtocol]]]:
+    """The runs to train, and the (run, view protocol) evaluations to do, in order (`regions`: the dataset's, see
+    `current_evaluation`)."""
     todo = [rid for rid in order if force or not store.is_done(rid)]
     pending = [
         (rid, protocol)
         for rid in order
         for protocol in sorted(plan.evaluations[rid], key=lambda p: p.key)
-        if rid in todo or store.evaluation(rid, protocol.key) is None
+        if rid in todo or current_evaluation(store, rid, protocol.key, regions) is None
     ]
     return todo, pending
 

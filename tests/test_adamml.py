@@ -13,7 +13,7 @@ from test_reproduce import MICRO, reproduce
 from mml.data.cache import prepare
 from mml.data.datasets import open_dataset
 from mml.errors import SpecError
-from mml.evaluate import evaluate_stored, load_scores, save_scores
+from mml.evaluate import load_scores, save_scores
 from mml.execution import Execution
 from mml.methods.adamml import FINETUNE, MAIN, POLICY_PHASE, WARMUP, phase, temperature
 from mml.runner import init_loader, plan_tables
@@ -84,7 +84,7 @@ def test_stages_and_temperature_follow_the_epoch() -> None:
 
 
 @pytest.mark.slow
-def test_adamml_table_end_to_end_stores_decisions(specs: Path, tmp_path: Path) -> None:
+def test_adamml_table_end_to_end_stores_decisions(specs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert reproduce(specs, tmp_path, table="table95") == 0
     text = (tmp_path / "tables" / "micro" / "table95.md").read_text()
     assert "| AdaMML " in text and "| Weighted fusion " in text
@@ -106,14 +106,12 @@ def test_adamml_table_end_to_end_stores_decisions(specs: Path, tmp_path: Path) -
     for flags, video_id in zip(informative, ids, strict=True):
         assert flags.tolist() == [0 in regions[video_id], 1 in regions[video_id], 1 in regions[video_id]]
     assert "Flow informative" in text
-    # An evaluation stored before the flags existed is evaluated again, with them.
-    plan, target, dataset, cache, store, run, _ = _adamml_setup(specs, tmp_path)
-    config = plan.runs[target]
+    # An evaluation stored before the flags existed is evaluated again, with them, and nothing is trained.
     save_scores(scores, list(ids), labels, logits, decisions=decisions)
-    views = load_profile(specs / "profiles.toml", "micro").setup("long").views
-    evaluate_stored(store, config, views, dataset, cache, run)
+    assert reproduce(specs, tmp_path, table="table95") == 0
+    assert "5 runs needed: 5 already in" in capsys.readouterr().out
     with np.load(scores) as stored:
-        assert np.array_equal(stored["informative"], informative)
+        assert np.array_equal(stored["informative"], informative) and np.array_equal(stored["decisions"], decisions)
     # The policy's training choices, one record per epoch: every epoch sees the same segments, each used on at most
     # all of them, and the record follows the stages.
     selection = json.loads((adamml[0] / "metrics.json").read_text())["adamml_selection"]
@@ -123,21 +121,15 @@ def test_adamml_table_end_to_end_stores_decisions(specs: Path, tmp_path: Path) -
     assert all(len(r["used"]) == 2 and 0 <= min(r["used"]) <= max(r["used"]) <= r["segments"] for r in selection)
 
 
-def _adamml_setup(specs: Path, tmp_path: Path):
-    """The AdaMML run of table95 (its config), the dataset, cache, store, execution and init loader, under
-    `tmp_path` (its data, store)."""
+def _adamml_run(specs: Path, tmp_path: Path):
     profile = load_profile(specs / "profiles.toml", "micro").setup("long")
-    store, run = Store(tmp_path / "store"), Execution(progress=False)
-    dataset = open_dataset(profile.dataset, None, store.root / "data", progress=False)  # where `mml reproduce` puts it
+    dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
     plan = plan_tables([load_table(specs / "table95.toml")], profile, dataset)
+    store, run = Store(tmp_path / "store"), Execution(progress=False)
     cache = dataset.frame_source(store.cache_dir(), profile.recipe.short_side)
     prepare(cache, (*dataset.train, *dataset.validation), with_flow=True, workers=1, progress=False)
-    return plan, plan.run_id("table95", "adamml", 0), dataset, cache, store, run, init_loader(store, None)
-
-
-def _adamml_run(specs: Path, tmp_path: Path):
-    """`_adamml_setup` with every run before the AdaMML one trained."""
-    plan, target, dataset, cache, store, run, loader = _adamml_setup(specs, tmp_path)
+    loader = init_loader(store, None)
+    target = plan.run_id("table95", "adamml", 0)
     for rid in plan.order():
         if rid != target:
             train_run(plan.runs[rid], dataset.for_target(plan.runs[rid].target), cache, store, run, loader)
