@@ -151,8 +151,11 @@ def open_dataset(config: DatasetConfig, data: Path | None, default_parent: Path,
         frames = open_rawframes(root, config.rawframes)
         return VideoDataset(root, frames.classes, frames.train, frames.validation, frames.fingerprint, frames.layout)
     train, validation = read_sthv2(root, "train"), read_sthv2(root, "validation")
-    fingerprint, regions = dataset_fingerprint(root), read_informative_regions(root) if packed else None
-    return VideoDataset(root, train.classes, train.records, validation.records, fingerprint, None, packed, regions)
+    fingerprint = dataset_fingerprint(root)
+    regions = read_informative_regions(root) if packed else None  # a generated dataset's
+    return VideoDataset(
+        root, train.classes, train.records, validation.records, fingerprint, packed=packed, regions=regions
+    )
 
 
 def _open_charades(root: Path, packed: bool, frame_lists: bool) -> VideoDataset:

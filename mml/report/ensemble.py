@@ -28,7 +28,7 @@ class Scores:
     labels: np.ndarray
     logits: np.ndarray
     decisions: np.ndarray | None = None  # an AdaMML network's (N, segments, modalities) use/skip decisions
-    informative: np.ndarray | None = None  # with them, on data with informative regions: (N, segments) in one?
+    informative: np.ndarray | None = None  # with them, on data with regions.json: (N, segments) in an informative one
 
     def __post_init__(self) -> None:
         count = len(self.video_ids)

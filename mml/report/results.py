@@ -56,7 +56,8 @@ class StoredResults:
     def _costs_and_selection(self, cell: ResultCell, seed: int, views: ViewProtocol) -> dict[str, float]:
         """The table's cost and selection metrics of a cell for one seed. An ensemble costs the sum of its members
         and runs a modality if any member does; a model's selection is the % of test segments its stored decisions
-        (an AdaMML network's) run each modality on, else 100 for the modalities it takes and 0 for the others."""
+        (an AdaMML network's) run each modality on, else 100 for the modalities it takes and 0 for the others; the
+        informative metrics are a single model's (`informative_gap`; NaN for an ensemble)."""
         metrics = self.table.metrics
         members = [(self.plan.runs[self.run_ids(run)[seed]], run, model) for run, model in cell.members]
         scores = {
