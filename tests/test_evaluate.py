@@ -61,7 +61,7 @@ def test_an_interrupted_evaluation_leaves_nothing(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(mml.evaluate, "stored_models", lambda store, config: [nn.Linear(4, 5)])
     monkeypatch.setattr(mml.evaluate, "predict", interrupted)
     store = Store(tmp_path / "store")
-    dataset = SimpleNamespace(validation=[], multilabel=False)
+    dataset = SimpleNamespace(validation=[], multilabel=False, regions=None)
     with pytest.raises(KeyboardInterrupt):
         evaluate_stored(store, CONFIG, ViewProtocol(), dataset, None, Execution(progress=False))
     evaluations = store.run_dir(CONFIG.run_id) / "eval"

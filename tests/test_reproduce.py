@@ -315,7 +315,7 @@ def test_adamml_tables_end_to_end(specs: Path, tmp_path: Path, capsys: pytest.Ca
     def ours(text: str, *labels: str) -> list[float]:
         """The measured values of the row whose leading cells are `labels`."""
         lead = r" +\| ".join(re.escape(label) for label in labels)
-        found = re.search(rf"^\| {lead} +\|[^|]*\| ([\d. /]+) \(n=1\)", text, re.M)
+        found = re.search(rf"^\| {lead} +\|[^|]*\| ([-\d. /]+) \(n=1\)", text, re.M)
         assert found, (labels, text)
         return [float(value) for value in found.group(1).split(" / ")]
 
@@ -327,7 +327,8 @@ def test_adamml_tables_end_to_end(specs: Path, tmp_path: Path, capsys: pytest.Ca
     text = (tables / "adamml.md").read_text()
     fusion, adamml = (ours(text, method, "CE RGB + CE Flow") for method in ("Weighted fusion", "AdaMML"))
     assert fusion[1] == pytest.approx(fused[1], abs=2e-3)  # the same networks on the same segments
-    assert fusion[2:] == [100.0, 100.0]  # a fusion runs both networks on every segment
-    assert all(0 <= share <= 100 for share in adamml[2:])
+    assert fusion[2:] == [100.0, 100.0, 0.0, 0.0]  # both networks on every segment: informative or not alike
+    assert all(0 <= share <= 100 for share in adamml[2:4]) and all(-100 <= gap <= 100 for gap in adamml[4:])
+    assert "RGB, Flow informative − other (points)" in text
     assert re.search(r"saves at least 35 % .* \(video_gflops: Δ [+−]\d+\.\d\d % over 1 seed", text)
     assert "Flow used (%)" in text and "GFLOPs per video" in text
