@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 EVAL_BATCH = 8  # videos per loader batch
 EVAL_CLIPS = 32  # clips per forward pass (a Charades video has 30 views of 8 x 256 x 256)
+_SCORE_ARRAYS = ("video_ids", "labels", "logits")  # what every scores file holds; the rest are extras
 
 
 @torch.no_grad()
@@ -117,11 +118,12 @@ def load_scores(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return data["video_ids"], data["labels"], data["logits"]
 
 
-def load_extra(path: Path, name: str) -> np.ndarray | None:
-    """A per-video array stored beside the scores, or None when there is none: an AdaMML network's `decisions`
-    (videos, segments, modalities) and, on data with informative regions, `informative` (videos, segments)."""
+def load_extras(path: Path) -> dict[str, np.ndarray]:
+    """The per-video arrays stored beside the scores (`save_scores`' `extra`), read in one pass: an AdaMML network's
+    `decisions` (videos, segments, modalities) and, on data with informative regions, `informative` (videos,
+    segments); none for other models."""
     with np.load(path) as data:
-        return data[name] if name in data else None
+        return {name: data[name] for name in data.files if name not in _SCORE_ARRAYS}
 
 
 def evaluate_stored(

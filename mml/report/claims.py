@@ -88,7 +88,11 @@ class Verdict:
     @property
     def measured(self) -> bool:
         """Whether the metric exists in every seed (not NaN: e.g. informative regions on data without them)."""
-        return not any(math.isnan(difference) for difference in self.differences)
+        return _measured(self.differences)
+
+
+def _measured(differences: Sequence[float]) -> bool:
+    return not any(math.isnan(difference) for difference in differences)
 
 
 def t_interval(differences: Sequence[float], confidence: float) -> Interval:
@@ -164,7 +168,7 @@ def judge(
         raise ValueError(f"{claim.text}: per-video differences of {per_video.shape[0]} seeds for {len(differences)}")
     confidence = EQUIVALENCE_CONFIDENCE if claim.kind == "equivalence" else ORDERING_CONFIDENCE
     interval = None
-    measured = not any(math.isnan(difference) for difference in differences)
+    measured = _measured(differences)
     if len(differences) >= MIN_SEEDS and measured:
         interval = t_interval(differences, confidence)
         if per_video is not None and len(differences) >= BOOTSTRAP_MIN_SEEDS:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mml.evaluate import load_extra, load_scores, topk_accuracy
+from mml.evaluate import load_extras, load_scores, topk_accuracy
 
 SUM_OF_POSITIONS = "sum of positions"
 
@@ -42,8 +42,8 @@ class Scores:
     def load(cls, name: str, path: Path) -> Scores:
         """The scores stored at `path` (`scores<i>.npz` of an evaluation folder) under a display name."""
         video_ids, labels, logits = load_scores(path)
-        decisions, informative = load_extra(path, "decisions"), load_extra(path, "informative")
-        return cls(name, video_ids, labels, logits, decisions=decisions, informative=informative)
+        extras = load_extras(path)
+        return cls(name, video_ids, labels, logits, extras.get("decisions"), extras.get("informative"))
 
 
 def _check_aligned(members: Sequence[Scores]) -> None:
