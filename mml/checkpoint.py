@@ -76,8 +76,11 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict) -
 def load_checkpoint(path: Path, rid: str, modules: Modules) -> dict:
     """Load the models (by index) and auxiliary modules (by name), with their optimisers, from a run's checkpoint;
     returns its state."""
-    with safe_open(str(path), "pt") as handle:
-        state = json.loads(handle.metadata()["state"])
+    try:
+        with safe_open(str(path), "pt") as handle:
+            state = json.loads(handle.metadata()["state"])
+    except Exception as err:  # safetensors' own error type, a missing or malformed "state"
+        raise CheckpointError(f"{path}: not a resumable checkpoint ({err}); delete it to train the run anew") from None
     if state.get("run_id") != rid:
         raise CheckpointError(f"{path}: belongs to run {state.get('run_id')}, not {rid}")
     tensors = load_file(str(path))
@@ -106,14 +109,21 @@ def write_finished(
     world: int,
 ) -> None:
     """Write a trained run's files into its partial folder: each module's weights (`<name>.safetensors`), the
-    training history and a method's own entries (`metrics.json`) and the run record (`run.json`)."""
+    training history and a method's own entries (`metrics.json`) and the run record (`run.json`: config, provenance
+    and how it ran — device type, world size and speed settings)."""
     for index in names:
         name, _ = checkpoint_names(index)
         weights_of = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
         atomic.write_bytes(partial / f"{name}.safetensors", save(weights_of))
     write_json(partial / "metrics.json", {key: value for key, value in state.items() if key not in ("run_id", "epoch")})
-    record = {"run_id": config.run_id, "config": dataclasses.asdict(config), **provenance(), "world_size": world}
-    record["execution"] = run.speed_record()
+    record = {
+        "run_id": config.run_id,
+        "config": dataclasses.asdict(config),
+        **provenance(),
+        "device": torch.device(run.device).type,
+        "world_size": world,
+        "execution": run.speed_record(),
+    }
     write_json(partial / "run.json", record)
 
 
@@ -129,6 +139,21 @@ def import_run(config: RunConfig, files: Sequence[Path], store: Store) -> Path:
     write_json(partial / "metrics.json", {"history": [], "loaded_from": [str(path) for path in files]})
     write_json(partial / "run.json", {"run_id": rid, "config": dataclasses.asdict(config), **provenance()})
     return store.finish(rid)
+
+
+def check_checkpoint_files(config: RunConfig, files: Sequence[Path]) -> None:
+    """Refuse, when a run is planned, weight files that `import_run` would refuse later: each file must be readable
+    as a weight file and its tensors, converted as `import_run` converts them, must fit the run's model of its
+    index. The models are built on the meta device (no memory, no random numbers drawn).
+
+    Raises:
+        CheckpointError: One line naming the file and why: unreadable or not a state dict of tensors, or its
+            unknown keys, missing keys and tensors of the wrong shape.
+    """
+    for index, path in enumerate(files):
+        with torch.device("meta"):
+            model = new_model(config, index)
+        fit_checkpoint(Path(path), model)
 
 
 def provenance() -> dict[str, str]:

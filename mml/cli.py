@@ -12,32 +12,34 @@ machine's core count.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import functools
+import contextlib
 import logging
 import os
 import shlex
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
+import mml
 from mml import distributed, logs
 from mml.data.datasets import open_dataset, prepare_frames
 from mml.data.flow_backend import FLOW_BACKENDS, FlowBackend
 from mml.data.modalities import MODALITIES, frames_needed
+from mml.data.shard import Shard
 from mml.errors import MMLError
 from mml.execution import PRECISIONS, Execution
-from mml.report.build import write_outputs, write_summary
-from mml.report.results import StoredResults
-from mml.runner import Setup, execute, plan_tables
-from mml.spec import ALL_GROUP, SETUPS, TableSpec, load_profile, load_table, table_path, table_paths
+from mml.executors import MAX_CPU_RUNS, DevicePool, InProcess, default_device, default_devices
+from mml.price import THROUGHPUT_FILE, TRAINING_SETTING
+from mml.reproduce import Executor, Request, plan
+from mml.reproduce import reproduce as run_reproduction
+from mml.slurm.executor import SlurmExecutor, add_slurm_arguments, job_arguments, slurm_options
+from mml.slurm.prepare import submit_prepare
+from mml.slurm.requeue import requeued_on_signal
+from mml.spec import SETUPS, load_profile
+from mml.status import dry_run_lines, status_lines
 from mml.store import Store, pinned_cpu_threads
 
 logger = logging.getLogger(__name__)
-MAX_CPU_RUNS = 8  # runs side by side on a CPU by default: each is a process with its own PyTorch and data buffers
 
 # Defaults point into the project checkout when mml runs from one (editable install), else the working directory.
 _PACKAGE = Path(__file__).resolve().parent
@@ -52,15 +54,28 @@ def default_specs(package: Path = _PACKAGE) -> Path:
     return checkout if checkout.is_dir() else package / "reproductions"
 
 
-def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
-    # No abbreviated options: the command line a table records names every option in full (`recorded_command`).
-    parser = commands.add_parser("reproduce", help="train what paper tables need and write them", allow_abbrev=False)
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2, got {text!r}") from None
+
+
+def _plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that decide the plan, shared by `reproduce` and `status`."""
     parser.add_argument(
         "tables",
         nargs="+",
         help="table ids (table7, 07, 7) or 'all'; related-method tables gblend_table4, skd_table2, methods, 'related'",
     )
     parser.add_argument("--profile", default="smoke", help="scale profile from profiles.toml (default: smoke)")
+    parser.add_argument(
+        "--seeds",
+        type=_seeds,
+        metavar="S,S,...",
+        help="seeds to train instead of the profile's, e.g. 0,1,2: one seed gives no verdict, three is the least "
+        "that does (docs/verdicts.md)",
+    )
     parser.add_argument(
         "--store", type=Path, default=_HOME / "store", metavar="DIR", help="run store folder (default: ./store)"
     )
@@ -89,22 +104,6 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, default=_HOME / "tables", metavar="DIR", help="output folder (default: ./tables)"
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument(
-        "--devices",
-        type=lambda text: [item for item in text.split(",") if item],
-        default=[],
-        metavar="DEV,DEV,...",
-        help="train independent runs at once, one per device, e.g. cuda:0,cuda:1,cuda:2,cuda:3 (default on the CPU: "
-        f"one run per core, at most {MAX_CPU_RUNS}; --devices cpu trains one run at a time)",
-    )
-    parser.add_argument("--workers", type=int, help="data-loading processes (default: 0 on CPU, 8 on GPU)")
-    parser.add_argument(
-        "--baseline", action="store_true", help="train in fp32, eager, contiguous (the default on the CPU)"
-    )
-    parser.add_argument("--precision", choices=PRECISIONS, help="forward passes in fp32 or bf16 autocast (CUDA: bf16)")
-    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last (CUDA: on)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile (CUDA: on)")
     parser.add_argument("--cache", type=Path, metavar="DIR", help="frame / flow cache folder (default: STORE/cache)")
     parser.add_argument(
         "--set",
@@ -120,49 +119,106 @@ def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
         metavar="[TABLE:]RUN=FILE[,FILE]",
         help="load a spec run from weight files (one per model; ours, torchvision's or the original TSM/MML code's)",
     )
-    parser.add_argument("--dry-run", action="store_true", help="list the runs as done / partial / missing and stop")
-    parser.add_argument("--force", action="store_true", help="retrain every run the tables need")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _reproduce_parser(commands: argparse._SubParsersAction) -> None:
+    # No abbreviated options: the command line a table records names every option in full (`recorded_command`).
+    parser = commands.add_parser("reproduce", help="train what paper tables need and write them", allow_abbrev=False)
+    _plan_arguments(parser)
+    parser.add_argument("--device", help="cuda, cuda:1 or cpu (default: cuda when there is one)")
+    parser.add_argument(
+        "--devices",
+        type=lambda text: [item for item in text.split(",") if item],
+        default=[],
+        metavar="DEV,DEV,...",
+        help="train independent runs at once, one per device, e.g. cuda:0,cuda:1,cuda:2,cuda:3 (default on the CPU: "
+        f"one run per core, at most {MAX_CPU_RUNS}; --devices cpu trains one run at a time)",
+    )
+    parser.add_argument("--workers", type=int, help="data-loading processes (default: 0 on CPU, 8 on GPU)")
+    parser.add_argument(
+        "--baseline", action="store_true", help="train in fp32, eager, contiguous (the default on the CPU)"
+    )
+    parser.add_argument("--precision", choices=PRECISIONS, help="forward passes in fp32 or bf16 autocast (CUDA: bf16)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last (CUDA: on)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile (CUDA: on)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the runs as done / partial / missing with their price (clips, FLOPs, GPU-hours, disk); stop",
+    )
+    parser.add_argument("--gpu", default="H100", help="the GPU whose throughput prices --dry-run (default: H100)")
+    parser.add_argument(
+        "--seed-sd",
+        type=float,
+        metavar="POINTS",
+        help="the per-seed sd of a claim's paired difference that --dry-run's expected interval assumes",
+    )
+    parser.add_argument("--force", action="store_true", help="retrain every run the tables need")
+    add_slurm_arguments(parser)
+
+
+def _status_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "status", help="list every run of the plan as done / running / queued / failed / partial / missing"
+    )
+    _plan_arguments(parser)
+
+
 def reproduce(args: argparse.Namespace) -> None:
-    """Plan, train what is missing, and write the tables (on every rank under torchrun)."""
-    device = distributed.init(args.device)
+    """`mml reproduce`: the request and executor its options describe, to `mml.reproduce.reproduce` (on every rank
+    under torchrun)."""
+    device = distributed.init(args.device or default_device())
     try:
         with pinned_cpu_threads():  # messages of ranks other than 0 are filtered by mml.logs
-            _reproduce(args, device)
+            request = _request(args)
+            if args.dry_run:
+                setting = "fp32-eager" if args.baseline else TRAINING_SETTING
+                specs = args.specs if (args.specs / THROUGHPUT_FILE).is_file() else default_specs()
+                lines = dry_run_lines(plan(request), specs, args.gpu, setting, args.seed_sd)
+                for line in lines:
+                    logger.info(line)
+            else:
+                with requeued_on_signal() if args.run else contextlib.nullcontext():
+                    run_reproduction(request, _executor(args, device))
     finally:
         distributed.shutdown()
 
 
-def _reproduce(args: argparse.Namespace, device: str) -> None:
-    started = time.monotonic()
-    names = args.tables
-    paths = table_paths(args.specs, names)
-    tables = with_checkpoints([load_table(path) for path in paths], args.checkpoint)
-    profile = load_profile(args.specs / "profiles.toml", args.profile, args.set)
-    store = Store(args.store, args.cache)
-    progress = not args.no_progress and distributed.rank() == 0
-    work = []  # per setup (sthv2, charades, long): its profile, tables, dataset, plan and pretrained weight file
-    for setup in SETUPS:
-        chosen = [table for table in tables if table.setup == setup]
-        if chosen:
-            scale = profile.setup(setup)
-            charades = setup == "charades"
-            data, pretrained = (args.charades_data, args.kinetics) if charades else (args.data, args.imagenet)
-            dataset = distributed.rank0_first(
-                functools.partial(open_dataset, scale.dataset, data, store.root / "data", progress)
-            )
-            work.append((scale, chosen, dataset, plan_tables(chosen, scale, dataset, pretrained), pretrained))
-    if args.dry_run:
-        for _, _, _, plan, _ in work:
-            for rid in plan.order():
-                config = plan.runs[rid]
-                models = " + ".join(f"{m.modality} from {m.init}" for m in config.models)
-                logger.info(f"{store.status(rid):8} {rid}  {config.method}: {models}  [{', '.join(plan.names[rid])}]")
-        return
+def status(args: argparse.Namespace) -> None:
+    """`mml status`: every run of the plan as done / running / queued / failed / partial / missing."""
+    with pinned_cpu_threads():
+        for line in status_lines(plan(_request(args))):
+            logger.info(line)
+
+
+def _request(args: argparse.Namespace) -> Request:
+    return Request(
+        tables=tuple(args.tables),
+        profile=args.profile,
+        specs=args.specs,
+        store=args.store,
+        out=args.out,
+        cache=args.cache,
+        data=args.data,
+        charades_data=args.charades_data,
+        imagenet=args.imagenet,
+        kinetics=args.kinetics,
+        overrides=tuple(args.set),
+        checkpoints=tuple(args.checkpoint),
+        seeds=args.seeds,
+        force=getattr(args, "force", False),  # `mml status` has no --force
+        progress=not args.no_progress,
+        command=args.command_line,
+    )
+
+
+def _executor(args: argparse.Namespace, device: str) -> Executor:
+    """The executor the options name: SLURM jobs, one run's job (inside a SLURM job), a local device pool, or this
+    process."""
+    if args.launcher == "slurm":
+        return SlurmExecutor(slurm_options(args), job_arguments(args.arguments))
     cpus = os.cpu_count() or 1
-    devices = args.devices or default_devices(device, cpus)
     workers = args.workers if args.workers is not None else (8 if device.startswith("cuda") else 0)
     run = Execution.for_device(
         device,
@@ -172,33 +228,12 @@ def _reproduce(args: argparse.Namespace, device: str) -> None:
         compile=args.compile,
         workers=workers,
         prepare_workers=cpus,
-        progress=progress,
+        progress=not args.no_progress and distributed.rank() == 0,
     )
-    command = args.command_line
-    setups = [Setup(plan, scale.views, dataset, pretrained) for scale, _, dataset, plan, pretrained in work]
-    summary = execute(setups, store, run, args.force, devices)
-    needed, trained = summary.needed, len(summary.trained)
-    written, reports = [], {}
-    for scale, chosen, _, plan, _ in work if distributed.rank() == 0 else []:
-        for table in chosen:
-            results = StoredResults(store, plan, scale, table)
-            reports[table.id], paths = write_outputs(results, command, args.out / profile.name)
-            written += paths
-    if ALL_GROUP in names and distributed.rank() == 0:  # every table of the invocation on one page
-        written.append(write_summary([reports[table.id] for table in tables], args.out / profile.name))
-    minutes = (time.monotonic() - started) / 60
-    done = f"{needed} runs needed, {trained} trained or loaded, {needed - trained} reused from {store.root}"
-    logger.info(f"Done in {minutes:.1f} min: {done}.")
-    logger.info("Tables: " + ", ".join(str(p) for p in written))
-
-
-def default_devices(device: str, cpus: int) -> list[str]:
-    """Where runs train without `--devices`: on a CPU of several cores, one run per core at once (at most
-    `MAX_CPU_RUNS`), since each run trains on `CPU_THREADS` threads whatever the machine, so running them side by
-    side changes no result and uses the cores one run alone cannot; elsewhere (a GPU, torchrun) one run at a time."""
-    if device != "cpu" or distributed.active() or cpus < 2:
-        return []
-    return ["cpu"] * min(cpus, MAX_CPU_RUNS)
+    if args.run is not None or args.prepare_only:
+        return InProcess(run, only=args.run, prepare_only=args.prepare_only)
+    devices = args.devices or default_devices(device, cpus)
+    return DevicePool(run, devices) if devices else InProcess(run)
 
 
 def _prepare_parser(commands: argparse._SubParsersAction) -> None:
@@ -230,10 +265,22 @@ def _prepare_parser(commands: argparse._SubParsersAction) -> None:
         "--flow-compile", action="store_true", help="--flow torch through torch.compile (fused kernels; compiles first)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="prepare only shard I of N (0 <= I < N; split by a hash of the video id), e.g. one task of a job array, "
+        "and write its own report; a run without --shard afterwards finds them cached and writes the full report",
+    )
+    add_slurm_arguments(parser, runs=False)
 
 
 def prepare(args: argparse.Namespace) -> None:
-    """Validate the annotations against the videos, fill the frame (and flow) cache, write the report."""
+    """Validate the annotations against the videos, fill the frame (and flow) cache, write the report; or submit
+    that as a SLURM job array of `--shards` tasks and a merge job."""
+    if args.launcher == "slurm":
+        submit_prepare(slurm_options(args), args.arguments, Store(args.store, args.cache), args.shards)
+        return
+    shard = Shard.parse(args.shard) if args.shard is not None else None
     scale = load_profile(args.specs / "profiles.toml", args.profile, args.set).setup(args.setup)
     flow_backend = FlowBackend(args.flow, args.flow_device, args.flow_batch, args.flow_compile)
     store = Store(args.store, args.cache)
@@ -249,26 +296,8 @@ def prepare(args: argparse.Namespace) -> None:
         args.workers,
         not args.no_progress,
         flow_backend,
+        shard,
     )
-
-
-def with_checkpoints(tables: list[TableSpec], options: Sequence[str]) -> list[TableSpec]:
-    """The tables with the runs named by `--checkpoint [TABLE:]RUN=FILE[,FILE]` loaded from those files (a RUN
-    without TABLE: in every chosen table that has it)."""
-    for option in options:
-        target, equals, files = option.partition("=")
-        table_id, _, run = target.rpartition(":")
-        if not equals or not run or not files:
-            raise MMLError(f"--checkpoint {option!r}: expected [TABLE:]RUN=FILE[,FILE]")
-        chosen = [t for t in tables if run in t.runs and (not table_id or t.id == table_path(Path(), table_id).stem)]
-        if not chosen:
-            raise MMLError(f"--checkpoint {option!r}: no chosen table has a run {run!r}")
-        paths = [Path(name) for name in files.split(",")]
-        tables = [
-            dataclasses.replace(t, runs={**t.runs, run: t.runs[run].loaded_from(paths)}) if t in chosen else t
-            for t in tables
-        ]
-    return tables
 
 
 def recorded_command(program: Sequence[str], parser: argparse.ArgumentParser, argv: Sequence[str]) -> str:
@@ -313,16 +342,19 @@ def recorded_command(program: Sequence[str], parser: argparse.ArgumentParser, ar
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `mml` command; bad input ends with a one-line error and exit status 2."""
     parser = argparse.ArgumentParser(prog="mml", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {mml.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _reproduce_parser(commands)
+    _status_parser(commands)
     _prepare_parser(commands)
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(arguments)
+    args.arguments = arguments[arguments.index(args.command) + 1 :]  # the jobs of a SLURM launch repeat them
     args.command_line = recorded_command(_program(argv is None), commands.choices[args.command], arguments)
     logs.configure()
     with logs.routed_warnings():
         try:
-            {"reproduce": reproduce, "prepare": prepare}[args.command](args)
+            {"reproduce": reproduce, "status": status, "prepare": prepare}[args.command](args)
         except distributed.PeerFailed:
             return 2  # rank 0 reports its error
         except MMLError as err:

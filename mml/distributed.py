@@ -7,14 +7,22 @@ model are its *replicas*: DDP averages their gradients. When W is not divisible 
 ranks), rank 0 trains the run alone as a single process does while the other ranks wait.
 
 Work that writes shared files (preparing data, finishing a run, evaluating, writing tables) happens on rank 0; the
-others wait for it on a gloo group with a long timeout and then read what it wrote, so the store, the data and the
-cache must be on a file system every node sees. Without torchrun (or with one process) nothing here communicates.
+others wait for it on a gloo group and then read what it wrote, so the store, the data and the cache must be on a file
+system every node sees. A wait is bounded (`MML_RANK_WAIT_S` seconds, default `DEFAULT_WAIT`): rank 0 says when the
+others have waited `NOTICE` for its work, and a rank that waits longer than the bound stops with an error naming the
+work and the variable. Without torchrun (or with one process) nothing here communicates.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import math
 import os
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -26,10 +34,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mml.errors import MMLError
 
+logger = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
-# Rank 0 may prepare a data set, evaluate runs or wait for another runner's lock while the other ranks wait.
-WAIT = timedelta(days=7)
+# Rank 0 may prepare a data set, evaluate runs or wait for another runner's lock while the other ranks wait: how long
+# they wait at most (seconds in the environment variable), and after how long rank 0 says that they wait.
+WAIT_VARIABLE = "MML_RANK_WAIT_S"
+DEFAULT_WAIT = timedelta(hours=6)
+NOTICE = timedelta(minutes=1)
 
 
 class PeerFailed(MMLError):
@@ -38,7 +51,8 @@ class PeerFailed(MMLError):
 
 @dataclass
 class _World:
-    control: dist.ProcessGroup  # gloo, long timeout: waiting for rank 0 and moving objects to it
+    control: dist.ProcessGroup  # gloo, timeout `wait`: waiting for rank 0 and moving objects to it
+    wait: timedelta
     groups: dict[int, tuple[dist.ProcessGroup | None, dist.ProcessGroup | None]] = field(default_factory=dict)
 
 
@@ -51,12 +65,27 @@ def _member(group: dist.ProcessGroup | int) -> dist.ProcessGroup:
     return group
 
 
+def rank_wait(environ: Mapping[str, str] = os.environ) -> timedelta:
+    """How long a rank waits for another at most: `MML_RANK_WAIT_S` seconds, `DEFAULT_WAIT` when unset."""
+    text = environ.get(WAIT_VARIABLE)
+    if text is None:
+        return DEFAULT_WAIT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise MMLError(f"{WAIT_VARIABLE}={text!r}: expected a positive number of seconds")
+    return timedelta(seconds=seconds)
+
+
 def init(device: str) -> str:
     """Join the process group that torchrun describes (`WORLD_SIZE` > 1 in the environment): nccl on CUDA, gloo on
     the CPU. Returns the device this rank trains on: `cuda` becomes `cuda:LOCAL_RANK`; unchanged without torchrun."""
     global _world
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or _world is not None:
         return device
+    wait = rank_wait()
     if device.startswith("cuda"):
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
@@ -64,7 +93,7 @@ def init(device: str) -> str:
         dist.init_process_group("nccl", device_id=torch.device(device))
     else:
         dist.init_process_group("gloo")
-    _world = _World(control=_member(dist.new_group(backend="gloo", timeout=WAIT)))
+    _world = _World(control=_member(dist.new_group(backend="gloo", timeout=wait)), wait=wait)
     return device
 
 
@@ -101,18 +130,73 @@ def rank0_first(work: Callable[[], T]) -> T:
 def _rank0(work: Callable[[], T], share: bool) -> T:
     if _world is None:
         return work()
+    what = _name(work)
     message: list[Any] = [None]
     if dist.get_rank() == 0:
+        waiting = f"the other ranks have waited {_seconds(NOTICE)} for rank 0 ({what}); they wait at most"
         try:
-            result = work()
+            with _notice(f"{waiting} {_seconds(_world.wait)} ({WAIT_VARIABLE})"):
+                result = work()
         except Exception:
-            dist.broadcast_object_list([PeerFailed("rank 0 failed")], src=0, group=_world.control)
+            with _waiting(what):
+                dist.broadcast_object_list([PeerFailed("rank 0 failed")], src=0, group=_world.control)
             raise
         message = [result if share else None]
-    dist.broadcast_object_list(message, src=0, group=_world.control)
+    with _waiting(what):
+        dist.broadcast_object_list(message, src=0, group=_world.control)
     if isinstance(message[0], PeerFailed):
         raise message[0]
     return result if dist.get_rank() == 0 else message[0]
+
+
+def _name(work: Callable[..., object]) -> str:
+    """What `work` does, for messages: its function's name (through `functools.partial`)."""
+    while isinstance(work, functools.partial):
+        work = work.func
+    return getattr(work, "__name__", type(work).__name__)
+
+
+def _seconds(span: timedelta) -> str:
+    return f"{span.total_seconds():.0f} s"
+
+
+@contextlib.contextmanager
+def _notice(message: str) -> Iterator[None]:
+    """Log `message` once if the block takes longer than `NOTICE` (from a timer thread; the block is not touched)."""
+    timer = threading.Timer(NOTICE.total_seconds(), logger.info, [message])
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+@contextlib.contextmanager
+def _waiting(what: str) -> Iterator[None]:
+    """Around a collective of the control group, in which this rank may wait long for another: a message once it has
+    waited `NOTICE` (shown on rank 0: the logs show only errors of the other ranks), and the group's timeout or a
+    lost peer as a one-line `MMLError` instead of gloo's RuntimeError."""
+    world = _world
+    if world is None:  # no group: the collective's own call says so (`_control`)
+        yield
+        return
+    me = dist.get_rank()
+    whom = "the other ranks" if me == 0 else "rank 0"
+    start = time.monotonic()
+    waiting = f"rank {me} has waited {_seconds(NOTICE)} for {whom} ({what}); it waits at most"
+    try:
+        with _notice(f"{waiting} {_seconds(world.wait)} ({WAIT_VARIABLE})"):
+            yield
+    except RuntimeError as error:  # gloo's timeout and a closed connection (DistBackendError is one too)
+        waited = timedelta(seconds=time.monotonic() - start)
+        if waited >= world.wait or "timed out" in str(error).lower():
+            raise MMLError(
+                f"rank {me} waited {_seconds(waited)} for {whom} ({what}) and gave up; "
+                f"raise {WAIT_VARIABLE} (now {_seconds(world.wait)}) if that work takes longer"
+            ) from error
+        reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise MMLError(f"rank {me} lost {whom} after {_seconds(waited)} ({what}): {reason}") from error
 
 
 @dataclass(frozen=True)
@@ -183,7 +267,8 @@ class Layout:
         if self.world == 1:
             return tensors
         parts: list[Any] | None = [None] * self.world if self.lead else None
-        dist.gather_object(tensors if self.shard == 0 else {}, parts, dst=0, group=_control())
+        with _waiting("gathering the trained weights"):
+            dist.gather_object(tensors if self.shard == 0 else {}, parts, dst=0, group=_control())
         return {key: value for part in parts or [] for key, value in part.items()}
 
     def share(self, value: T) -> T:
@@ -191,13 +276,15 @@ class Layout:
         if self.world == 1:
             return value
         message = [value]
-        dist.broadcast_object_list(message, src=0, group=_control())
+        with _waiting("sharing rank 0's value"):
+            dist.broadcast_object_list(message, src=0, group=_control())
         return message[0]
 
     def barrier(self) -> None:
         """Wait until every rank gets here (rank 0 may have long work to finish)."""
         if self.world > 1:
-            dist.barrier(group=_control())
+            with _waiting("barrier"):
+                dist.barrier(group=_control())
 
 
 def _control() -> dist.ProcessGroup:

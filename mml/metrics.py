@@ -1,10 +1,14 @@
-"""Multi-label metrics of the Charades setup: per-class average precision, Charades mAP and view fusion.
+"""The accuracy metrics' display names, and the multi-label metrics of the Charades setup: per-class average
+precision, Charades mAP and view fusion.
 
 Written with numpy only, to the definitions PySlowFast uses (``slowfast/utils/meters.py::get_map``, which calls
 sklearn's ``average_precision_score``), so results are comparable without depending on sklearn.
 """
 
 import numpy as np
+
+# How the tables and the runner's messages name the accuracy metrics evaluation stores (`mml.evaluate`).
+METRIC_LABELS = {"top1": "Top-1", "top5": "Top-5", "map": "mAP"}
 
 
 def average_precision(scores: np.ndarray, targets: np.ndarray) -> float:

@@ -11,13 +11,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import graphlib
-import hashlib
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -27,218 +24,20 @@ from mml.checkpoint import import_run
 from mml.data.datasets import VideoDataset, prepare_frames
 from mml.data.modalities import frames_needed
 from mml.data.regions import InformativeRegions
-from mml.errors import CheckpointError, MMLError, SpecError
+from mml.errors import CheckpointError, MMLError
 from mml.evaluate import current_evaluation, evaluate_stored
 from mml.execution import Execution
-from mml.init_source import Checkpoint, Imagenet, ImagenetFile, PretrainRun, Random, RunModel, parse_init, upstream
-from mml.methods import METHODS
-from mml.methods.mutual import CE
-from mml.models.i3d import I3D_2D_TWINS, I3D_ARCHS
+from mml.init_source import ImagenetFile, parse_init, upstream
+from mml.metrics import METRIC_LABELS
+from mml.models.i3d import I3D_2D_TWINS
 from mml.models.init import imagenet_state_dict
-from mml.models.tsm import ARCHS
+from mml.plan import Plan
 from mml.schedule import run_on_devices
-from mml.spec import Profile, Recipe, RunSpec, TableSpec, ViewProtocol, run_recipe
-from mml.store import ModelConfig, RunConfig, Store
+from mml.spec import ViewProtocol
+from mml.store import Store
 from mml.train import train_run
 
 logger = logging.getLogger(__name__)
-
-_NEW_FC_LR_MULT = 5  # the lr multiplier of a new fc's weights (`mml.models.init.param_groups`)
-
-
-@dataclass
-class Plan:
-    """The runs a set of tables needs under one profile."""
-
-    runs: dict[str, RunConfig] = field(default_factory=dict)
-    names: dict[str, list[str]] = field(default_factory=dict)
-    cells: dict[tuple[str, str, int], str] = field(default_factory=dict)
-    evaluations: dict[str, set[ViewProtocol]] = field(default_factory=dict)
-    checkpoints: dict[str, tuple[Path, ...]] = field(default_factory=dict)  # runs loaded from files, not trained
-
-    def add(self, config: RunConfig, name: str) -> str:
-        rid = config.run_id
-        self.runs[rid] = config
-        if name not in self.names.setdefault(rid, []):
-            self.names[rid].append(name)
-        return rid
-
-    def order(self) -> list[str]:
-        """Run ids with every run after the runs its models are initialised from."""
-        graph = {rid: set(config.upstream) for rid, config in self.runs.items()}
-        return list(graphlib.TopologicalSorter(graph).static_order())
-
-    def run_id(self, table: str, run: str, seed: int) -> str:
-        return self.cells[(table, run, seed)]
-
-    def run_ids(self, table: str, run: str) -> list[str]:
-        """The ids of spec run `run` of `table`, one per seed, in seed order."""
-        return [rid for (t, r, _), rid in sorted(self.cells.items()) if (t, r) == (table, run)]
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a weight file (its identity in run ids); CheckpointError naming a missing file."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: weight file not found")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class Resolver:
-    """Turns spec runs into run configs for one profile and dataset.
-
-    `pretrained_path` is a weight file for the "from ImageNet" init of the profile's backbone (`arch`): ImageNet
-    weights in the sthv2 setup, Kinetics-400 weights ("from Kinetics") in the Charades setup. Without one, and for
-    the deep backbone, torchvision's ImageNet weights of the run's backbone are used (inflated to 3D for I3D).
-    """
-
-    def __init__(self, profile: Profile, dataset: VideoDataset, pretrained_path: Path | None, plan: Plan) -> None:
-        self.profile, self.dataset, self.plan = profile, dataset, plan
-        self.pretrained_path = pretrained_path
-        torchvision = profile.imagenet.source == "torchvision"
-        self.pretrained_sha = file_sha256(pretrained_path) if pretrained_path and torchvision else None
-
-    def _config(
-        self,
-        method: str,
-        models: Sequence[ModelConfig],
-        seed: int,
-        replica: int,
-        recipe: Recipe,
-        arch: str,
-        target: str = "action",
-        teacher: ModelConfig | None = None,
-    ) -> RunConfig:
-        return RunConfig(
-            method=method,
-            models=tuple(models),
-            arch=arch,
-            recipe=recipe,
-            dataset=self.dataset.fingerprint,
-            num_classes=len(self.dataset.for_target(target).classes),
-            target=target,
-            seed=seed,
-            replica=replica,
-            teacher=teacher,
-        )
-
-    def arch(self, table: TableSpec, name: str) -> str:
-        """The backbone of spec run `name`: the profile's `deep_arch` for a `deep` run, else its `arch`."""
-        if not table.runs[name].deep:
-            return self.profile.arch
-        if self.profile.deep_arch is None:
-            raise SpecError(
-                f"{table.source}: runs.{name}: deep = true, but profile {self.profile.name!r} sets no deep_arch"
-            )
-        return self.profile.deep_arch
-
-    def recipe_overrides(self, spec: RunSpec) -> dict[str, Any]:
-        """A spec run's changes to the profile's recipe: a `deep` run trains the profile's `deep_segments` (when it
-        sets them), then the run's own `recipe` table applies."""
-        deep = {"segments": self.profile.deep_segments} if spec.deep and self.profile.deep_segments else {}
-        return {**deep, **dict(spec.recipe)}
-
-    def imagenet_init(self, seed: int, arch: str) -> str:
-        """The `init` string of "from ImageNet" ("from Kinetics" in the Charades setup) for a model of `arch`: the
-        weight file (of the profile's backbone), torchvision's weights, or the synthetic pretraining run of `arch` —
-        single-frame RGB object recognition on the training videos (an appearance task, as ImageNet is), or for
-        multi-label data a clip classification of each video's first action.
-
-        The pretraining run decays its lr at the recipe's fractions of training (steps scaled to its own epochs),
-        and trains at a fifth of the recipe's lr: it starts from random weights, yet like every new fc its fc learns
-        5x (weight) / 10x (bias) faster (TSM's fine-tuning policy, `param_groups`), and at the recipe's lr that kept
-        its loss above ln(classes) (smoke: epoch means 4.0-5.0, ln 32 = 3.47; Charades: up to 7.6, ln 6 = 1.8)."""
-        source = self.profile.imagenet
-        if source.source == "torchvision":
-            if self.pretrained_path is not None and arch == self.profile.arch:
-                assert self.pretrained_sha is not None  # hashed in __init__ for a torchvision source with a file
-                return str(ImagenetFile(self.pretrained_sha))
-            return str(Imagenet(str(({**ARCHS, **I3D_ARCHS})[arch].imagenet)))
-        recipe = self.profile.recipe
-        pretrain = self._config(
-            CE.name,
-            [ModelConfig(modality="RGB", init=str(Random()))],
-            seed,
-            0,
-            dataclasses.replace(
-                recipe.stretched(source.epochs),
-                segments=source.segments,
-                lr=recipe.lr / _NEW_FC_LR_MULT,
-                sampling="uniform",
-            ),
-            arch,
-            target="primary" if self.dataset.multilabel else "object",
-        )
-        return str(PretrainRun(self.plan.add(pretrain, "imagenet (synthetic pretraining)")))
-
-    def resolve(self, table: TableSpec, name: str, seed: int) -> str:
-        """The id of spec run `name` of `table` for `seed`, adding it and its upstream runs to the plan."""
-        key = (table.id, name, seed)
-        if key in self.plan.cells:
-            return self.plan.cells[key]
-        spec = table.runs[name]
-        arch = self.arch(table, name)
-        models = []
-        for model, file in zip(spec.models, spec.checkpoints or [None] * len(spec.models)):
-            if file is not None:
-                init = str(Checkpoint(file_sha256(file)))
-            elif isinstance(model.source, Imagenet):
-                init = self.imagenet_init(seed, arch)
-            elif model.init_run:
-                upstream, index = model.init_run
-                init = str(RunModel(self.resolve(table, upstream, seed), index))
-            else:
-                init = model.init
-            models.append(ModelConfig(modality=model.modality, init=init))
-        teacher = None
-        if spec.teacher:
-            teacher_run, index = spec.teacher
-            if self.arch(table, teacher_run) != arch:
-                raise SpecError(
-                    f"{table.source}: runs.{name}.teacher: {teacher_run} trains {self.arch(table, teacher_run)}, "
-                    f"the student {arch}; a teacher is built with its student's backbone"
-                )
-            modality = table.runs[teacher_run].models[index].modality
-            teacher = ModelConfig(modality=modality, init=str(RunModel(self.resolve(table, teacher_run, seed), index)))
-        where, overrides = f"{table.source}: runs.{name}.recipe", self.recipe_overrides(spec)
-        method = METHODS[spec.method]
-        given = run_recipe(self.profile.recipe, overrides, where)
-        recipe = method.training_recipe(given)
-        if "epochs" in overrides and recipe.epochs != given.epochs:
-            reason = f"method {spec.method} trains {recipe.epochs} epochs (its stages), not the {given.epochs} given"
-            raise SpecError(f"{where}: epochs: {reason}")
-        config = self._config(spec.method, models, seed, spec.replica, recipe, arch, teacher=teacher)
-        problem = method.check_recipe(config)
-        if problem:
-            raise SpecError(f"{where}: {problem[0]}: {problem[1]}")
-        self.plan.cells[key] = self.plan.add(config, f"{table.id}:{name}")
-        if spec.checkpoints:
-            self.plan.checkpoints[config.run_id] = spec.checkpoints
-        return self.plan.cells[key]
-
-
-def plan_tables(
-    tables: Sequence[TableSpec], profile: Profile, dataset: VideoDataset, pretrained_path: Path | None = None
-) -> Plan:
-    """Every run (and upstream run) that `tables` need for each seed of the profile, and the view protocols each
-    run is evaluated with: the profile's, and those that result cells ask for. `pretrained_path`: see `Resolver`."""
-    plan = Plan()
-    resolver = Resolver(profile, dataset, pretrained_path, plan)
-    for seed in profile.seeds:
-        for table in tables:
-            for name in table.runs:
-                resolver.resolve(table, name, seed)
-            for cell in table.cells():
-                for run, _ in cell.members:
-                    plan.evaluations.setdefault(plan.run_id(table.id, run, seed), set()).add(
-                        cell.views or profile.views
-                    )
-    for rid in plan.runs:
-        plan.evaluations.setdefault(rid, set()).add(profile.views)
-    return plan
 
 
 def init_loader(store: Store, pretrained_path: Path | None):
@@ -263,8 +62,7 @@ def init_loader(store: Store, pretrained_path: Path | None):
 
 
 def _metrics_text(metrics: dict[str, float]) -> str:
-    names = {"top1": "top-1", "top5": "top-5", "map": "mAP"}
-    return " ".join(f"{names[key]} {value:.2f}" for key, value in metrics.items())
+    return " ".join(f"{METRIC_LABELS[key]} {value:.2f}" for key, value in metrics.items())
 
 
 @dataclass(frozen=True)
@@ -297,7 +95,13 @@ class Job:
 
 
 def execute(
-    setups: Sequence[Setup], store: Store, run: Execution, force: bool = False, devices: Sequence[str] = ()
+    setups: Sequence[Setup],
+    store: Store,
+    run: Execution,
+    force: bool = False,
+    devices: Sequence[str] = (),
+    only: Collection[str] | None = None,
+    prepare_only: bool = False,
 ) -> Summary:
     """Train (or resume) every run of the setups' plans that is not done, in dependency order, each followed by its
     evaluations under every view protocol it needs that has no stored scores yet. Every setup's frames are prepared
@@ -305,13 +109,17 @@ def execute(
     runs (and evaluations of runs already trained) go side by side, one per device, each after the runs it starts
     from.
 
+    `only`: the runs whose jobs to do (a SLURM job's one run; the runs they start from must be in the store);
+    `prepare_only`: prepare the frames the pending runs read, and train nothing.
+
     Under torchrun every rank calls this with the same plans; what rank 0 finds in the store decides for all."""
+    store.sweep_orphans()
     jobs: dict[str, Job] = {}
     needed = 0
     for setup in setups:
-        order = setup.plan.order()
+        order = [rid for rid in setup.plan.order() if only is None or rid in only]
         needed += len(order)
-        work = functools.partial(_work, setup.plan, order, store, force, setup.dataset.regions)
+        work = functools.partial(pending_work, setup.plan, order, store, force, setup.dataset.regions)
         todo, pending = distributed.on_rank0(work)
         logger.info(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
         prepared = dataclasses.replace(setup, dataset=_prepared(setup, pending, store, run))
@@ -320,6 +128,8 @@ def execute(
             if rid in todo or protocols:
                 jobs[rid] = Job(prepared, rid in todo, protocols)
     todo = [rid for rid, job in jobs.items() if job.train]
+    if prepare_only:
+        return Summary(needed=needed, trained=[])
     if len(devices) > 1:
         if distributed.active():
             raise MMLError(
@@ -432,7 +242,7 @@ def _job_on_device(
     return _job(jobs, store, run, loader, force, todo, rid)
 
 
-def _work(
+def pending_work(
     plan: Plan, order: list[str], store: Store, force: bool, regions: InformativeRegions | None
 ) -> tuple[list[str], list[tuple[str, ViewProtocol]]]:
     """The runs to train, and the (run, view protocol) evaluations to do, in order (`regions`: the dataset's, see

@@ -11,17 +11,26 @@ Layout of a store:
     runs/<id>/        finished runs: run.json, model<i>.safetensors, metrics.json (training history), DONE (last)
     runs/<id>/eval/<views>/  per view protocol: scores<i>.npz (per-video logits) and metrics.json (top-1/top-5)
     .partial/<id>/    unfinished runs: checkpoint.safetensors after each epoch (models, optimisers, epoch; resumable)
-    locks/<id>.lock   one lock file per run: two runners never train the same run at once
+    locks/<id>.lock   one lock file per run (and per evaluation): two runners never train the same run at once
     cache/            decoded frames and optical flow, keyed by dataset fingerprint and frame size
+
+Runners on several nodes (SLURM jobs) may share a store on NFS or Lustre, so a run's lock is a lease lock file
+(`mml.lease`): created with O_EXCL, which is atomic on NFSv3+ and Lustre, naming its owner (host, pid, SLURM job) and
+kept fresh by a heartbeat. flock is not used: NFS emulates it with fcntl locks (node-local under `local_lock`),
+and Lustre is coherent only with its `flock` mount option (node-local under `localflock`, an error under `noflock`).
+A lock of a killed process of the same host is taken over at once, one of another node once its heartbeat is
+older than its lease (`mml.lease.DEFAULT_LEASE_S`; the nodes' clocks must agree to well within it).
+Each runner first deletes the temporary files and staging folders (`mml.atomic`) that killed processes of its host
+left in the store (`Store.sweep_orphans`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -33,8 +42,11 @@ import torch
 
 from mml import __version__, atomic
 from mml.init_source import InitialisedFrom
+from mml.lease import LeaseLock
 from mml.methods import METHODS
 from mml.spec import Recipe, identity
+
+logger = logging.getLogger(__name__)
 
 # Bump when training or evaluation behaviour changes in a way that changes results: every run id changes with it.
 # tests/test_pinned_run.py fails when the results of its pinned runs change under the same ids (re-pin after a bump:
@@ -45,6 +57,11 @@ SEMANTICS = 2
 # with 1 and with 2 threads ends with different weights. Runs train and evaluate with this many, whatever the
 # machine's core count, so that a run id names one result (on a CPU, `--devices cpu,cpu` trains runs side by side).
 CPU_THREADS = 1
+
+# How deep `Store.sweep_orphans` looks: a run's evaluation staging folders (runs/<id>/eval/<temporary>) and the
+# cache's temporary videos (cache/jpeg<side>/frames/<temporary>) are 4 levels down; the frames inside a finished
+# video's folder, one level further, are not listed.
+SWEEP_DEPTH = 4
 
 
 def code_version() -> str:
@@ -188,16 +205,23 @@ class Store:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Hold the lock `name` (a run id, or a run's evaluation); a second runner waits here instead of training or
-        evaluating the same run twice. The operating system releases it when a process dies."""
+        """Hold the lock `name` (a run id, or a run's evaluation); a second runner, on this node or another, waits
+        here instead of training or evaluating the same run twice. A lock whose process died is taken over: at once
+        on its own host, after its lease from another node (`mml.lease`)."""
         path = self.root / "locks" / f"{name}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with LeaseLock(path):
+            yield
+
+    def sweep_orphans(self) -> None:
+        """Delete the temporary files and staging folders (`mml.atomic`) that killed processes of this host left in
+        the store and its cache; those of running processes, and of other hosts (whose pids mean nothing here), stay."""
+        removed = atomic.remove_orphans(self.root, SWEEP_DEPTH)
+        if not self.cache.resolve().is_relative_to(self.root.resolve()):
+            removed += atomic.remove_orphans(self.cache, SWEEP_DEPTH - 1)
+        if removed:
+            names = ", ".join(str(path) for path in removed)
+            logger.info(f"removed {len(removed)} leftovers of killed processes of this host: {names}")
 
     def begin(self, rid: str, force: bool = False) -> Path:
         """The partial folder of a run to (re)start; `force` discards an earlier partial state."""
@@ -216,12 +240,10 @@ class Store:
 
 
 def _publish(staging: Path, final: Path) -> Path:
-    """Move a fully written folder into place with one rename, replacing an older one.
+    """Move a fully written folder into place with one rename, replacing an older one (renamed aside first, deleted
+    last: `mml.atomic.replace_folder`).
 
     For a folder written over several processes (a resumable partial run); a folder written in one block is staged
     with `mml.atomic.staging_folder` instead."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
+    atomic.replace_folder(staging, final)
     return final

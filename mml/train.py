@@ -14,6 +14,7 @@ rank trains one model on one shard of every batch and builds only its model's mo
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from mml.models.i3d import I3DResNet
 from mml.models.init import param_groups
 from mml.models.tsm import TSMResNet
 from mml.networks import InitLoader, build_models, build_teacher
+from mml.progress import EpochReporter
 from mml.seeding import EPOCH_SEED, INIT_SEED, ORDER_SEED, SAMPLE_SEED, derive_seed
 from mml.store import RunConfig, Store
 
@@ -273,17 +275,21 @@ def _train(
             [dataset.train[i] for i in part], cache, modalities, recipe, seed, config.num_classes
         ),
     )
-    for epoch in range(state["epoch"], recipe.epochs):
-        if stop_after_epoch is not None and epoch >= stop_after_epoch:
-            return partial
-        method.before_epoch(training, epoch)
-        desc = f"{rid} epoch {epoch + 1}/{recipe.epochs}"
-        lr, losses = epochs.train_epoch(epoch, (EPOCH_SEED, epoch, *layout.stream), desc)
-        state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": losses.tolist()})
-        tensors = layout.gather(held_tensors(layout, modules))
-        if layout.lead:
-            save_checkpoint(checkpoint, tensors, state)
+    epoch_clips = len(data) - len(data) % batch  # the clips an epoch trains: a last, smaller batch is dropped
+    with EpochReporter(partial, rid, recipe.epochs, resumed_from=state["epoch"]) as reporter:
+        for epoch in range(state["epoch"], recipe.epochs):
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                return partial
+            epoch_start = time.monotonic()
+            method.before_epoch(training, epoch)
+            desc = f"{rid} epoch {epoch + 1}/{recipe.epochs}"
+            lr, losses = epochs.train_epoch(epoch, (EPOCH_SEED, epoch, *layout.stream), desc)
+            state["epoch"] = epoch + 1
+            state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": losses.tolist()})
+            tensors = layout.gather(held_tensors(layout, modules))
+            if layout.lead:
+                save_checkpoint(checkpoint, tensors, state)
+                reporter.report(epoch + 1, losses.tolist(), lr, epoch_clips, time.monotonic() - epoch_start)
     tensors = layout.gather(held_tensors(layout, {index: (module, None) for index, (module, _) in modules.items()}))
     if layout.lead:
         write_finished(partial, config, tensors, [*range(len(config.models)), *auxiliary], state, run, layout.world)

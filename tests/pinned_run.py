@@ -20,7 +20,8 @@ import numpy as np
 from mml.data.datasets import open_dataset
 from mml.evaluate import load_scores
 from mml.execution import Execution
-from mml.runner import Setup, execute, plan_tables
+from mml.plan import plan_tables
+from mml.runner import Setup, execute
 from mml.spec import load_profile, load_table
 from mml.store import CPU_THREADS, Store, pinned_cpu_threads
 

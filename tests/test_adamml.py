@@ -16,7 +16,8 @@ from mml.errors import SpecError
 from mml.evaluate import load_scores, save_scores
 from mml.execution import Execution
 from mml.methods.adamml import FINETUNE, MAIN, POLICY_PHASE, WARMUP, phase, temperature
-from mml.runner import init_loader, plan_tables
+from mml.plan import plan_tables
+from mml.runner import init_loader
 from mml.spec import Recipe, load_profile, load_table
 from mml.store import Store
 from mml.train import train_run

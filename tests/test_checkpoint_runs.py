@@ -99,3 +99,33 @@ def test_missing_checkpoint_file(specs: Path, tmp_path: Path, capsys) -> None:
     shutil.move(specs / "released_rgb.pth.tar", tmp_path / "elsewhere.pth")
     assert reproduce(specs, tmp_path, table="table93") == 2
     assert capsys.readouterr().err.strip() == f"mml: error: {specs / 'released_rgb.pth.tar'}: weight file not found"
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("garbage.safetensors", "cannot read weights: SafetensorError"),
+        ("garbage.pth", "refused: the weights-only unpickler rejects it"),
+        ("wrong_shape.pth", "does not fit the TSMResNet model: shape mismatch fc.weight (174, 512) vs model (3, 512)"),
+    ],
+)
+def test_a_command_line_checkpoint_that_import_would_refuse_is_refused_when_planning(
+    specs: Path, tmp_path: Path, capsys, kind: str, reason: str
+) -> None:
+    file = tmp_path / kind
+    if kind.startswith("garbage"):
+        file.write_bytes(b"not a weight file")
+    else:
+        torch.save(build_tsm("tsm_tiny", in_channels=3, num_classes=174, segments=2).state_dict(), file)
+    assert reproduce(specs, tmp_path, "--checkpoint", f"table93:flow={file}", "--dry-run", table="table93") == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"mml: error: {file}: {reason}"), error
+    assert "\n" not in error
+
+
+def test_a_command_line_checkpoint_that_fits_is_planned(specs: Path, tmp_path: Path, capsys) -> None:
+    """The RGB file fits the Flow run (its first conv is averaged to 10 channels, as import_run does)."""
+    file = specs / "ours_layout.pth"
+    assert reproduce(specs, tmp_path, "--checkpoint", f"table93:flow={file}", "--dry-run", table="table93") == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("missing ")]
+    assert len(listed) == 2 and "Flow from checkpoint:sha256:" in listed[1]

@@ -1,12 +1,16 @@
 """torchrun on the CPU (gloo): ranks that train one model each, exchanging only class scores, compute the losses
-and gradients one process computes; DDP replicas of a model split its batch; a 2-rank reproduction and a
-two-device schedule give Table 7."""
+and gradients one process computes; DDP replicas of a model split its batch; a rank's wait for rank 0 is bounded and
+said; a 2-rank reproduction and a two-device schedule give Table 7."""
 
+import logging
 import os
 import re
 import socket
 import subprocess
 import sys
+import threading
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +20,7 @@ from runner_cli import environment, reproduce_command
 
 from mml import distributed
 from mml.distributed import Layout
+from mml.errors import MMLError
 from mml.methods.mutual import group_step
 from mml.networks import network
 from mml.spec import Recipe
@@ -127,6 +132,74 @@ def test_distributed_ml_gives_the_losses_and_gradients_of_one_process(
     assert sorted(index for result in results for index in result["grads"]) == sorted(
         index for index in range(models) for _ in range(world // models)
     )
+
+
+def _waiting_rank(rank: int, port: int, case: str, folder: Path) -> None:
+    """Rank 1 waits for rank 0's work on the control group; rank 0 never gives it (`timeout`), leaves the group
+    (`lost`), or works until it has said that the others wait (`notice`, said at once). Each rank writes what it
+    got to rank<r>.txt."""
+    wait = "1" if case == "timeout" else "60"
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank)
+    )
+    os.environ[distributed.WAIT_VARIABLE] = wait
+    distributed.NOTICE = timedelta(0)  # this process's copy of the module: say at once that the others wait
+    said = threading.Event()
+    notices: list[str] = []
+
+    class Heard(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            notices.append(record.getMessage())
+            said.set()
+
+    logging.getLogger("mml.distributed").addHandler(Heard())
+    logging.getLogger("mml.distributed").setLevel(logging.INFO)
+    distributed.init("cpu")
+    try:
+        if rank == 1:
+            try:
+                got = str(distributed.on_rank0(lambda: "rank 0's answer"))
+            except MMLError as error:
+                got = str(error)
+            (folder / "rank1.txt").write_text(got)
+        elif case == "timeout":
+            while not (folder / "rank1.txt").exists():
+                time.sleep(0.05)
+        elif case == "notice":
+
+            def work() -> str:
+                said.wait(60)
+                return "rank 0's answer"
+
+            distributed.on_rank0(work)
+            (folder / "rank0.txt").write_text("\n".join(notices))
+    finally:
+        distributed.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("timeout", r"rank 1 waited \d+ s for rank 0 \(<lambda>\) and gave up; raise MML_RANK_WAIT_S \(now 1 s\)"),
+        ("lost", r"rank 1 lost rank 0 after \d+ s \(<lambda>\): .*Connection closed by peer"),
+        ("notice", r"rank 0's answer"),
+    ],
+)
+def test_a_rank_waiting_for_rank_0_is_bounded_and_says_so(case: str, expected: str, tmp_path: Path) -> None:
+    mp.spawn(_waiting_rank, (_free_port(), case, tmp_path), nprocs=2)
+    got = (tmp_path / "rank1.txt").read_text()
+    assert re.match(expected, got) and "\n" not in got, got
+    if case == "notice":
+        notice = "the other ranks have waited 0 s for rank 0 (work); they wait at most 60 s (MML_RANK_WAIT_S)"
+        assert (tmp_path / "rank0.txt").read_text().splitlines()[0] == notice
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "inf"])
+def test_a_bad_rank_wait_is_refused(value: str) -> None:
+    with pytest.raises(MMLError, match=rf"^MML_RANK_WAIT_S='{value}': expected a positive number of seconds$"):
+        distributed.rank_wait({"MML_RANK_WAIT_S": value})
+    assert distributed.rank_wait({"MML_RANK_WAIT_S": "90.5"}) == timedelta(seconds=90.5)
+    assert distributed.rank_wait({}) == distributed.DEFAULT_WAIT
 
 
 @pytest.mark.slow

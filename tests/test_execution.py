@@ -12,7 +12,8 @@ from mml.distributed import Layout
 from mml.execution import Execution, autocast, prepared
 from mml.methods.mutual import group_step
 from mml.networks import network
-from mml.runner import init_loader, plan_tables
+from mml.plan import plan_tables
+from mml.runner import init_loader
 from mml.spec import Recipe, load_profile, load_table
 from mml.store import ModelConfig, RunConfig, Store
 from mml.train import Outputs, train_run

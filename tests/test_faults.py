@@ -25,7 +25,8 @@ from mml.data.cache import prepare
 from mml.data.datasets import open_dataset
 from mml.errors import MMLError
 from mml.execution import Execution
-from mml.runner import init_loader, plan_tables
+from mml.plan import plan_tables
+from mml.runner import init_loader
 from mml.spec import load_profile, load_table
 from mml.store import Store
 from mml.train import train_run

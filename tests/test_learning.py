@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from mml.evaluate import save_scores
+from mml.plan import Plan
 from mml.report.learning import chance_loss, health_lines, table_health, write_curves
-from mml.runner import Plan
 from mml.spec import load_profile
 from mml.store import ModelConfig, RunConfig, Store, write_json
 

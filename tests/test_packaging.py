@@ -1,9 +1,12 @@
-"""A non-editable install carries the specs and the licence, and states the package's one version."""
+"""A non-editable install carries the specs and the licence, and states the package's one version; the package
+states torch ranges (a cluster's CUDA build stays) that our sessions' pins (constraints.txt) satisfy."""
 
 import email
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -40,3 +43,13 @@ def test_specs_default_to_the_checkout_else_to_the_installed_copy(tmp_path: Path
     installed = tmp_path / "site-packages" / "mml"
     (installed / "reproductions").mkdir(parents=True)
     assert default_specs(installed) == installed / "reproductions"
+
+
+def test_torch_is_a_range_that_the_pinned_constraints_satisfy() -> None:
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    assert set(pins) == {"torch", "torchvision"}
+    for name, pinned in pins.items():
+        (floor,) = [match[1] for entry in dependencies if (match := re.fullmatch(rf"{name}>=([\d.]+)", entry))]
+        assert tuple(map(int, pinned.split("."))) >= tuple(map(int, floor.split("."))), name

@@ -6,6 +6,7 @@ overrides."""
 import dataclasses
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from mml.cli import main
 from mml.data.datasets import VideoDataset
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.errors import CheckpointError, SpecError
-from mml.runner import init_loader, plan_tables
+from mml.plan import plan_tables
+from mml.runner import init_loader
 from mml.spec import RELATED_GROUP, SETUPS, load_profile, load_table, table_paths
 from mml.store import Store
 
@@ -220,3 +222,28 @@ def test_paper_profile_runs_on_a_tiny_real_layout_dataset(tmp_path: Path, capsys
     frames = next((tmp_path / "store" / "cache").glob("*/jpeg256/frames/*/img_00001.jpg"))
     assert min(cv2.imread(str(frames)).shape[:2]) == 256
     assert "| RGB from ImageNet" in (tmp_path / "tables" / "paper" / "table94.md").read_text()
+
+
+def test_a_dry_run_of_table7_on_the_paper_profile_prices_three_seeds(tmp_path: Path, capsys) -> None:
+    """`mml reproduce table7 --profile paper --data <SmSm-v2 layout> --dry-run --seeds 0,1,2`: every run of the three
+    seeds as missing, then GPU-hours on an H100, the cache's disk and the expected half-width of a claim."""
+    data = ensure_sthv2(tmp_path / "sthv2", SyntheticConfig(num_classes=2, train_per_class=2, val_per_class=1), False)
+    argv = ["reproduce", "table7", "--profile", "paper", "--data", str(data), "--store", str(tmp_path / "store")]
+    assert main([*argv, "--dry-run", "--seeds", "0,1,2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    listed = [line for line in out.splitlines() if line.startswith("missing ")]
+    assert len(listed) == 30  # Table 7's 10 runs for each seed
+    assert "Price on H100" in out and "3 seeds (0, 1, 2)" in out
+    total = next(line for line in out.splitlines() if line.strip().startswith("total"))
+    assert re.fullmatch(r"[\d,]+\.\d", total.split()[-1])  # GPU-hours (0.0 on these 6 videos)
+    assert "Cache of frames + TV-L1 flow at short side 256" in out
+    assert "with 3 seeds: ±" in out and "3 seeds cost" in out
+    assert not (tmp_path / "store" / "runs").exists()  # a dry run trains nothing
+
+
+def test_seeds_on_the_command_line_are_checked(tmp_path: Path, capsys) -> None:
+    argv = ["reproduce", "table7", "--store", str(tmp_path / "store"), "--dry-run"]
+    assert main([*argv, "--seeds", "0,0"]) == 2
+    assert "--seeds 0,0: expected distinct non-negative integers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--seeds", "0,x"])

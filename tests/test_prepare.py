@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,17 +19,19 @@ import torch
 
 from mml.cli import main
 from mml.data import cache as cache_module
-from mml.data.cache import JpegCache, prepare
+from mml.data.cache import STAGING_HOST_FILE, JpegCache, prepare
 from mml.data.charades import CLASSES_FILE, SPLIT_FILES
 from mml.data.datasets import open_dataset, prepare_frames
 from mml.data.flow import tvl1_flow
 from mml.data.frames import write_image
 from mml.data.modalities import MODALITIES, build_input, gather_clip
 from mml.data.rawframes import RawframesConfig
+from mml.data.shard import Shard
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.data.synthetic_charades import SyntheticCharadesConfig, ensure_charades
 from mml.data.transforms import center_crop
 from mml.data.video import decode_video
+from mml.errors import DataError
 from mml.spec import DatasetConfig
 
 SHORT_SIDE = 32
@@ -202,19 +205,32 @@ def test_a_half_written_video_never_counts_as_done(sthv2: Path, tmp_path: Path, 
     assert report.newly == 1 and len(source.frames(record)) == len(decode_video(record.path))
 
 
-def test_staging_folders_of_killed_processes_are_removed_and_live_ones_kept(sthv2: Path, tmp_path: Path) -> None:
+def test_staging_folders_of_killed_processes_of_this_host_are_removed_and_others_kept(
+    sthv2: Path, tmp_path: Path
+) -> None:
     dataset = open_dataset(STHV2, sthv2, tmp_path)
     source = dataset.frame_source(tmp_path / "cache", SHORT_SIDE)
     record = dataset.train[0]
     final = source.layout.root / "frames" / record.video_id
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = final.with_name(f".{record.video_id}.{dead.stdout.strip()}.0123456789ab.partial")  # a killed writer's
-    live = final.with_name(f".{record.video_id}.{os.getpid()}.ba9876543210.partial")  # a running writer's
-    for folder in (stale, live):
+    here = socket.gethostname()
+    folders = {  # (pid, host in its host file): a pid means something only on the host that wrote it
+        "stale": (dead.stdout.strip(), here),  # a killed writer of this host's
+        "live": (str(os.getpid()), here),  # a running writer's
+        "other_host": (dead.stdout.strip(), f"not-{here}"),  # a writer of another node sharing the cache
+        "no_host_yet": (dead.stdout.strip(), None),  # just created, or being renamed into place
+    }
+    for number, (name, (pid, host)) in enumerate(folders.items()):
+        folder = final.with_name(f".{record.video_id}.{pid}.{number:012x}.partial")
         folder.mkdir(parents=True)
         (folder / "img_00001.jpg").write_bytes(b"half")
+        if host is not None:
+            (folder / STAGING_HOST_FILE).write_text(host)
+        folders[name] = (str(folder), host)
     prepare(source, [record], False, workers=1, progress=False)
-    assert not stale.exists() and live.is_dir() and final.is_dir()
+    kept = {name for name, (folder, _) in folders.items() if Path(folder).is_dir()}
+    assert kept == {"live", "other_host", "no_host_yet"} and final.is_dir()
+    assert not (final / STAGING_HOST_FILE).exists()
 
 
 def test_prepare_killed_midway_resumes_to_the_uninterrupted_result(sthv2: Path, tmp_path: Path) -> None:
@@ -355,3 +371,136 @@ def test_rawframe_lists_of_frames_extracted_elsewhere(sthv2: Path, tmp_path: Pat
     assert usable == dataset and not (tmp_path / "cache" / dataset.fingerprint[:16] / "jpeg32").exists()
     frames = dataset.frame_source(tmp_path / "cache", SHORT_SIDE).frames(dataset.train[0])
     assert frames[np.array([0])].shape[1] == SHORT_SIDE  # 48-pixel frames resized to the short side when read
+
+
+def _prepare_argv(data: Path, specs: Path, store: Path) -> list[str]:
+    command = ["prepare", "sthv2", "--data", str(data), "--profile", "real", "--specs", str(specs)]
+    return [*command, "--store", str(store), "--workers", "1", "--no-progress"]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (frames, flow, reports, and any staging leftover), by relative path."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _break_one_video_per_shard(sthv2: Path) -> dict[str, str]:
+    """Remove the first video of shard 0 and truncate that of shard 2, so that two shards have a failure to report."""
+    folder = sthv2 / "20bn-something-something-v2"
+    videos = sorted(folder.glob("*.webm"))
+    missing = next(v for v in videos if Shard(0, 3).owns(v.stem))
+    truncated = next(v for v in videos if Shard(2, 3).owns(v.stem))
+    missing.unlink()
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    return {"missing": missing.stem, "truncated": truncated.stem}
+
+
+def _no_decoding(path: Path, short_side: int | None = None) -> np.ndarray:
+    raise AssertionError(f"{path} decoded again")
+
+
+def _check_merge(sharded: Path, single: Path, broken: dict[str, str]) -> None:
+    """The sharded cache holds the single process's files byte for byte, its shards' reports beside them, disjoint
+    and covering every video, each only of its own videos."""
+    files, reference = _files(sharded / "cache"), _files(single / "cache")
+    shard_reports = {name: json.loads(files.pop(name)) for name in list(files) if ".shard-" in name}
+    assert files == reference and not any(STAGING_HOST_FILE in name for name in files)
+    merged = json.loads(next(content for name, content in files.items() if name.endswith("prepare-short32.json")))
+    assert set(merged["skipped"]) == set(broken.values()) and merged["prepared"] == 6
+    assert sorted(Path(name).name for name in shard_reports) == [
+        f"prepare-short32.shard-{i}-of-3.json" for i in range(3)
+    ]
+    videos = [set(report["frames"]) | set(report["skipped"]) for report in shard_reports.values()]
+    assert sum(len(part) for part in videos) == 8 and set().union(*videos) == set(merged["frames"]) | set(
+        merged["skipped"]
+    )
+    for name, report in shard_reports.items():
+        index = int(Path(name).name.split("-")[2])
+        shard = Shard(index, 3)
+        assert report["shard"] == f"{index}/3" and report["with_flow"] is True
+        assert all(shard.owns(video) for video in [*report["frames"], *report["skipped"]])
+        assert report["skipped"] == {v: reason for v, reason in merged["skipped"].items() if shard.owns(v)}
+
+
+def test_shards_split_the_videos_disjointly_whatever_their_order_or_process(sthv2: Path, tmp_path: Path) -> None:
+    dataset = open_dataset(STHV2, sthv2, tmp_path)
+    ids = [r.video_id for r in (*dataset.train, *dataset.validation)]
+    parts = [[video for video in ids if Shard(i, 3).owns(video)] for i in range(3)]
+    assert sorted(video for part in parts for video in part) == sorted(ids) and all(parts)
+    assert [[v for v in reversed(ids) if Shard(i, 3).owns(v)] for i in range(3)] == [part[::-1] for part in parts]
+    code = f"from mml.data.shard import Shard; print([[v for v in {ids!r} if Shard(i, 3).owns(v)] for i in range(3)])"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), "PYTHONHASHSEED": "12345"}
+    other = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert other.stdout.strip() == repr(parts)
+    assert all(Shard(0, 1).owns(video) for video in ids)
+
+
+def test_shards_one_after_another_then_a_plain_run_equal_one_process(
+    sthv2: Path, tmp_path: Path, monkeypatch, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    broken = _break_one_video_per_shard(sthv2)
+    specs = _specs(tmp_path)
+    assert main(_prepare_argv(sthv2, specs, tmp_path / "single")) == 0
+    for index in range(3):
+        assert main([*_prepare_argv(sthv2, specs, tmp_path / "sharded"), "--shard", f"{index}/3"]) == 0
+    assert "(shard 2/3): 1 videos ready (1 prepared now), 1 skipped" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(cache_module, "decode_video", _no_decoding)  # the merge finds everything cached
+    assert main(_prepare_argv(sthv2, specs, tmp_path / "sharded")) == 0
+    assert "6 videos ready (0 prepared now), 2 skipped" in caplog.text and "not tried again" in caplog.text
+    _check_merge(tmp_path / "sharded", tmp_path / "single", broken)
+
+
+def test_shards_at_the_same_time_then_a_plain_run_equal_one_process(sthv2: Path, tmp_path: Path, monkeypatch) -> None:
+    broken = _break_one_video_per_shard(sthv2)
+    specs = _specs(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    command = [sys.executable, "-m", "mml", *_prepare_argv(sthv2, specs, tmp_path / "sharded")]
+    shards = [
+        subprocess.Popen([*command, "--shard", f"{i}/3"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for i in range(3)
+    ]
+    assert main(_prepare_argv(sthv2, specs, tmp_path / "single")) == 0
+    for shard in shards:
+        _, errors = shard.communicate()
+        assert shard.returncode == 0, errors.decode()
+    monkeypatch.setattr(cache_module, "decode_video", _no_decoding)
+    assert main(_prepare_argv(sthv2, specs, tmp_path / "sharded")) == 0
+    _check_merge(tmp_path / "sharded", tmp_path / "single", broken)
+
+
+def test_a_shard_failure_counts_only_while_the_video_is_not_cached(sthv2: Path, tmp_path: Path, monkeypatch) -> None:
+    dataset = open_dataset(STHV2, sthv2, tmp_path)
+    _, report_path = prepare_frames(dataset, tmp_path / "cache", SHORT_SIDE, True, 3, workers=1, progress=False)
+    cached, gone, frames_only = (r.video_id for r in dataset.train[:3])
+    shutil.rmtree(report_path.parent / "jpeg32" / "flow" / gone)
+    shard_reports = {"0-of-2": (True, {cached: "boom", gone: "bang"}), "1-of-2": (False, {frames_only: "frames"})}
+    for name, (with_flow, skipped) in shard_reports.items():
+        (report_path.parent / f"prepare-short32.shard-{name}.json").write_text(
+            json.dumps({"with_flow": with_flow, "skipped": skipped})
+        )
+    monkeypatch.setattr(cache_module, "decode_video", _no_decoding)
+    _, report_path = prepare_frames(dataset, tmp_path / "cache", SHORT_SIDE, True, 3, workers=1, progress=False)
+    report = json.loads(report_path.read_text())
+    assert report["skipped"] == {gone: "bang"} and cached in report["frames"] and frames_only in report["frames"]
+    (report_path.parent / "prepare-short32.shard-1-of-2.json").write_text("[]")
+    with pytest.raises(DataError, match=r"prepare-short32\.shard-1-of-2\.json: not a shard's preparation report"):
+        prepare_frames(dataset, tmp_path / "cache", SHORT_SIDE, True, 3, workers=1, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("shard", "reason"),
+    [
+        ("3/3", "the shard index I must be in 0..2"),
+        ("1/0", "the number of shards N must be at least 1"),
+        ("-1/3", "expected I/N"),
+        ("1/2/3", "expected I/N"),
+        ("one", "expected I/N"),
+    ],
+)
+def test_a_malformed_shard_fails_in_one_line(shard: str, reason: str, tmp_path: Path, caplog) -> None:
+    argv = _prepare_argv(tmp_path / "absent", tmp_path / "specs", tmp_path / "store")
+    assert main([*argv, f"--shard={shard}"]) == 2  # with "=": argparse reads a lone -1/3 as an option
+    (error,) = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert error.startswith(f"--shard {shard!r}: {reason}") and "\n" not in error
+    assert not (tmp_path / "store").exists()

@@ -19,7 +19,8 @@ from mml.data.datasets import open_dataset
 from mml.errors import MMLError
 from mml.execution import Execution
 from mml.methods import gblend
-from mml.runner import init_loader, plan_tables
+from mml.plan import plan_tables
+from mml.runner import init_loader
 from mml.spec import RELATED_TABLES, load_profile, load_table
 from mml.store import Store
 from mml.train import train_run

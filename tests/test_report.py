@@ -1,12 +1,21 @@
 """Markdown and LaTeX tables: paper value, reproduced value (± std over seeds) and difference for every cell."""
 
+import dataclasses
+import json
 import math
 import re
 from pathlib import Path
 
+import torch
+
+from mml.checkpoint import import_run, write_finished
+from mml.execution import Execution
+from mml.models.tsm import build_tsm
 from mml.report.claims import judge
+from mml.report.executions import execution_counts, run_execution
 from mml.report.tables import Report, _ours, latex_escape, rows_frame, to_latex, to_markdown, write_table
-from mml.spec import ClaimSpec, load_profile, load_table
+from mml.spec import ClaimSpec, Recipe, load_profile, load_table
+from mml.store import ModelConfig, RunConfig, Store
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 
@@ -65,3 +74,52 @@ def test_latex_is_booktabs_and_escaped(tmp_path: Path) -> None:
     paths = write_table(rendered(), tmp_path / "smoke")
     assert [p.name for p in paths] == ["table07.md", "table07.tex"]
     assert all(p.read_text() for p in paths)
+
+
+def test_the_footnote_names_the_executions_behind_the_table() -> None:
+    single = dataclasses.replace(rendered(), executions=(("on cpu, world size 1, fp32, eager", 11),))
+    assert "- Executions: 11 runs on cpu, world size 1, fp32, eager.\n- Code version:" in to_markdown(single)
+    mixed = (("on cuda, world size 4, bf16, channels_last, compiled", 8), ("loaded from weight files", 1))
+    text = to_latex(dataclasses.replace(rendered(), executions=mixed))
+    expected = "Executions (mixed): 8 runs on cuda, world size 4, bf16, channels\\_last, compiled; 1 run loaded from"
+    assert expected in text
+    assert "Executions" not in to_markdown(rendered())  # a report built without the store's records
+
+
+def test_executions_are_read_from_each_runs_record_and_counted(tmp_path: Path) -> None:
+    """Records as training (`write_finished`) and importing (`import_run`) write them, and one from before records
+    named the execution; each distinct run counted once, the most frequent first."""
+    store = Store(tmp_path / "store")
+    recipe = Recipe(segments=2, short_side=32, input_size=28, batch_size=4, epochs=1, lr=0.1, lr_steps=(), dropout=0)
+    configs = [
+        RunConfig(
+            method="ce",
+            models=(ModelConfig(modality="RGB", init="random"),),
+            arch="tsm_tiny",
+            recipe=recipe,
+            dataset="test",
+            num_classes=3,
+            seed=seed,
+        )
+        for seed in range(5)
+    ]
+    ids = [config.run_id for config in configs]
+    cuda = Execution.for_device("cuda", compile=False)
+    for config, run, world in zip(configs, [Execution(), Execution(), cuda], [1, 1, 4], strict=False):
+        store.run_dir(config.run_id).mkdir(parents=True)
+        write_finished(store.run_dir(config.run_id), config, {}, [], {"history": []}, run, world)
+    weights = tmp_path / "rgb.pth"
+    torch.save(build_tsm("tsm_tiny", in_channels=3, num_classes=3, segments=2).state_dict(), weights)
+    import_run(configs[3], [weights], store)
+    old = store.run_dir(ids[4])
+    old.mkdir(parents=True)
+    (old / "run.json").write_text(json.dumps({"run_id": ids[4], "config": {}}))
+    (old / "metrics.json").write_text(json.dumps({"history": []}))
+
+    assert run_execution(store, ids[2]) == "on cuda, world size 4, bf16, channels_last, eager"
+    assert execution_counts(store, [*ids, ids[0]]) == (
+        ("on cpu, world size 1, fp32, eager", 2),
+        ("loaded from weight files", 1),
+        ("on cuda, world size 4, bf16, channels_last, eager", 1),
+        ("with no recorded execution", 1),
+    )

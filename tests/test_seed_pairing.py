@@ -3,7 +3,7 @@ initialised from (and is taught by seed s of its teacher), so two cells of one s
 
 from pathlib import Path
 
-from mml.runner import plan_tables
+from mml.plan import plan_tables
 from mml.spec import load_profile, load_table
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"

@@ -1,16 +1,22 @@
-"""Run identity, the run store and the run DAG."""
+"""Run identity, the run store (its locks, finishing runs, sweeping leftovers) and the run DAG."""
 
 import dataclasses
 import json
+import os
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from mml.atomic import host_tag
 from mml.data.datasets import VideoDataset
 from mml.execution import Execution
 from mml.methods import METHODS
 from mml.models.tsm import ARCHS
-from mml.runner import plan_tables
+from mml.plan import plan_tables
 from mml.spec import KL_FORMS, SAMPLINGS, Recipe, ViewProtocol, execution, identity, load_profile, load_table
 from mml.store import ModelConfig, RunConfig, Store, canonical_json, identity_dict, run_id
 
@@ -134,6 +140,58 @@ def test_store_finish_is_atomic_and_done_last(tmp_path: Path) -> None:
     assert (final / "DONE").is_file() and not partial.exists()
     assert not (final / "checkpoint.safetensors").exists()
     assert json.loads((final / "metrics.json").read_text()) == {"history": []}
+
+
+def test_finish_replaces_an_earlier_run_and_leaves_nothing_aside(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    rid = run_id(config())
+    for content in ("first", "second"):  # a forced retraining replaces the stored run
+        (store.begin(rid, force=True) / "metrics.json").write_text(content)
+        store.finish(rid)
+    assert (store.run_dir(rid) / "metrics.json").read_text() == "second" and store.is_done(rid)
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [rid]
+
+
+def test_a_second_holder_of_a_store_lock_waits_for_the_first(tmp_path: Path) -> None:
+    store, events = Store(tmp_path), []
+    lock_file = tmp_path / "locks" / "0123456789abcdef.lock"
+
+    def second() -> None:
+        with store.lock("0123456789abcdef"):
+            events.append("second holds")
+
+    with store.lock("0123456789abcdef"):
+        owner = json.loads(lock_file.read_text())
+        assert (owner["host"], owner["pid"]) == (socket.gethostname(), os.getpid())
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        waiter.join(timeout=1)  # it cannot get in while the first holds the lock
+        events.append("first releases")
+    waiter.join(timeout=60)
+    assert events == ["first releases", "second holds"] and not lock_file.exists()
+
+
+def test_sweep_removes_what_killed_processes_of_this_host_left(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store", cache=tmp_path / "cache")
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True).stdout)
+
+    def temporary(folder: Path, pid: int) -> Path:
+        path = folder / f".x.{pid}.{host_tag()}{'0' * 12}.partial"
+        path.mkdir(parents=True)
+        return path
+
+    leftovers = [
+        temporary(store.root / "runs" / "0123456789abcdef" / "eval", dead),  # an evaluation's staging folder
+        temporary(store.root / "locks", dead),
+        temporary(store.cache_dir() / "jpeg48" / "frames", dead),  # a video's frames being written
+    ]
+    kept = [
+        temporary(store.partial_dir("0123456789abcdef"), os.getpid()),  # a running process's
+        temporary(store.cache_dir() / "jpeg48" / "frames" / "video1", dead),  # inside a finished video: not listed
+    ]
+    store.sweep_orphans()
+    assert not any(path.exists() for path in leftovers) and all(path.exists() for path in kept)
+    Store(tmp_path / "new").sweep_orphans()  # a store not created yet
 
 
 def test_table7_dag_order_and_shared_runs() -> None:

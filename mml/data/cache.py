@@ -9,7 +9,9 @@
 `prepare` fills a cache with N worker processes. Every entry is written under a temporary name and renamed into
 place, so a killed preparation never leaves a half-written video that counts as done, and a rerun continues with
 what is missing. A video that fails (missing, undecodable, truncated, no frames) is skipped with its reason; the
-others still prepare.
+others still prepare. Several processes, on one host or several, may fill one (shared) cache at once: each video is
+renamed into place by whichever finishes it first, and a process removes only the leftovers of dead processes of
+its own host.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import multiprocessing
 import os
 import re
 import shutil
-from collections.abc import Sequence
+import socket
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +36,13 @@ from mml.atomic import atomic_file, staging_folder, write_text
 from mml.data.charades import MultiLabelRecord
 from mml.data.flow_backend import OPENCV, FlowBackend
 from mml.data.frames import FolderLayout, FrameSequence, JpegSequence, write_image
+from mml.data.shard import Shard
 from mml.data.sthv2 import VideoRecord
 from mml.data.video import decode_video
 from mml.errors import DataError, MMLError
 
 Record = VideoRecord | MultiLabelRecord
+STAGING_HOST_FILE = ".staging-host"  # in a staging folder while it fills: the host of the process writing it
 
 
 class FrameSource(Protocol):
@@ -46,6 +51,10 @@ class FrameSource(Protocol):
     def frames(self, record: Record) -> FrameSequence: ...
 
     def flow(self, record: Record) -> FrameSequence: ...
+
+    def ready(self, record: Record, with_flow: bool) -> int | None:
+        """The video's frame count if its frames (and flow) are readable without any work now, else None."""
+        ...
 
     def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
         """Make the video's frames (and flow) readable; (its frame count, whether anything was written now).
@@ -85,10 +94,17 @@ class NpyCache:
         """The cached quantised TV-L1 flow."""
         return self._array(self._path(record, "flow"))
 
-    def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
+    def ready(self, record: Record, with_flow: bool) -> int | None:
         frames_path, flow_path = self._path(record, "frames"), self._path(record, "flow")
         if frames_path.is_file() and (flow_path.is_file() or not with_flow):
-            return len(np.load(frames_path, mmap_mode="r")), False
+            return len(np.load(frames_path, mmap_mode="r"))
+        return None
+
+    def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
+        count = self.ready(record, with_flow)
+        if count is not None:
+            return count, False
+        frames_path, flow_path = self._path(record, "frames"), self._path(record, "flow")
         frames = decode_video(record.path, self.short_side)
         if with_flow and not flow_path.is_file():
             _save_npy(flow_path, _flow_of(record, frames, self.flow_backend))
@@ -115,6 +131,12 @@ class FolderFrames:
 
     def flow(self, record: Record) -> JpegSequence:
         return self.layout.flow_sequence(record.video_id, self._count(record, True), self.short_side)
+
+    def ready(self, record: Record, with_flow: bool) -> int | None:
+        try:
+            return self.prepare_one(record, with_flow)[0]
+        except DataError:
+            return None
 
     def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
         """Check the video has frames (and flow fields) and that its first frame reads; writes nothing."""
@@ -145,10 +167,15 @@ class JpegCache(FolderFrames):
     def _folder(self, record: Record, kind: str) -> Path:
         return self.layout.root / kind / record.video_id
 
-    def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
+    def ready(self, record: Record, with_flow: bool) -> int | None:
         frames_done, flow_done = self._folder(record, "frames").is_dir(), self._folder(record, "flow").is_dir()
-        if frames_done and (flow_done or not with_flow):
-            return self._count(record, False), False
+        return self._count(record, False) if frames_done and (flow_done or not with_flow) else None
+
+    def prepare_one(self, record: Record, with_flow: bool) -> tuple[int, bool]:
+        count = self.ready(record, with_flow)
+        if count is not None:
+            return count, False
+        frames_done, flow_done = self._folder(record, "frames").is_dir(), self._folder(record, "flow").is_dir()
         frames = decode_video(record.path, self.decode_side)
         if not frames_done:
             self._write_folder(
@@ -166,22 +193,37 @@ class JpegCache(FolderFrames):
 
     def _write_folder(self, record: Record, kind: str, images: list[tuple[Path, np.ndarray]]) -> None:
         """Write a video's images into a staging folder, then rename it into place (the rename marks it done; if
-        another process finished the same video first, its folder is kept)."""
+        another process finished the same video first, its folder is kept). While it fills, the staging folder
+        names its host in `STAGING_HOST_FILE`, so that only a process of that host may judge it stale."""
         final = self._folder(record, kind)
         _remove_stale_staging(final)
         with staging_folder(final, replace=False) as staging:
+            (staging / STAGING_HOST_FILE).write_text(socket.gethostname())
             for path, image in images:
                 write_image(staging / path.name, image)
+            (staging / STAGING_HOST_FILE).unlink()
 
 
 def _remove_stale_staging(final: Path) -> None:
-    """Delete the staging folders of `final` that killed processes left (named by `mml.atomic.temporary_sibling`:
-    `.<stem>.<pid>.<random>.partial<suffix>`); those of running processes are theirs."""
+    """Delete the staging folders of `final` that killed processes of this host left (named by
+    `mml.atomic.temporary_sibling`: `.<stem>.<pid>.<random>.partial<suffix>`). A pid means something only on the
+    host that wrote it, so a folder of another host (a cache shared by several nodes), or one whose host file is
+    not written yet or already removed (it is being renamed into place), is left alone; those of running processes
+    are theirs."""
     pattern = re.compile(rf"{re.escape(f'.{final.stem}.')}(\d+)\.[0-9a-f]+\.partial{re.escape(final.suffix)}")
+    host = socket.gethostname()
     for stale in final.parent.glob(f".{glob.escape(final.stem)}.*.partial*"):
         match = pattern.fullmatch(stale.name)
-        if match and not _process_alive(match[1]):
+        if match and _staging_host(stale) == host and not _process_alive(match[1]):
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _staging_host(staging: Path) -> str | None:
+    """The host named by a staging folder's `STAGING_HOST_FILE`; None when it has none (or is gone)."""
+    try:
+        return (staging / STAGING_HOST_FILE).read_text()
+    except OSError:
+        return None
 
 
 def _process_alive(pid: str) -> bool:
@@ -227,9 +269,12 @@ class PrepareReport:
         """The videos with fewer than `needed` frames (their last frame is repeated when sampled)."""
         return [video for video, count in self.frames.items() if count < needed]
 
-    def write(self, path: Path, needed: int) -> None:
-        """Save the report as JSON (written atomically)."""
+    def write(self, path: Path, needed: int, shard: Shard | None = None, with_flow: bool = True) -> None:
+        """Save the report as JSON (written atomically); a shard's report also says which shard it is and whether
+        flow was prepared (`mml.data.shard.shard_failures` reads it)."""
+        header = {} if shard is None else {"shard": f"{shard.index}/{shard.count}", "with_flow": with_flow}
         content = {
+            **header,
             "prepared": len(self.frames),
             "skipped": dict(sorted(self.skipped.items())),
             "shorter_than_a_sample": {"frames_needed": needed, "videos": sorted(self.short(needed))},
@@ -253,24 +298,38 @@ class PrepareReport:
 
 
 def prepare(
-    source: FrameSource, records: Sequence[Record], with_flow: bool, workers: int, progress: bool = True
+    source: FrameSource,
+    records: Sequence[Record],
+    with_flow: bool,
+    workers: int,
+    progress: bool = True,
+    failed: Mapping[str, str] | None = None,
 ) -> PrepareReport:
     """Make every video of `records` readable from `source` (decoding it and computing its flow if `source` is a
-    cache), with `workers` processes; a video that fails is skipped with its reason, nothing computed is lost."""
-    report = PrepareReport()
+    cache), with `workers` processes; a video that fails is skipped with its reason, nothing computed is lost.
+
+    `failed` maps videos known to fail (in a shard's preparation) to their reason: unless such a video is ready by
+    now, it is skipped with that reason without another try."""
+    report, failed = PrepareReport(), failed or {}
+    todo: list[Record] = []
+    for record in records:
+        if record.video_id in failed and source.ready(record, with_flow) is None:
+            report.skipped[record.video_id] = failed[record.video_id]
+        else:
+            todo.append(record)
     label = "frames + TV-L1 flow" if with_flow else "frames"
-    bar = tqdm(total=len(records), desc=f"prepare: {label}", unit="video", disable=not progress)
-    args = [(source, record, with_flow) for record in records]
+    bar = tqdm(total=len(todo), desc=f"prepare: {label}", unit="video", disable=not progress)
+    args = [(source, record, with_flow) for record in todo]
     if workers > 1:
         # Spawned, not forked: forking a process whose torch / OpenMP threads already ran can deadlock.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded) as pool:
             results = pool.map(_prepare_one, args, chunksize=4)
-            for record, result in zip(records, results):
+            for record, result in zip(todo, results):
                 _record(report, record, result)
                 bar.update()
     else:
-        for record, arg in zip(records, args):
+        for record, arg in zip(todo, args):
             _record(report, record, _prepare_one(arg))
             bar.update()
     bar.close()

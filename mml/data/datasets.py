@@ -19,6 +19,7 @@ from mml.data.frame_lists import read_slowfast_frame_list
 from mml.data.frames import FolderLayout
 from mml.data.rawframes import open_rawframes
 from mml.data.regions import InformativeRegions, read_informative_regions
+from mml.data.shard import Shard, shard_failures
 from mml.data.sthv2 import VideoRecord, dataset_fingerprint, read_sthv2
 from mml.data.synthetic import SyntheticConfig, ensure_sthv2
 from mml.data.synthetic_charades import SyntheticCharadesConfig, ensure_charades
@@ -201,30 +202,45 @@ def prepare_frames(
     workers: int,
     progress: bool = True,
     flow_backend: FlowBackend = OPENCV,
+    shard: Shard | None = None,
 ) -> tuple[VideoDataset, Path]:
     """Make every video's frames (and flow) readable at `short_side`: decode and cache what is missing, skip what
     fails with its reason. Logs the report's lines and writes the report into the dataset's cache folder.
 
+    With `shard`, only that shard's videos (`mml.data.shard`), into the shard's own report. Without, the videos that
+    failed in the shards whose reports lie there are reported skipped without another try (rerun their shard, or
+    delete its report, to try them again); the rest are prepared or found in the cache.
+
     Args:
         needed: frames a training sample needs (shorter videos are reported: they repeat their last frame).
         flow_backend: which TV-L1 computes missing flow (execution-only: the cached fields have one format).
+        shard: which part of the videos to prepare; None for all.
 
     Returns:
         The dataset without the skipped videos, and the report file.
 
     Raises:
-        DataError: No training or no validation video is usable.
+        DataError: No training or no validation video is usable (not checked for a shard, which may hold none).
     """
     source = dataset.frame_source(cache_root, short_side, flow_backend)
-    report = prepare(source, (*dataset.train, *dataset.validation), with_flow, workers, progress)
+    records = (*dataset.train, *dataset.validation)
     path = dataset.cache_dir(cache_root) / f"prepare-short{short_side}.json"
-    report.write(path, needed)
+    if shard is None:
+        failed = shard_failures(path, with_flow)
+        if failed:
+            logger.info(f"{path.parent}: {len(failed)} videos failed in a shard; reported skipped, not tried again")
+        report = prepare(source, records, with_flow, workers, progress, failed)
+    else:
+        path = shard.report_path(path)
+        report = prepare(source, [r for r in records if shard.owns(r.video_id)], with_flow, workers, progress)
+    report.write(path, needed, shard, with_flow)
     lines = report.lines(needed)
-    logger.info(f"{dataset.root}: {lines[0]}; report: {path}")
+    part = "" if shard is None else f" (shard {shard.index}/{shard.count})"
+    logger.info(f"{dataset.root}{part}: {lines[0]}; report: {path}")
     for line in lines[1:]:
         logger.warning(line)
     usable = dataset.without(set(report.skipped))
-    if not usable.train or not usable.validation:
+    if shard is None and (not usable.train or not usable.validation):
         split = "training" if not usable.train else "validation"
         raise DataError(f"{dataset.root}: no {split} video could be prepared (see {path})")
     return usable, path

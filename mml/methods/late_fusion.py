@@ -19,14 +19,13 @@ from torch.utils.data import DataLoader
 
 from mml.methods.base import Method, Training, parameter_groups
 from mml.models.fusion import FUSED, FusedLogits, LateFusion, late_fusion
+from mml.models.init import NEW_FC_LR_MULT
 
 if TYPE_CHECKING:
     from mml.data.clips import TrainClips
     from mml.models.i3d import I3DResNet
     from mml.models.tsm import TSMResNet
     from mml.store import RunConfig
-
-NEW_HEAD_LR_MULT = 5  # the fused head is a new classifier and learns x5, as TSM's new fc
 
 
 def heads(config: RunConfig) -> list[str]:
@@ -114,7 +113,7 @@ class LateFusionMethod(Method):
         return {FUSED: fusion_network(config, models).fused_head}
 
     def auxiliary_groups(self, name: str, module: nn.Module) -> list[dict]:
-        return parameter_groups(name, module, lr_mult=NEW_HEAD_LR_MULT)
+        return parameter_groups(name, module, lr_mult=NEW_FC_LR_MULT)
 
     def before_epoch(self, training: Training, epoch: int) -> None:
         training.heads = {FUSED: 1.0}

@@ -115,6 +115,9 @@ def imagenet_state_dict(arch: str, path: Path | None = None) -> dict[str, Tensor
         raise CheckpointError(f"{weights.url}: cannot download {spec.imagenet}: {e}") from e
 
 
+NEW_FC_LR_MULT = 5  # how much faster a new classifier's weights learn than the backbone (TSM's fine-tuning policy)
+
+
 def param_groups(model: nn.Module, *, fc_lr5: bool) -> list[dict[str, Any]]:
     """SGD parameter groups of TSM's ``get_optim_policies`` without partial BN (the sthv2 recipe's ``--npb``).
 
@@ -132,7 +135,7 @@ def param_groups(model: nn.Module, *, fc_lr5: bool) -> list[dict[str, Any]]:
             ("normal_weight", 1, 1),
             ("normal_bias", 2, 0),
             ("bn", 1, 0),
-            ("lr5_weight", 5, 1),
+            ("lr5_weight", NEW_FC_LR_MULT, 1),
             ("lr10_bias", 10, 0),
         )
     }

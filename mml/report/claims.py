@@ -4,7 +4,7 @@ A claim compares two cells on one metric. Seed s of every run starts from seed s
 so the values of the two cells are paired by seed; the verdict is judged on the per-seed differences d_s = better −
 worse (for sums of positions and costs, where lower is better: worse − better; for a relative claim in % of worse),
 following Bouthillier et al. (2021) and
-Lakens (2017), see `../shared/notes/statistics-anchors.md`:
+Lakens (2017), "Equivalence Tests":
 
 - fewer than `MIN_SEEDS` seeds: **no verdict** — one or two seeds cannot tell a difference from seed noise;
 - a metric this data does not measure (NaN in a seed, e.g. informative regions of a dataset without them): **no

@@ -8,8 +8,10 @@ and metadata, so the same matrix always gives byte-identical PNG and PDF files.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,8 @@ from matplotlib import colormaps
 from matplotlib.colors import Colormap, LinearSegmentedColormap, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from mml import atomic
 
 DPI = 150
 # The smallest top-1 difference the 2-decimal annotations show: how far a degenerate range is widened.
@@ -96,10 +100,18 @@ def write_heatmap(
     title: str,
     unresolved: Collection[tuple[str, str]] = (),
 ) -> list[Path]:
-    """Write `<path_stem>.png` and `<path_stem>.pdf`, byte-identical for the same input; returns their paths."""
-    path_stem.parent.mkdir(parents=True, exist_ok=True)
+    """Write `<path_stem>.png` and `<path_stem>.pdf` (atomically), byte-identical for the same input; returns their
+    paths."""
     fig = figure(matrix, baseline, title, unresolved)
     png, pdf = path_stem.with_name(f"{path_stem.name}.png"), path_stem.with_name(f"{path_stem.name}.pdf")
-    fig.savefig(png, dpi=DPI, metadata={"Software": None})
-    fig.savefig(pdf, metadata={"CreationDate": None})
+    save_figure(fig, png, dpi=DPI, metadata={"Software": None})
+    save_figure(fig, pdf, metadata={"CreationDate": None})
     return [png, pdf]
+
+
+def save_figure(fig: Figure, path: Path, **options: Any) -> None:
+    """Save `fig` to `path` atomically (a killed writer never leaves half a figure), in the format of the path's
+    suffix; `options` go to `Figure.savefig`."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=path.suffix.removeprefix("."), **options)
+    atomic.write_bytes(path, buffer.getvalue())

@@ -20,8 +20,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mml.evaluate import load_scores
-from mml.report.heatmap import DPI
-from mml.runner import Plan
+from mml.plan import Plan
+from mml.report.heatmap import DPI, save_figure
 from mml.spec import ViewProtocol
 from mml.store import Store
 
@@ -130,6 +130,5 @@ def write_curves(health: list[ModelHealth], path: Path, title: str) -> Path | No
     ax.set_ylabel("training loss")
     ax.set_title(f"{title}\n(dashed: chance level; dotted curves: models that did not learn)", fontsize=9)
     ax.legend(fontsize=6, ncol=2 if len(curves) > 12 else 1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    save_figure(fig, path, dpi=DPI, metadata={"Software": None})
     return path

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from mml.evaluate import topk_correct
+from mml.plan import Plan
 from mml.report.cost import inference_gflops, video_gflops
 from mml.report.ensemble import Scores, ensemble_accuracy, ensemble_probabilities, pair_matrix, rank_triples
-from mml.runner import Plan
 from mml.spec import INFORMATIVE_METRICS, SELECTION_METRICS, ModelRef, Profile, ResultCell, TableSpec, ViewProtocol
 from mml.store import RunConfig, Store
 
