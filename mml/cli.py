@@ -231,7 +231,7 @@ def _executor(args: argparse.Namespace, device: str) -> Executor:
         progress=not args.no_progress and distributed.rank() == 0,
     )
     if args.run is not None or args.prepare_only:
-        return InProcess(run, only=args.run, prepare_only=args.prepare_only)
+        return InProcess(run, only={args.run} if args.run else None, prepare_only=args.prepare_only)
     devices = args.devices or default_devices(device, cpus)
     return DevicePool(run, devices) if devices else InProcess(run)
 

@@ -37,6 +37,12 @@ class InProcess:
     prepare_only: bool = False
 
     def execute(self, invocation: Invocation) -> Outcome:
+        unknown = sorted(set(self.only or ()) - set(invocation.run_ids()))
+        if unknown:
+            raise MMLError(
+                f"run {', '.join(unknown)} is not in this plan: mml's code or the command's arguments changed since "
+                "its job was submitted; submit the jobs again"
+            )
         setups = runner_setups(invocation)
         request = invocation.request
         summary = execute(setups, invocation.store, self.run, request.force, (), self.only, self.prepare_only)

@@ -119,8 +119,8 @@ def execute(
     for setup in setups:
         order = [rid for rid in setup.plan.order() if only is None or rid in only]
         needed += len(order)
-        work = functools.partial(pending_work, setup.plan, order, store, force, setup.dataset.regions)
-        todo, pending = distributed.on_rank0(work)
+        pending_of = functools.partial(pending_work, setup.plan, order, store, force, setup.dataset.regions)
+        todo, pending = distributed.on_rank0(pending_of)
         logger.info(f"{len(order)} runs needed: {len(order) - len(todo)} already in {store.root}, {len(todo)} to train")
         prepared = dataclasses.replace(setup, dataset=_prepared(setup, pending, store, run))
         for rid in order:
@@ -136,19 +136,14 @@ def execute(
                 "--devices trains several runs at once from one process; under torchrun every rank "
                 "already takes its part of each run"
             )
+        work = Jobs(jobs, store, run, force, todo)
         upstream = {rid: set(job.setup.plan.runs[rid].upstream) & set(todo) for rid, job in jobs.items()}
-        outcome = run_on_devices(
-            list(jobs), upstream, devices, functools.partial(_job_on_device, jobs, store, run, force, todo)
-        )
+        outcome = run_on_devices(list(jobs), upstream, devices, work.on_device)
         trained = [rid for rid in todo if outcome[rid]]
     else:
-        run = dataclasses.replace(run, device=devices[0]) if devices else run
+        work = Jobs(jobs, store, dataclasses.replace(run, device=devices[0]) if devices else run, force, todo)
         loaders = {setup.pretrained_path: init_loader(store, setup.pretrained_path) for setup in setups}
-        trained = [
-            rid
-            for rid, job in jobs.items()
-            if _job(jobs, store, run, loaders[job.setup.pretrained_path], force, todo, rid)
-        ]
+        trained = [rid for rid, job in jobs.items() if work.do(rid, loaders[job.setup.pretrained_path])]
     return Summary(needed=needed, trained=trained)
 
 
@@ -167,79 +162,73 @@ def _prepared(setup: Setup, pending: list[tuple[str, ViewProtocol]], store: Stor
     return dataset
 
 
-def _job(
-    jobs: dict[str, Job],
-    store: Store,
-    run: Execution,
-    loader: Callable[[str, str], dict[str, torch.Tensor]],
-    force: bool,
-    todo: list[str],
-    rid: str,
-) -> bool:
-    """Run `rid`'s job: train it if it needs training, then evaluate it under each protocol it still lacks. Returns
-    whether this call trained (or loaded) it."""
-    job = jobs[rid]
-    setup = job.setup
-    trained = job.train and _train_one(setup.plan, setup.views, setup.dataset, store, run, loader, force, todo, rid)
-    config = setup.plan.runs[rid]
-    cache = setup.dataset.frame_source(store.cache_dir(), config.recipe.short_side)
-    data = setup.dataset.for_target(config.target)
-    for protocol in job.protocols:
-        distributed.on_rank0(functools.partial(evaluate_stored, store, config, protocol, data, cache, run))
-    return trained
+@dataclass(frozen=True)
+class Jobs:
+    """The jobs of one execution and what they share: the store, how runs execute, whether to retrain, and the runs
+    to train (numbered in the messages). Picklable, for the processes of the device schedule."""
 
+    jobs: dict[str, Job]
+    store: Store
+    run: Execution
+    force: bool
+    todo: list[str]
 
-def _train_one(
-    plan: Plan,
-    views: ViewProtocol,
-    dataset: VideoDataset,
-    store: Store,
-    run: Execution,
-    loader: Callable[[str, str], dict[str, torch.Tensor]],
-    force: bool,
-    todo: list[str],
-    rid: str,
-) -> bool:
-    """Train, resume or load run `rid` under its lock unless another runner has meanwhile, then evaluate it under
-    the profile's views and print its metrics. Returns whether this call trained (or loaded) it."""
-    config = plan.runs[rid]
-    data = dataset.for_target(config.target)
-    cache = dataset.frame_source(store.cache_dir(), config.recipe.short_side)
-    with store.lock(rid) if distributed.rank() == 0 else contextlib.nullcontext():
-        action = distributed.on_rank0(functools.partial(_action, plan, store, rid, force))
-        if action is None:
-            return False
-        models = " + ".join(m.modality for m in config.models)
-        number = f"[{todo.index(rid) + 1}/{len(todo)}]"
-        logger.info(f"{number} {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}")
-        if rid in plan.checkpoints:
-            distributed.on_rank0(functools.partial(import_run, config, plan.checkpoints[rid], store))
-        else:
-            if force:
-                distributed.on_rank0(functools.partial(store.begin, rid, force=True))
-            train_run(config, data, cache, store, run, loader)
-    evaluation = distributed.on_rank0(functools.partial(evaluate_stored, store, config, views, data, cache, run))
-    metrics = evaluation["models"]
-    logger.info(f"    {rid}: " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)))
-    return True
+    def do(self, rid: str, loader: Callable[[str, str], dict[str, torch.Tensor]]) -> bool:
+        """Run `rid`'s job: train it if it needs training, then evaluate it under each protocol it still lacks.
+        Returns whether this call trained (or loaded) it."""
+        job = self.jobs[rid]
+        trained = job.train and self._train(rid, loader)
+        for protocol in job.protocols:
+            self._evaluate(rid, protocol)
+        return trained
 
+    def on_device(self, rid: str, device: str) -> bool:
+        """`do` in a process of the device schedule: on `device`, without progress bars (they would interleave).
 
-def _job_on_device(
-    jobs: dict[str, Job], store: Store, run: Execution, force: bool, todo: list[str], rid: str, device: str
-) -> bool:
-    """`_job` in a process of the device schedule: on `device`, without progress bars (they would interleave).
+        The process imports mml afresh, so it refuses a run whose id it computes otherwise than the plan did: mml's
+        code changed on disk while the command ran, and the run would be stored under an id no table looks for."""
+        setup = self.jobs[rid].setup
+        computed = setup.plan.runs[rid].run_id
+        if computed != rid:
+            raise MMLError(
+                f"run {rid}: this worker computes its id as {computed}: mml's code changed while the command "
+                "ran; run the command again"
+            )
+        on_device = dataclasses.replace(self, run=dataclasses.replace(self.run, device=device, progress=False))
+        return on_device.do(rid, init_loader(self.store, setup.pretrained_path))
 
-    The process imports mml afresh, so it refuses a run whose id it computes otherwise than the plan did: mml's code
-    changed on disk while the command ran, and the run would be stored under an id no table looks for."""
-    computed = jobs[rid].setup.plan.runs[rid].run_id
-    if computed != rid:
-        raise MMLError(
-            f"run {rid}: this worker computes its id as {computed}: mml's code changed while the command "
-            "ran; run the command again"
-        )
-    run = dataclasses.replace(run, device=device, progress=False)
-    loader = init_loader(store, jobs[rid].setup.pretrained_path)
-    return _job(jobs, store, run, loader, force, todo, rid)
+    def _evaluate(self, rid: str, protocol: ViewProtocol) -> dict:
+        """Evaluate run `rid` under `protocol` (on rank 0) unless it is stored; its metrics."""
+        setup = self.jobs[rid].setup
+        config = setup.plan.runs[rid]
+        cache = setup.dataset.frame_source(self.store.cache_dir(), config.recipe.short_side)
+        data = setup.dataset.for_target(config.target)
+        work = functools.partial(evaluate_stored, self.store, config, protocol, data, cache, self.run)
+        return distributed.on_rank0(work)
+
+    def _train(self, rid: str, loader: Callable[[str, str], dict[str, torch.Tensor]]) -> bool:
+        """Train, resume or load run `rid` under its lock unless another runner has meanwhile, then evaluate it
+        under the profile's views and print its metrics. Returns whether this call trained (or loaded) it."""
+        store, setup = self.store, self.jobs[rid].setup
+        plan, config = setup.plan, setup.plan.runs[rid]
+        with store.lock(rid) if distributed.rank() == 0 else contextlib.nullcontext():
+            action = distributed.on_rank0(functools.partial(_action, plan, store, rid, self.force))
+            if action is None:
+                return False
+            models = " + ".join(m.modality for m in config.models)
+            number = f"[{self.todo.index(rid) + 1}/{len(self.todo)}]"
+            logger.info(f"{number} {action} {rid} ({config.method}: {models}) for {', '.join(plan.names[rid])}")
+            if rid in plan.checkpoints:
+                distributed.on_rank0(functools.partial(import_run, config, plan.checkpoints[rid], store))
+            else:
+                if self.force:
+                    distributed.on_rank0(functools.partial(store.begin, rid, force=True))
+                data = setup.dataset.for_target(config.target)
+                cache = setup.dataset.frame_source(store.cache_dir(), config.recipe.short_side)
+                train_run(config, data, cache, store, self.run, loader)
+        metrics = self._evaluate(rid, setup.views)["models"]
+        logger.info(f"    {rid}: " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)))
+        return True
 
 
 def pending_work(

@@ -87,7 +87,7 @@ def test_a_worker_refuses_a_run_whose_id_it_computes_otherwise() -> None:
     from types import SimpleNamespace
 
     from mml.execution import Execution
-    from mml.runner import Job, _job_on_device
+    from mml.runner import Job, Jobs
     from mml.spec import Recipe
     from mml.store import ModelConfig, RunConfig
 
@@ -98,4 +98,4 @@ def test_a_worker_refuses_a_run_whose_id_it_computes_otherwise() -> None:
     jobs = {planned: Job(setup=setup, train=True, protocols=())}  # type: ignore[arg-type]
     message = rf"^run {planned}: this worker computes its id as {config.run_id}: mml's code changed"
     with pytest.raises(MMLError, match=message):
-        _job_on_device(jobs, None, Execution(progress=False), False, [planned], planned, "cpu")  # type: ignore[arg-type]
+        Jobs(jobs, None, Execution(progress=False), False, [planned]).on_device(planned, "cpu")  # type: ignore[arg-type]

@@ -16,8 +16,6 @@ from runner_cli import environment, reproduce_command
 
 from mml.store import Store
 
-pytestmark = pytest.mark.slurm
-
 WAIT_S = 900.0  # the whole of micro Table 7 through the queue: 13 jobs, 2 at a time on 2 CPUs
 SLURM = ["--launcher", "slurm", "--gpus-per-run", "0", "--cpus-per-run", "1"]
 
@@ -66,6 +64,7 @@ def table(root: Path) -> Path:
     return root / "tables" / "micro" / "table07.md"
 
 
+@pytest.mark.slurm
 def test_table7_through_slurm(
     slurm_cluster: dict[str, str], table7_specs: Path, uninterrupted: str, tmp_path: Path
 ) -> None:
@@ -112,6 +111,7 @@ def test_table7_through_slurm(
     assert "11 runs: 11 done" in status(table7_specs, tmp_path, slurm_cluster)
 
 
+@pytest.mark.slurm
 def test_prepare_over_three_shards_equals_one_process(
     slurm_cluster: dict[str, str], table7_specs: Path, tmp_path: Path
 ) -> None:
@@ -136,3 +136,15 @@ def test_prepare_over_three_shards_equals_one_process(
 
     assert len(list((tmp_path / "sharded" / "cache").rglob("*.shard-*-of-3.json"))) == 3
     assert cache("sharded") == cache("one")
+
+
+def test_a_job_refuses_a_run_its_plan_does_not_have(table7_specs: Path, tmp_path: Path) -> None:
+    """A job plans again with the code on disk: a run id it does not plan (the code changed since submission) is
+    refused in one line, not skipped as if done."""
+    done = subprocess.run(
+        [*reproduce_command(table7_specs, tmp_path), "--run", "0" * 16],
+        env=environment(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and f"run {'0' * 16} is not in this plan" in done.stderr, done.stderr
