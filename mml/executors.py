@@ -16,14 +16,9 @@ from mml import distributed
 from mml.errors import MMLError
 from mml.execution import Execution
 from mml.reproduce import Invocation, Outcome
-from mml.runner import Setup, execute
+from mml.runner import execute
 
 MAX_CPU_RUNS = 8  # runs side by side on a CPU by default: each is a process with its own PyTorch and data buffers
-
-
-def runner_setups(invocation: Invocation) -> list[Setup]:
-    """The runner's view of each setup: its plan, the profile's view protocol, its dataset and weight file."""
-    return [Setup(s.plan, s.scale.views, s.dataset, s.pretrained_path) for s in invocation.setups]
 
 
 @dataclass(frozen=True)
@@ -43,9 +38,8 @@ class InProcess:
                 f"run {', '.join(unknown)} is not in this plan: mml's code or the command's arguments changed since "
                 "its job was submitted; submit the jobs again"
             )
-        setups = runner_setups(invocation)
-        request = invocation.request
-        summary = execute(setups, invocation.store, self.run, request.force, (), self.only, self.prepare_only)
+        request, store = invocation.request, invocation.store
+        summary = execute(invocation.setups, store, self.run, request.force, (), self.only, self.prepare_only)
         complete = self.only is None and not self.prepare_only
         return Outcome(needed=summary.needed, trained=summary.trained, complete=complete)
 
@@ -63,8 +57,7 @@ class DevicePool:
             raise MMLError("a device pool needs at least one device")
 
     def execute(self, invocation: Invocation) -> Outcome:
-        setups = runner_setups(invocation)
-        summary = execute(setups, invocation.store, self.run, invocation.request.force, self.devices)
+        summary = execute(invocation.setups, invocation.store, self.run, invocation.request.force, self.devices)
         return Outcome(needed=summary.needed, trained=summary.trained)
 
 

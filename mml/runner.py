@@ -32,6 +32,7 @@ from mml.metrics import METRIC_LABELS
 from mml.models.i3d import I3D_2D_TWINS
 from mml.models.init import imagenet_state_dict
 from mml.plan import Plan
+from mml.reproduce import Setup
 from mml.schedule import run_on_devices
 from mml.spec import ViewProtocol
 from mml.store import Store
@@ -71,18 +72,6 @@ class Summary:
 
     needed: int
     trained: list[str]
-
-
-@dataclass(frozen=True)
-class Setup:
-    """One dataset's part of an invocation (a setup: sthv2, Charades or long videos): the plan of its tables, the
-    profile's view protocol (whose metrics are printed after each training), the dataset and the weight file of its
-    "from ImageNet" init (see `Resolver`)."""
-
-    plan: Plan
-    views: ViewProtocol
-    dataset: VideoDataset
-    pretrained_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -226,7 +215,7 @@ class Jobs:
                 data = setup.dataset.for_target(config.target)
                 cache = setup.dataset.frame_source(store.cache_dir(), config.recipe.short_side)
                 train_run(config, data, cache, store, self.run, loader)
-        metrics = self._evaluate(rid, setup.views)["models"]
+        metrics = self._evaluate(rid, setup.scale.views)["models"]
         logger.info(f"    {rid}: " + "; ".join(f"model {i}: " + _metrics_text(m) for i, m in enumerate(metrics)))
         return True
 

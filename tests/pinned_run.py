@@ -40,7 +40,7 @@ def measure(root: Path, threads: int = CPU_THREADS) -> dict[str, dict[str, Any]]
     with pinned_cpu_threads(threads):
         dataset = open_dataset(profile.dataset, None, root / "data", progress=False)
         plan = plan_tables([table], profile, dataset)
-        execute([Setup(plan, profile.views, dataset)], store, Execution(progress=False))
+        execute([Setup(profile, (table,), dataset, plan)], store, Execution(progress=False))
     measured = {}
     for rid in plan.order():
         evaluation = store.evaluation(rid, profile.views.key)

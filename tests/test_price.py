@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from scipy import stats
+from test_reproduce import MICRO  # the micro profile: 3 classes, 4 training and 2 validation videos a class
 
 from mml.data.datasets import VideoDataset
 from mml.data.sthv2 import VideoRecord
@@ -33,33 +34,6 @@ from mml.store import ModelConfig, RunConfig
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 RECIPE = Recipe(segments=2, short_side=32, input_size=28, batch_size=16, epochs=3, lr=0.01, lr_steps=(2,))
 VIEWS = ViewProtocol()
-# 3 classes, 4 training and 2 validation videos a class: what the micro profile below plans on.
-MICRO = """
-[micro]
-description = "micro synthetic profile for the price tests"
-arch = "tsm_tiny"
-seeds = [0]
-[micro.dataset]
-kind = "synthetic-sthv2"
-synthetic = { num_classes = 3, train_per_class = 4, val_per_class = 2, min_frames = 8, frames = 10, height = 32, \
-width = 40, seed = 0 }
-[micro.imagenet]
-source = "pretrain"
-epochs = 1
-segments = 1
-[micro.recipe]
-segments = 2
-short_side = 32
-input_size = 28
-batch_size = 4
-epochs = 2
-lr = 0.01
-lr_steps = [1]
-[micro.views]
-dense = 0
-uniform = 1
-uniform_offset = 0.5
-"""
 ENTRY = """
 [[entry]]
 gpu = "H100"
