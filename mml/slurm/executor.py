@@ -26,7 +26,7 @@ import shlex
 import sys
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from mml.errors import MMLError
@@ -116,7 +116,7 @@ def slurm_options(args: argparse.Namespace) -> SlurmOptions:
             table = tomllib.loads(args.slurm_config.read_text()).get("slurm", {})
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise MMLError(f"{args.slurm_config}: cannot read the SLURM options ({err})") from None
-        known = {field.name for field in fields(SlurmOptions)}
+        known = {item.name for item in fields(SlurmOptions)}
         unknown = sorted(set(table) - known)
         if unknown:
             raise MMLError(
@@ -131,8 +131,8 @@ def slurm_options(args: argparse.Namespace) -> SlurmOptions:
             values[name] = tuple(given) if name == "extra" else given
     try:
         return SlurmOptions(**values)  # type: ignore[arg-type]
-    except TypeError as err:
-        raise MMLError(f"slurm options: {err}") from None
+    except (TypeError, MMLError) as err:
+        raise MMLError(f"{args.slurm_config or 'slurm options'}: {err}") from None
 
 
 def job_arguments(arguments: Sequence[str]) -> list[str]:
@@ -165,7 +165,7 @@ class SlurmExecutor:
     options: SlurmOptions
     arguments: list[str]
     python: str = sys.executable
-    directory: Path = Path.cwd()
+    directory: Path = field(default_factory=Path.cwd)  # where the jobs start: the submitting command's folder
 
     def execute(self, invocation: Invocation) -> Outcome:
         store, ledger = invocation.store, Ledger(invocation.store)
