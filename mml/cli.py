@@ -1,5 +1,8 @@
-"""The `mml` command: `mml reproduce table7 [--profile smoke] [--store DIR] [--data DIR] ...` trains what tables
-need and writes them; `mml prepare sthv2 --data DIR` decodes a dataset's videos and extracts their flow beforehand.
+"""The `mml` command, which parses its arguments and hands them to the library: `mml reproduce table7 [--profile
+smoke] [--store DIR] [--data DIR] ...` trains what tables need and writes them (`mml.reproduce`; `--dry-run` prices
+the plan, `--launcher slurm` submits it as SLURM jobs); `mml status table7 ...` lists its runs as done / running /
+queued / failed / partial / missing; `mml prepare sthv2 --data DIR` decodes a dataset's videos and extracts their
+flow beforehand (`--launcher slurm --shards N`: as a job array).
 
 `torchrun --nproc-per-node N -m mml reproduce ...` runs `reproduce` on N ranks (see `mml.distributed`); ranks other
 than 0 print nothing but errors (`mml.logs`).
