@@ -4,6 +4,8 @@ import dataclasses
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -123,3 +125,12 @@ def test_executions_are_read_from_each_runs_record_and_counted(tmp_path: Path) -
         ("on cuda, world size 4, bf16, channels_last, eager", 1),
         ("with no recorded execution", 1),
     )
+
+
+def test_planning_and_the_report_import_no_trainer() -> None:
+    """Writing a table reads the store and the plan only: importing the report or the plan loads no trainer (a login
+    node prices and reports without one)."""
+    imported = "import sys, mml.plan, mml.price, mml.report.build"
+    code = f"{imported}; print(sorted({{'mml.train', 'mml.runner'}} & sys.modules.keys()))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
