@@ -2,6 +2,7 @@
 Charades (H.264 mp4 + CSV, or the official JPEG frame and flow folders); the cache written, reused and resumed; every
 bad input skipped with its reason while the rest prepares."""
 
+import hashlib
 import json
 import logging
 import os
@@ -17,9 +18,10 @@ import numpy as np
 import pytest
 import torch
 
+from mml.atomic import host_tag
 from mml.cli import main
 from mml.data import cache as cache_module
-from mml.data.cache import STAGING_HOST_FILE, JpegCache, prepare
+from mml.data.cache import JpegCache, prepare
 from mml.data.charades import CLASSES_FILE, SPLIT_FILES
 from mml.data.datasets import open_dataset, prepare_frames
 from mml.data.flow import tvl1_flow
@@ -213,24 +215,21 @@ def test_staging_folders_of_killed_processes_of_this_host_are_removed_and_others
     record = dataset.train[0]
     final = source.layout.root / "frames" / record.video_id
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    here = socket.gethostname()
-    folders = {  # (pid, host in its host file): a pid means something only on the host that wrote it
+    here, there = host_tag(), hashlib.sha256(f"not-{socket.gethostname()}".encode()).hexdigest()[:12]
+    folders = {  # (pid, host tag of its name): a pid means something only on the host that wrote it
         "stale": (dead.stdout.strip(), here),  # a killed writer of this host's
         "live": (str(os.getpid()), here),  # a running writer's
-        "other_host": (dead.stdout.strip(), f"not-{here}"),  # a writer of another node sharing the cache
-        "no_host_yet": (dead.stdout.strip(), None),  # just created, or being renamed into place
+        "other_host": (dead.stdout.strip(), there),  # a writer of another node sharing the cache
+        "no_host": (dead.stdout.strip(), ""),  # a name without a host tag: whose it is cannot be told
     }
     for number, (name, (pid, host)) in enumerate(folders.items()):
-        folder = final.with_name(f".{record.video_id}.{pid}.{number:012x}.partial")
+        folder = final.with_name(f".{record.video_id}.{pid}.{host}{number:012x}.partial")
         folder.mkdir(parents=True)
         (folder / "img_00001.jpg").write_bytes(b"half")
-        if host is not None:
-            (folder / STAGING_HOST_FILE).write_text(host)
         folders[name] = (str(folder), host)
     prepare(source, [record], False, workers=1, progress=False)
     kept = {name for name, (folder, _) in folders.items() if Path(folder).is_dir()}
-    assert kept == {"live", "other_host", "no_host_yet"} and final.is_dir()
-    assert not (final / STAGING_HOST_FILE).exists()
+    assert kept == {"live", "other_host", "no_host"} and final.is_dir()
 
 
 def test_prepare_killed_midway_resumes_to_the_uninterrupted_result(sthv2: Path, tmp_path: Path) -> None:
@@ -403,7 +402,7 @@ def _check_merge(sharded: Path, single: Path, broken: dict[str, str]) -> None:
     and covering every video, each only of its own videos."""
     files, reference = _files(sharded / "cache"), _files(single / "cache")
     shard_reports = {name: json.loads(files.pop(name)) for name in list(files) if ".shard-" in name}
-    assert files == reference and not any(STAGING_HOST_FILE in name for name in files)
+    assert files == reference
     merged = json.loads(next(content for name, content in files.items() if name.endswith("prepare-short32.json")))
     assert set(merged["skipped"]) == set(broken.values()) and merged["prepared"] == 6
     assert sorted(Path(name).name for name in shard_reports) == [

@@ -19,10 +19,7 @@ from __future__ import annotations
 import glob
 import json
 import multiprocessing
-import os
-import re
 import shutil
-import socket
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -32,7 +29,7 @@ from typing import Protocol
 import numpy as np
 from tqdm import tqdm
 
-from mml.atomic import atomic_file, staging_folder, write_text
+from mml.atomic import atomic_file, orphaned, staging_folder, write_text
 from mml.data.charades import MultiLabelRecord
 from mml.data.flow_backend import OPENCV, FlowBackend
 from mml.data.frames import FolderLayout, FrameSequence, JpegSequence, write_image
@@ -42,7 +39,6 @@ from mml.data.video import decode_video
 from mml.errors import DataError, MMLError
 
 Record = VideoRecord | MultiLabelRecord
-STAGING_HOST_FILE = ".staging-host"  # in a staging folder while it fills: the host of the process writing it
 
 
 class FrameSource(Protocol):
@@ -193,48 +189,21 @@ class JpegCache(FolderFrames):
 
     def _write_folder(self, record: Record, kind: str, images: list[tuple[Path, np.ndarray]]) -> None:
         """Write a video's images into a staging folder, then rename it into place (the rename marks it done; if
-        another process finished the same video first, its folder is kept). While it fills, the staging folder
-        names its host in `STAGING_HOST_FILE`, so that only a process of that host may judge it stale."""
+        another process finished the same video first, its folder is kept)."""
         final = self._folder(record, kind)
         _remove_stale_staging(final)
         with staging_folder(final, replace=False) as staging:
-            (staging / STAGING_HOST_FILE).write_text(socket.gethostname())
             for path, image in images:
                 write_image(staging / path.name, image)
-            (staging / STAGING_HOST_FILE).unlink()
 
 
 def _remove_stale_staging(final: Path) -> None:
-    """Delete the staging folders of `final` that killed processes of this host left (named by
-    `mml.atomic.temporary_sibling`: `.<stem>.<pid>.<random>.partial<suffix>`). A pid means something only on the
-    host that wrote it, so a folder of another host (a cache shared by several nodes), or one whose host file is
-    not written yet or already removed (it is being renamed into place), is left alone; those of running processes
-    are theirs."""
-    pattern = re.compile(rf"{re.escape(f'.{final.stem}.')}(\d+)\.[0-9a-f]+\.partial{re.escape(final.suffix)}")
-    host = socket.gethostname()
+    """Delete the staging folders of `final` that killed processes of this host left (`mml.atomic.orphaned`: their
+    names carry pid and host). A pid means something only on the host that wrote it, so a folder of another host (a
+    cache shared by several nodes) is left alone, and so are those of running processes."""
     for stale in final.parent.glob(f".{glob.escape(final.stem)}.*.partial*"):
-        match = pattern.fullmatch(stale.name)
-        if match and _staging_host(stale) == host and not _process_alive(match[1]):
+        if orphaned(stale):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _staging_host(staging: Path) -> str | None:
-    """The host named by a staging folder's `STAGING_HOST_FILE`; None when it has none (or is gone)."""
-    try:
-        return (staging / STAGING_HOST_FILE).read_text()
-    except OSError:
-        return None
-
-
-def _process_alive(pid: str) -> bool:
-    """Whether the process of a staging folder's pid still runs (then its folder is not stale)."""
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _flow_of(record: Record, frames: np.ndarray, backend: FlowBackend) -> np.ndarray:
