@@ -15,7 +15,7 @@ from mml import atomic
 from mml.report.claims import MIN_SEEDS, Outcome, Verdict, judge, label, t_interval
 from mml.report.executions import execution_counts
 from mml.report.heatmap import write_heatmap
-from mml.report.learning import table_health, upstream_closure, write_curves
+from mml.report.learning import table_health, write_curves
 from mml.report.results import METRIC_INDEX, TOPK, StoredResults
 from mml.report.tables import Report, matrix_frame, mean, rows_frame, to_markdown, triples_frame, write_table
 from mml.spec import POSITIONS, ClaimSpec, ModelRef, ResultCell, TableSpec, ViewProtocol
@@ -85,8 +85,9 @@ def build_report(results: StoredResults, command: str) -> tuple[Report, list[pd.
 
         data = rows_frame(spec, cell_values)
     run_ids = {name: tuple(results.run_ids(name)) for name in spec.runs}
-    behind = upstream_closure(results.plan, [i for ids in run_ids.values() for i in ids])
-    health = table_health(results.store, results.plan, behind, results.profile.views)
+    health = table_health(
+        results.store, results.plan, [i for ids in run_ids.values() for i in ids], results.profile.views
+    )
     failed = {(h.run_id, h.model): h.name for h in health if not h.learned}
     cells = claim_cells(spec)
     per_video = _per_video_differences(results, spec, cells)
@@ -102,7 +103,7 @@ def build_report(results: StoredResults, command: str) -> tuple[Report, list[pd.
             caveat = f"rests on models that did not learn: {', '.join(f'`{name}`' for name in unlearned)}"
             verdict = dataclasses.replace(verdict, caveat=caveat)
         verdicts.append(verdict)
-    executions = execution_counts(results.store, behind)
+    executions = execution_counts(results.store, (h.run_id for h in health))  # every run behind the table
     report = Report(spec, results.profile, data, run_ids, command, tuple(verdicts), tuple(health), executions)
     return report, matrices
 
