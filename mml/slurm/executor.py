@@ -74,7 +74,7 @@ _FLAGS = {
     "--sbatch-option": "extra",
 }
 # Options of the submitting command that its jobs do not repeat: each job is one run, in its own process.
-_NOT_REPEATED = {"--launcher", "--slurm-config", "--devices", *_FLAGS}
+_NOT_REPEATED = {"--launcher", "--slurm-config", "--devices", "--shards", *_FLAGS}
 
 
 def add_slurm_arguments(parser: argparse.ArgumentParser, runs: bool = True) -> None:
@@ -182,9 +182,7 @@ class SlurmExecutor:
             return Outcome(needed=needed)
         digest = hashlib.sha256("\0".join(self.arguments).encode()).hexdigest()[:12]
         keys = [f"prepare-{digest}", *parents, f"tables-{digest}"]
-        entries = {key: ledger.read(key) for key in keys}
-        states = commands.job_states([entry.job for entry in entries.values() if entry])
-        submission = _Submission(self, ledger, entries, states)
+        submission = Submission.of(ledger, keys, self.options.max_failures)
         prepare = None
         if any(not submission.active(rid) for rid in parents):  # new run jobs read the data this job prepares
             prepare = submission.ensure(keys[0], self._script(keys[0], ["--prepare-only"], ledger), [])
@@ -281,13 +279,20 @@ def batch_script(
 
 
 @dataclass
-class _Submission:
+class Submission:
     """One invocation's submissions: adopts a key's job that SLURM still runs, else submits a new one."""
 
-    executor: SlurmExecutor
     ledger: Ledger
     entries: dict[str, Entry | None]
     states: dict[str, commands.JobState]
+    max_failures: int
+
+    @classmethod
+    def of(cls, ledger: Ledger, keys: Sequence[str], max_failures: int) -> Submission:
+        """The submissions of `keys`: their ledger entries, and SLURM's view of those jobs (one query)."""
+        entries = {key: ledger.read(key) for key in keys}
+        states = commands.job_states([entry.job for entry in entries.values() if entry])
+        return cls(ledger, entries, states, max_failures)
 
     def __post_init__(self) -> None:
         self.submitted: list[str] = []
@@ -299,9 +304,10 @@ class _Submission:
         entry = self.entries[key]
         return entry is not None and self.states[entry.job].active
 
-    def ensure(self, key: str, script: str, after: list[str], run: bool = False) -> str | None:
-        """The job of `key`: its queued or running job, or a new one after the jobs `after`. A run's job that ended
-        while the run still needs work counts as a failure; after `max_failures` the run is not submitted (None)."""
+    def ensure(self, key: str, script: str, after: list[str], run: bool = False, array: bool = False) -> str | None:
+        """The job of `key`: its queued or running job, or a new one after the jobs `after` (a job array: its tasks
+        log to one file each). A run's job that ended while the run still needs work counts as a failure; after
+        `max_failures` the run is not submitted (None)."""
         entry = self.entries[key]
         if entry is not None and self.active(key):
             self.adopted.append(key)
@@ -311,13 +317,13 @@ class _Submission:
             failures, counted = failures + 1, entry.job
             state = self.states[entry.job].state
             logger.warning(f"run {key}: job {entry.job} ended ({state}) without the run; its log: {entry.log}")
-        limit = self.executor.options.max_failures
-        if entry is not None and failures >= limit:
+        if entry is not None and failures >= self.max_failures:
             self.ledger.write(key, Entry(entry.job, entry.log, failures, counted))
             self.failed[key] = f"run {key} failed {failures} times, last log {entry.log}"
             return None
         self.ledger.log(key).parent.mkdir(parents=True, exist_ok=True)  # sbatch fails a job it cannot log
         job = commands.submit(script, after)
-        self.ledger.write(key, Entry(job, str(self.ledger.log(key, job)), failures, counted))
+        log = self.ledger.log(key, f"{job}_*" if array else job)
+        self.ledger.write(key, Entry(job, str(log), failures, counted))
         self.submitted.append(key)
         return job

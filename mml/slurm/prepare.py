@@ -15,9 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mml.errors import MMLError
-from mml.slurm import commands
-from mml.slurm.executor import SlurmOptions, batch_script, job_arguments
-from mml.slurm.ledger import Entry, Ledger
+from mml.slurm.executor import SlurmOptions, Submission, batch_script, job_arguments
+from mml.slurm.ledger import Ledger
 from mml.store import Store
 
 logger = logging.getLogger(__name__)
@@ -34,31 +33,27 @@ def submit_prepare(
     """Submit (or adopt) the array of `shards` tasks and its merge job for `mml prepare arguments`; their job ids."""
     if shards < 1:
         raise MMLError(f"--shards {shards}: expected a positive number of shards")
-    repeated = [word for word in job_arguments(arguments) if word != "--shards" and not word.startswith("--shards=")]
-    if "--shards" in arguments:  # its value follows it
-        value = arguments[arguments.index("--shards") + 1]
-        repeated.remove(value)
+    repeated = job_arguments(arguments)
     # A task uses the CPUs SLURM gave it, not every core of its node.
     workers = "" if "--workers" in " ".join(repeated) else "--workers $SLURM_CPUS_PER_TASK"
     digest = hashlib.sha256("\0".join([*repeated, str(shards)]).encode()).hexdigest()[:12]
     ledger, where = Ledger(store), directory or Path.cwd()
     keys = (f"shards-{digest}", f"merge-{digest}")
-    entries = {key: ledger.read(key) for key in keys}
-    states = commands.job_states([entry.job for entry in entries.values() if entry])
+    submission = Submission.of(ledger, keys, options.max_failures)
     jobs: list[str] = []
-    for key, after, array in ((keys[0], [], shards), (keys[1], jobs, None)):
-        entry = entries[key]
-        if entry is not None and states[entry.job].active:
-            logger.info(f"SLURM: job {entry.job} ({key}) is already queued or running")
-            jobs.append(entry.job)
-            continue
+    for key, array in ((keys[0], shards), (keys[1], None)):
         log = ledger.log(key, "%A_%a" if array else "%j")
-        log.parent.mkdir(parents=True, exist_ok=True)
         command = ["-m", "mml", "prepare", *repeated]
         words = f"{workers} --shard $SLURM_ARRAY_TASK_ID/{shards}" if array else workers
         script = batch_script(options, key, log, python, command, where, 0, 1, array=array, shell_words=words.strip())
-        job = commands.submit(script, after)
-        ledger.write(key, Entry(job, str(ledger.log(key, f"{job}_*" if array else job))))
-        logger.info(f"SLURM: job {job} submitted: {'an array of ' + str(shards) + ' shards' if array else 'the merge'}")
+        job = submission.ensure(key, script, list(jobs), array=bool(array))
+        assert job is not None  # only a run's job is ever withheld
+        what = f"an array of {shards} shards" if array else "the merge"
+        adopted = key in submission.adopted
+        logger.info(
+            f"SLURM: job {job} ({key}) is already queued or running"
+            if adopted
+            else f"SLURM: job {job} submitted: {what}"
+        )
         jobs.append(job)
     return jobs[0], jobs[1]
