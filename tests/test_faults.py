@@ -7,6 +7,7 @@ of the runner at random points (several times, then a rerun), two runners on one
 
 import ast
 import json
+import os
 import random
 import re
 import signal
@@ -196,13 +197,16 @@ def test_runner_killed_at_random_points_ends_with_the_uninterrupted_table(
     delays = random.Random(7)
     kills = 0
     for _ in range(3):
-        runner = subprocess.Popen(
-            reproduce_command(table7_specs, tmp_path), env=environment(), stdout=subprocess.DEVNULL
+        runner = subprocess.Popen(  # in a session of its own: the kill takes its --devices workers too, as a job's
+            reproduce_command(table7_specs, tmp_path),
+            env=environment(),
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
         )
         time.sleep(delays.uniform(2.0, 15.0))
         if runner.poll() is not None:
             break
-        runner.send_signal(signal.SIGKILL)
+        os.killpg(runner.pid, signal.SIGKILL)
         assert runner.wait() == -signal.SIGKILL
         kills += 1
     assert kills >= 2, "the runner finished before it could be killed twice"
