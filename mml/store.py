@@ -43,7 +43,7 @@ import torch
 from mml import __version__, atomic
 from mml.init_source import InitialisedFrom
 from mml.lease import LeaseLock
-from mml.methods import METHODS
+from mml.methods import METHODS, MethodSettings
 from mml.spec import Recipe, identity
 
 logger = logging.getLogger(__name__)
@@ -128,17 +128,17 @@ class RunConfig:
 def identity_dict(value: Any, method: str | None = None) -> Any:
     """The JSON-ready content of a config; refuses dataclass fields not marked as identity or execution.
 
-    Inside a run config (a dataclass with a `method`), a setting of some methods only (`method_setting`) is left
-    out of the runs of the methods that do not name it in their `Method.settings`."""
+    Inside a run config (a dataclass with a `method`), a recipe's method settings enter as the recipe keys of the
+    settings that the method reads (`mml.methods.settings`); outside one, only those hashed into every run."""
     if dataclasses.is_dataclass(value):
         method = getattr(value, "method", method)
         result = {}
         for item in dataclasses.fields(value):
             if "identity" not in item.metadata:
                 raise TypeError(f"{type(value).__name__}.{item.name} is not marked identity() or execution()")
-            if item.metadata.get("method_setting") and item.name not in _settings_of(method):
-                continue
-            if item.metadata["identity"]:
+            if item.metadata.get("method_settings"):
+                result.update(_read_settings(getattr(value, item.name), method))
+            elif item.metadata["identity"]:
                 result[item.name] = identity_dict(getattr(value, item.name), method)
         return result
     if isinstance(value, tuple | list):
@@ -148,9 +148,14 @@ def identity_dict(value: Any, method: str | None = None) -> Any:
     return value
 
 
-def _settings_of(method: str | None) -> tuple[str, ...]:
-    """The method-only recipe settings that `method` reads (none outside a run config)."""
-    return METHODS[method].settings if method in METHODS else ()
+def _read_settings(families: tuple[MethodSettings, ...], method: str | None) -> dict[str, Any]:
+    """The method settings among `families` that enter a run of `method` (None: outside a run config)."""
+    reader = METHODS.get(method) if method else None
+    items: dict[str, Any] = {}
+    for settings in families:
+        read = reader.reads if reader and type(settings) is reader.settings else ()
+        items.update(settings.identity_items(read))
+    return items
 
 
 def canonical_json(value: Any) -> str:

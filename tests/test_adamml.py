@@ -15,7 +15,7 @@ from mml.data.datasets import open_dataset
 from mml.errors import SpecError
 from mml.evaluate import load_scores, save_scores
 from mml.execution import Execution
-from mml.methods.adamml import FINETUNE, MAIN, POLICY_PHASE, WARMUP, phase, temperature
+from mml.methods.adamml import FINETUNE, MAIN, POLICY_PHASE, WARMUP, AdaMMLSettings, phase, temperature
 from mml.plan import plan_tables
 from mml.runner import init_loader
 from mml.spec import Recipe, load_profile, load_table
@@ -47,7 +47,7 @@ models = [{ modality = "Flow", init = "imagenet" }]
 [runs.fusion]
 method = "weighted_fusion"
 models = [{ modality = "RGB", init = "run:rgb/0" }, { modality = "Flow", init = "run:flow/0" }]
-recipe = { adamml_regions = 2, adamml_test_regions = 3 }
+recipe = { adamml.regions = 2, adamml.test_regions = 3 }
 
 [runs.adamml]
 method = "adamml"
@@ -55,13 +55,13 @@ models = [{ modality = "RGB", init = "run:rgb/0" }, { modality = "Flow", init = 
 
 [runs.adamml.recipe]
 epochs = 6
-adamml_regions = 2
-adamml_test_regions = 3
-adamml_warmup = 1
-adamml_alternations = 2
-adamml_finetune = 1
-adamml_policy_frames = 1
-adamml_policy_size = 16
+adamml.regions = 2
+adamml.test_regions = 3
+adamml.warmup = 1
+adamml.alternations = 2
+adamml.finetune = 1
+adamml.policy_frames = 1
+adamml.policy_size = 16
 """
 
 
@@ -76,8 +76,9 @@ def specs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_stages_and_temperature_follow_the_epoch() -> None:
     recipe = Recipe(
         segments=2, short_side=32, input_size=28, batch_size=4, epochs=8, lr=0.01, lr_steps=(9,),
-        adamml_warmup=2, adamml_alternations=2, adamml_finetune=2, adamml_temperature=5.0,
-        adamml_temperature_decay=0.5,
+        method_settings=(
+            AdaMMLSettings(warmup=2, alternations=2, finetune=2, temperature=5.0, temperature_decay=0.5),
+        ),
     )  # fmt: skip
     stages = [phase(recipe, epoch)[0] for epoch in range(8)]
     assert stages == [WARMUP, WARMUP, MAIN, POLICY_PHASE, MAIN, POLICY_PHASE, FINETUNE, FINETUNE]
@@ -183,8 +184,8 @@ def test_an_adamml_run_trains_its_stages_whatever_the_recipe_epochs(specs: Path,
     profile = load_profile(specs / "profiles.toml", "micro")
     dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
     # Without `epochs` in the spec: the stages' 1 + 2 x 3 + 1 epochs, the recipe's lr steps stretched to them.
-    path = _spec_with(tmp_path, "epochs = 6\nadamml_regions = 2\n", "adamml_alternations = 3\nadamml_regions = 2\n")
-    path.write_text(path.read_text().replace("adamml_alternations = 2\n", ""))
+    path = _spec_with(tmp_path, "epochs = 6\nadamml.regions = 2\n", "adamml.alternations = 3\nadamml.regions = 2\n")
+    path.write_text(path.read_text().replace("adamml.alternations = 2\n", ""))
     plan = plan_tables([load_table(path)], profile, dataset)
     recipe = plan.runs[plan.run_id("table95", "adamml", 0)].recipe
     fusion = plan.runs[plan.run_id("table95", "fusion", 0)].recipe

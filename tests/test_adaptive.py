@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mml.methods import METHODS
+from mml.methods.adamml import AdaMMLSettings
 from mml.models.adaptive import FusionWeights, PolicyNetwork, adaptive_fusion, gumbel_decisions, policy_input
 from mml.networks import network
 from mml.report.cost import adaptive_gflops, inference_gflops, policy_gflops, video_gflops
@@ -226,8 +227,9 @@ def test_policy_gflops_are_counted_and_grow_with_the_input() -> None:
 def _adamml_config(method: str = "adamml") -> RunConfig:
     recipe = Recipe(
         segments=2, short_side=48, input_size=32, batch_size=4, epochs=3, lr=0.01, lr_steps=(3,),
-        adamml_warmup=1, adamml_alternations=1, adamml_finetune=0, adamml_test_regions=4,
-        adamml_policy_frames=1, adamml_policy_size=16,
+        method_settings=(
+            AdaMMLSettings(warmup=1, alternations=1, finetune=0, test_regions=4, policy_frames=1, policy_size=16),
+        ),
     )  # fmt: skip
     models = (ModelConfig("RGB", "random"), ModelConfig("Flow", "random"))
     return RunConfig(method, models, "tsm_tiny", recipe, "d" * 64, 5, 0)
@@ -286,7 +288,7 @@ def test_the_policy_widths_are_recipe_settings() -> None:
     default = METHODS["adamml"].auxiliary(config, [network(config, m.modality) for m in config.models])["policy"]
     assert default.joint[0].out_features == 2048 and default.lstm.hidden_size == 256  # the original's
     small = dataclasses.replace(
-        config, recipe=dataclasses.replace(config.recipe, adamml_policy_width=16, adamml_policy_hidden=8)
+        config, recipe=config.recipe.with_settings("adamml", {"policy_width": 16, "policy_hidden": 8})
     )
     policy = METHODS["adamml"].auxiliary(small, [network(small, m.modality) for m in small.models])["policy"]
     assert policy.joint[0].out_features == 16 and policy.lstm.hidden_size == 8

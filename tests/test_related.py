@@ -55,7 +55,7 @@ def test_related_specs_validate() -> None:
 @pytest.mark.slow
 def test_gblend_table4_end_to_end(specs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # Two epochs with super-epochs of one: online G-Blend estimates twice, offline once over both epochs.
-    extra = ("--set", "recipe.gblend_super_epoch=1", "--set", "recipe.gblend_warmup=1")
+    extra = ("--set", "recipe.gblend.super_epoch=1", "--set", "recipe.gblend.warmup=1")
     assert reproduce(specs, tmp_path, *extra, table="gblend_table4") == 0
     out = capsys.readouterr().out
     assert "9 runs needed" in out  # 8 spec runs and the ImageNet stand-in
@@ -99,7 +99,7 @@ def test_skd_table2_end_to_end(specs: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_methods_table_with_measured_cost(specs: Path, tmp_path: Path) -> None:
-    one_stage = ("--set", "recipe.adamml_alternations=0", "--set", "recipe.adamml_finetune=1")  # AdaMML in 1 epoch
+    one_stage = ("--set", "recipe.adamml.alternations=0", "--set", "recipe.adamml.finetune=1")  # AdaMML in 1 epoch
     assert reproduce(specs, tmp_path, *ONE_EPOCH, *one_stage, table="methods") == 0
     table = rows((tmp_path / "tables" / "micro" / "methods.md").read_text())
     assert len(table) == 13
@@ -116,7 +116,7 @@ def test_methods_table_with_measured_cost(specs: Path, tmp_path: Path) -> None:
 
 def _online_run(specs: Path, tmp_path: Path):
     # Three epochs in super-epochs [0, 2) and [2, 3): an interruption after epoch 1 falls inside the first one.
-    settings = ["recipe.epochs=3", "recipe.gblend_super_epoch=1", "recipe.gblend_warmup=2"]
+    settings = ["recipe.epochs=3", "recipe.gblend.super_epoch=1", "recipe.gblend.warmup=2"]
     profile = load_profile(specs / "profiles.toml", "micro", settings)
     dataset = open_dataset(profile.dataset, None, tmp_path / "data", progress=False)
     plan = plan_tables([load_table(specs / "gblend_table4.toml")], profile, dataset)
@@ -193,8 +193,8 @@ def test_kd_and_two_view_steps_compute_their_losses() -> None:
 
     from mml.distributed import Layout
     from mml.methods import METHODS, Training
-    from mml.methods.distillation import soft_distillation
-    from mml.methods.skd_srl import simsiam_loss
+    from mml.methods.distillation import KDSettings, soft_distillation
+    from mml.methods.skd_srl import SKDSettings, simsiam_loss
     from mml.models.fusion import pooled_features
     from mml.networks import network
     from mml.spec import Recipe
@@ -217,7 +217,8 @@ def test_kd_and_two_view_steps_compute_their_losses() -> None:
     labels = torch.tensor([0, 1, 4])
     (loss,) = METHODS["kd"].step(training(kd, {}, teacher), inputs, labels)
     logits, soft = student(inputs["RGB"]), teacher(inputs["Flow"])
-    expected = F.cross_entropy(logits, labels) + recipe.kd_alpha * soft_distillation(logits, soft, recipe.kd_tau)
+    kd_settings = recipe.settings(KDSettings)
+    expected = F.cross_entropy(logits, labels) + kd_settings.alpha * soft_distillation(logits, soft, kd_settings.tau)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
     views = [{"RGB": torch.randn(3, 6, 32, 32)}, {"RGB": torch.randn(3, 6, 32, 32)}]
@@ -231,5 +232,5 @@ def test_kd_and_two_view_steps_compute_their_losses() -> None:
     self_kd = dataclasses.replace(ce_aug, method="self_kd")
     (without,) = METHODS["self_kd"].step(training(self_kd, {}), views, labels)
     (z1, v1), (z2, v2) = (head(pooled_features(student, student.features(view["RGB"]))) for view in views)
-    similarity = recipe.skd_beta * simsiam_loss(z1, z2, v1, v2)
+    similarity = recipe.settings(SKDSettings).beta * simsiam_loss(z1, z2, v1, v2)
     assert (with_similarity - without).item() == pytest.approx(similarity.item(), rel=1e-4, abs=1e-6)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from mml.errors import InvalidValue, SpecError
+from mml.methods.adamml import AdaMMLSettings
+from mml.methods.gblend import GBlendSettings
 from mml.spec import (
     Recipe,
     ResultCell,
@@ -253,7 +255,7 @@ models = [{ modality = "RGB", init = "imagenet" }]
 [runs.blend]
 method = "gblend_online"
 models = [{ modality = "RGB", init = "imagenet" }, { modality = "Flow", init = "imagenet" }]
-recipe = { gblend_super_epoch = 2, gblend_holdout = 0.1 }
+recipe = { gblend.super_epoch = 2, gblend.holdout = 0.1 }
 
 [runs.student]
 method = "kd"
@@ -263,14 +265,14 @@ teacher = "rgb/0"
 [runs.siamese]
 method = "skd_srl"
 models = [{ modality = "RGB", init = "imagenet" }]
-recipe = { skd_tau = 4.0, skd_alpha = 0.5, skd_beta = 0 }
+recipe = { skd.tau = 4.0, skd.alpha = 0.5, skd.beta = 0 }
 """
 
 
 def test_related_methods_load_with_their_settings(tmp_path: Path) -> None:
     table = load_table(write(tmp_path, RELATED))
     assert table.rows[0][1] == ResultCell(members=(("blend", 2),), paper=())  # the fused head, no paper value
-    assert dict(table.runs["blend"].recipe) == {"gblend_holdout": 0.1, "gblend_super_epoch": 2}
+    assert dict(table.runs["blend"].recipe) == {"gblend.holdout": 0.1, "gblend.super_epoch": 2}
     assert table.runs["student"].teacher == ("rgb", 0)
 
 
@@ -283,11 +285,11 @@ def test_related_methods_load_with_their_settings(tmp_path: Path) -> None:
             "runs.blend.models: method gblend_online fuses two or more distinct modalities, got ['RGB', 'RGB']",
         ),
         ("model = 2", "model = 3", "rows[0][1].model: run 'blend' has 3 models, no model 3"),
-        ("gblend_holdout = 0.1", "gblend_holdout = 1.5", "gblend_holdout: must be a fraction in (0, 1), got 1.5"),
-        ("gblend_super_epoch = 2", "gblend_super_epoch = 0", "runs.blend.recipe.gblend_super_epoch: must be positive"),
-        ("gblend_super_epoch = 2", 'gblend_super_epoch = "two"', "runs.blend.recipe.gblend_super_epoch: expected int"),
-        ("skd_tau = 4.0", "skd_tau = 0.0", "runs.siamese.recipe.skd_tau: must be positive, got 0.0"),
-        ("skd_alpha = 0.5", "skd_alpha = -1", "runs.siamese.recipe.skd_alpha: must be non-negative, got -1"),
+        ("gblend.holdout = 0.1", "gblend.holdout = 1.5", "gblend.holdout: must be a fraction in (0, 1), got 1.5"),
+        ("gblend.super_epoch = 2", "gblend.super_epoch = 0", "runs.blend.recipe.gblend.super_epoch: must be positive"),
+        ("gblend.super_epoch = 2", 'gblend.super_epoch = "two"', "runs.blend.recipe.gblend.super_epoch: expected int"),
+        ("skd.tau = 4.0", "skd.tau = 0.0", "runs.siamese.recipe.skd.tau: must be positive, got 0.0"),
+        ("skd.alpha = 0.5", "skd.alpha = -1", "runs.siamese.recipe.skd.alpha: must be non-negative, got -1"),
         ('teacher = "rgb/0"\n', "", "runs.student.teacher: methods mars and d3d and kd need a teacher, others none"),
         ('method = "skd_srl"', 'method = "self_kd"\nteacher = "rgb/0"', "runs.siamese.teacher: methods mars and d3d"),
         ('method = "skd_srl"', 'method = "skd"', "runs.siamese.method: 'skd' is not one of ce, ml, mars, d3d, kd"),
@@ -310,13 +312,13 @@ def test_invalid_related_method_specs(tmp_path: Path, old: str, new: str, messag
 
 def test_related_method_profile_settings(tmp_path: Path) -> None:
     text = (REPRODUCTIONS / "profiles.toml").read_text()
-    assert load_profile(REPRODUCTIONS / "profiles.toml", "smoke").recipe.gblend_estimate_epochs == 1
-    negative = text.replace("gblend_estimate_epochs = 1", "gblend_estimate_epochs = -1", 1)
+    assert load_profile(REPRODUCTIONS / "profiles.toml", "smoke").recipe.settings(GBlendSettings).estimate_epochs == 1
+    negative = text.replace("gblend.estimate_epochs = 1", "gblend.estimate_epochs = -1", 1)
     path = write(tmp_path, negative, "profiles.toml")
-    with pytest.raises(SpecError, match=r"smoke\.recipe\.gblend_estimate_epochs: must be non-negative, got -1"):
+    with pytest.raises(SpecError, match=r"smoke\.recipe\.gblend\.estimate_epochs: must be non-negative, got -1"):
         load_profile(path, "smoke")
-    path = write(tmp_path, text.replace("[smoke.views]", "kd_tau = 0\n[smoke.views]", 1), "profiles.toml")
-    with pytest.raises(SpecError, match=r"smoke\.recipe\.kd_tau: must be positive, got 0"):
+    path = write(tmp_path, text.replace("[smoke.views]", "kd.tau = 0\n[smoke.views]", 1), "profiles.toml")
+    with pytest.raises(SpecError, match=r"smoke\.recipe\.kd\.tau: must be positive, got 0"):
         load_profile(path, "smoke")
 
 
@@ -452,9 +454,9 @@ def test_the_long_setup_keeps_the_profiles_values_but_its_own() -> None:
     long = smoke.setup("long")
     assert long.dataset != smoke.dataset and long.dataset.synthetic["informative_regions"] == 2
     assert long.views == smoke.views and long.seeds == smoke.seeds and long.imagenet == smoke.imagenet
-    own = {"adamml_regions", "adamml_test_regions", "adamml_warmup", "adamml_alternations", "adamml_finetune"}
-    own |= {"adamml_policy_size", "adamml_policy_frames", "adamml_policy_width", "adamml_policy_hidden"}
-    assert dataclasses.replace(long.recipe, **{key: getattr(smoke.recipe, key) for key in own}) == smoke.recipe
+    others = [settings for settings in long.recipe.method_settings if settings.namespace != "adamml"]
+    own = smoke.recipe.settings(AdaMMLSettings)  # the long setup may set AdaMML's own, nothing else
+    assert dataclasses.replace(long.recipe, method_settings=(*others, own)) == smoke.recipe
     assert long.charades is None and long.long is None  # the parent's setup sections stay the parent's
 
 

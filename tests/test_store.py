@@ -14,10 +14,11 @@ import pytest
 from mml.atomic import host_tag
 from mml.data.datasets import VideoDataset
 from mml.execution import Execution
-from mml.methods import METHODS
+from mml.losses import KL_FORMS
+from mml.methods import METHODS, SETTINGS, MethodSettings
 from mml.models.tsm import ARCHS
 from mml.plan import plan_tables
-from mml.spec import KL_FORMS, SAMPLINGS, Recipe, ViewProtocol, execution, identity, load_profile, load_table
+from mml.spec import SAMPLINGS, Recipe, ViewProtocol, execution, identity, load_profile, load_table
 from mml.store import ModelConfig, RunConfig, Store, canonical_json, identity_dict, run_id
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
@@ -58,10 +59,14 @@ def _variants() -> list[tuple[str, RunConfig]]:
     }
     variants = [(name, config(**{name: value})) for name, value in changed.items()]
     for item in dataclasses.fields(Recipe):
-        new = _changed(getattr(RECIPE, item.name))
-        method = _readers(item.name)[0] if item.metadata.get("method_setting") else "ml"  # in a run that reads it
-        recipe = dataclasses.replace(RECIPE, **{item.name: new})
-        variants.append((f"recipe.{item.name}", config(method=method, recipe=recipe)))
+        if item.name != "method_settings":
+            recipe = dataclasses.replace(RECIPE, **{item.name: _changed(getattr(RECIPE, item.name))})
+            variants.append((f"recipe.{item.name}", config(method="ml", recipe=recipe)))
+    for namespace, kind in SETTINGS.items():
+        for name in kind.names():
+            recipe = RECIPE.with_settings(namespace, {name: _changed(RECIPE.settings(kind).value(name))})
+            method = _readers(kind, name)[0]  # in a run that reads it
+            variants.append((f"recipe.{namespace}.{name}", config(method=method, recipe=recipe)))
     variants.append(("models.init", config(models=(ModelConfig("RGB", "run:0123456789abcdef/1"),) * 2)))
     variants.append(("models.modality", config(models=(ModelConfig("Diff", "run:0123456789abcdef/0"),) * 2)))
     return variants
@@ -69,33 +74,43 @@ def _variants() -> list[tuple[str, RunConfig]]:
 
 def _changed(value: object) -> object:
     """Another valid value of a setting (a recipe checks its values: a choice stays one of its choices)."""
-    for choices in (SAMPLINGS, KL_FORMS, ("hand", "gflops"), tuple(ARCHS)):
+    for choices in (SAMPLINGS, KL_FORMS, ("hand", "gflops"), tuple(ARCHS)):  # every choice setting's choices
         if value in choices:
             return next(choice for choice in choices if choice != value)
     changes = {int: lambda v: v + 1, float: lambda v: v / 2, tuple: lambda v: (*v, 9)}
     return changes[type(value)](value)
 
 
-def _readers(setting: str) -> list[str]:
-    """The methods whose runs read a method-only recipe setting."""
-    return [name for name, method in METHODS.items() if setting in method.settings]
+def _readers(kind: type[MethodSettings], setting: str) -> list[str]:
+    """The methods whose runs read setting `setting` of method family `kind`."""
+    return [name for name, method in METHODS.items() if method.settings is kind and setting in method.reads]
 
 
 def test_method_settings_enter_only_their_methods_ids() -> None:
-    for item in dataclasses.fields(Recipe):
-        if not item.metadata.get("method_setting"):
-            continue
-        methods = _readers(item.name)
-        assert methods, f"{item.name}: a method-only setting that no method reads"
-        changed = dataclasses.replace(RECIPE, **{item.name: _changed(getattr(RECIPE, item.name))})
-        for method in methods:
-            assert run_id(config(method=method, recipe=changed)) != run_id(config(method=method)), item.name
-        assert run_id(config(method="ce", recipe=changed)) == run_id(config(method="ce")), item.name
+    for namespace, kind in SETTINGS.items():
+        for setting in kind.names():
+            where = f"{namespace}.{setting}"
+            readers = _readers(kind, setting)
+            assert readers, f"{where}: a method setting that no method reads"
+            changed = RECIPE.with_settings(namespace, {setting: _changed(RECIPE.settings(kind).value(setting))})
+            for method in METHODS:
+                differs = run_id(config(method=method, recipe=changed)) != run_id(config(method=method))
+                assert differs == (method in readers or kind.in_every_run_id), (where, method)
+
+
+def test_method_settings_keep_the_run_ids_they_had_as_recipe_fields() -> None:
+    """A method setting enters a run's identity as the flat recipe key `<family>_<name>`, as before the families
+    had their own settings, so the runs stored then keep their ids."""
+    recipe = identity_dict(config(method="adamml"))["recipe"]
+    assert recipe["adamml_policy_lr"] == 0.01 and recipe["adamml_lambda"] == 1.0 and recipe["kl_form"] == "probs"
+    assert "gblend_holdout" not in recipe and "method_settings" not in recipe
+    assert identity_dict(config(method="gblend"))["recipe"]["gblend_holdout"] == 0.08
 
 
 def test_every_result_changing_field_changes_the_identity() -> None:
     fields = {f.name for f in dataclasses.fields(RunConfig)} - {"recipe"}
-    fields |= {f"recipe.{f.name}" for f in dataclasses.fields(Recipe)}
+    fields |= {f"recipe.{f.name}" for f in dataclasses.fields(Recipe) if f.name != "method_settings"}
+    fields |= {f"recipe.{namespace}.{name}" for namespace, kind in SETTINGS.items() for name in kind.names()}
     variants = _variants()
     assert fields <= {name for name, _ in variants}, "a field of RunConfig / Recipe has no identity test"
     ids = {name: run_id(variant) for name, variant in variants}
@@ -250,5 +265,5 @@ def test_ids_of_existing_runs_are_pinned() -> None:
     # Pinned at SEMANTICS 2 with the 30-epoch ImageNet stand-in (a SEMANTICS bump or a change of the smoke profile
     # changes every id: re-pin here then).
     assert ids == {"rgb": "c97883258f23b82d", "A": "c9e0dddac73b751f", "C": "4ec8bd11ed378cf1"}
-    changed = dataclasses.replace(plan.runs[ids["A"]], recipe=dataclasses.replace(profile.recipe, skd_alpha=0.5))
+    changed = dataclasses.replace(plan.runs[ids["A"]], recipe=profile.recipe.with_settings("skd", {"alpha": 0.5}))
     assert changed.run_id == ids["A"]  # an SKD-SRL setting does not enter an MML run's id

@@ -1,7 +1,8 @@
 """The training methods, one family per module, and `METHODS`: every method by the name a table spec gives.
 
-Adding a method is its module (a `Method`, see `mml.methods.base`) and its entry here; the spec, the trainer, the
-evaluation and the GFLOPs count read everything else from it.
+Adding a method is its module (a `Method`, see `mml.methods.base`, with its own settings, see
+`mml.methods.settings`) and its entry here; the spec, the recipe, the trainer, the evaluation and the GFLOPs count
+read everything else from it. `SETTINGS` holds every family's settings by the name of its recipe table.
 """
 
 from mml.methods.adamml import ADAMML, WEIGHTED_FUSION
@@ -10,6 +11,7 @@ from mml.methods.distillation import D3D, KD, MARS
 from mml.methods.gblend import GBLEND, GBLEND_ONLINE
 from mml.methods.late_fusion import LATE_FUSION
 from mml.methods.mutual import CE, ML
+from mml.methods.settings import MethodSettings
 from mml.methods.skd_srl import CE_AUG, SELF_KD, SKD_SRL
 
 METHODS: dict[str, Method] = {
@@ -30,5 +32,9 @@ METHODS: dict[str, Method] = {
         ADAMML,
     )
 }
+SETTINGS: dict[str, type[MethodSettings]] = {
+    kind.namespace: kind
+    for kind in sorted({m.settings for m in METHODS.values() if m.settings}, key=lambda kind: kind.namespace)
+}
 
-__all__ = ["METHODS", "Method", "Training"]
+__all__ = ["METHODS", "SETTINGS", "Method", "MethodSettings", "Training"]

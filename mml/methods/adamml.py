@@ -2,16 +2,16 @@
 accuracy against computation; and its baseline, the weighted fusion of the same recognition networks.
 
 A run's models are the recognition networks, one per modality, each started from a run in the store (the suite's
-own unimodal models). A video is split into C equal regions, one clip each (`adamml_regions` in training; at test
-the `adamml_test_regions` dense views, uniformly spaced). The policy (`mml.models.adaptive.PolicyNetwork`, stored
+own unimodal models). A video is split into C equal regions, one clip each (`adamml.regions` in training; at test
+the `adamml.test_regions` dense views, uniformly spaced). The policy (`mml.models.adaptive.PolicyNetwork`, stored
 as the auxiliary module `policy`) sees every segment at reduced size and frame count, Flow through its cheap proxy
 RGBDiff; the recognition side runs Flow only where the policy asks for it. The video's logits are the mean over the
 C segments of the decision-weighted per-modality logits, combined with learned weights (`fusion`), skipped
 segments contributing zero (`adaptive_fusion`).
 
-Training follows the official code's stages, one trainer epoch each: `adamml_warmup` epochs of the recognition
-networks with the policy frozen, `adamml_alternations` pairs of one recognition epoch and one policy epoch (CE plus
-the efficiency loss, the Gumbel temperature decayed after each pair), then `adamml_finetune` recognition epochs with
+Training follows the official code's stages, one trainer epoch each: `adamml.warmup` epochs of the recognition
+networks with the policy frozen, `adamml.alternations` pairs of one recognition epoch and one policy epoch (CE plus
+the efficiency loss, the Gumbel temperature decayed after each pair), then `adamml.finetune` recognition epochs with
 the policy frozen. The phase and the temperature are functions of the epoch alone, so a resumed run trains as an
 uninterrupted one. Departures from the official code (listed in docs/deviations.md): decisions at test are the
 argmax, not samples; fine-tuning starts from the last alternating epoch, not the best one on validation; the
@@ -34,7 +34,9 @@ from mml.flops import forward_gflops
 from mml.init_source import RunModel, parse_init
 from mml.losses import efficiency_loss
 from mml.methods.base import Method, Training, parameter_groups
+from mml.methods.settings import MethodSettings
 from mml.models.adaptive import FusionWeights, PolicyNetwork, adaptive_fusion, policy_input
+from mml.models.tsm import ARCHS
 
 if TYPE_CHECKING:
     from mml.models.i3d import I3DResNet
@@ -48,23 +50,41 @@ POLICY, FUSION = "policy", "fusion"
 POLICY_VIEW = {"RGB": "RGB", "Flow": "Diff", "Diff": "Diff"}
 CHANNELS = {"RGB": 3, "Flow": 10, "Diff": 15}  # per frame, as `mml.data.modalities` builds them
 WARMUP, MAIN, POLICY_PHASE, FINETUNE = "warmup", "recognition", "policy", "finetune"
-_SETTINGS = ("adamml_regions", "adamml_test_regions")
-_POLICY_SETTINGS = (
-    "adamml_warmup",
-    "adamml_alternations",
-    "adamml_finetune",
-    "adamml_policy_lr",
-    "adamml_temperature",
-    "adamml_temperature_decay",
-    "adamml_gamma",
-    "adamml_lambda",
-    "adamml_lambda_from",
-    "adamml_policy_arch",
-    "adamml_policy_size",
-    "adamml_policy_frames",
-    "adamml_policy_width",
-    "adamml_policy_hidden",
-)
+
+
+@dataclass(frozen=True)
+class AdaMMLSettings(MethodSettings):
+    """AdaMML's settings (Panda et al., ICCV 2021; defaults: the official code's README): C training regions and C'
+    test segments; the stages in epochs (warm-up with the policy frozen, alternating pairs of a recognition and a
+    policy epoch, fine-tuning with the policy frozen); the policy's Adam lr; the Gumbel temperature and its decay per
+    pair; γ and λ of the efficiency loss, λ the same for every modality (`hand`) or scaled by each modality's GFLOPs
+    (`gflops`); the policy's backbone and its input frames and size (the original's 4 x 160 x 160), the width of its
+    joint MLP and its LSTM's hidden size (the original's 2048 and 256). The weighted fusion reads the regions only."""
+
+    namespace = "adamml"
+    choices = {"lambda_from": ("hand", "gflops"), "policy_arch": tuple(ARCHS)}
+    limits = {
+        "policy_lr": (lambda v: v > 0, "must be positive"),
+        "temperature": (lambda v: v > 0, "must be positive"),
+        "temperature_decay": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    }
+    zero_allowed = frozenset({"warmup", "alternations", "finetune"})  # a stage of 0 epochs is left out
+    regions: int = 5
+    test_regions: int = 10
+    warmup: int = 5
+    alternations: int = 20
+    finetune: int = 10
+    policy_lr: float = 0.01
+    temperature: float = 5.0
+    temperature_decay: float = 0.965
+    gamma: float = 10.0
+    lambda_: float = 1.0
+    lambda_from: str = "hand"
+    policy_arch: str = "tsm_tiny"
+    policy_frames: int = 4
+    policy_size: int = 160
+    policy_width: int = 2048
+    policy_hidden: int = 256
 
 
 def policy_modalities(config: RunConfig) -> list[str]:
@@ -74,7 +94,8 @@ def policy_modalities(config: RunConfig) -> list[str]:
 
 def phase(recipe: Recipe, epoch: int) -> tuple[str, int]:
     """The stage of (0-based) epoch `epoch` and how many alternating pairs are complete before it."""
-    warmup, pairs = recipe.adamml_warmup, recipe.adamml_alternations
+    settings = recipe.settings(AdaMMLSettings)
+    warmup, pairs = settings.warmup, settings.alternations
     if epoch < warmup:
         return WARMUP, 0
     if epoch < warmup + 2 * pairs:
@@ -85,13 +106,15 @@ def phase(recipe: Recipe, epoch: int) -> tuple[str, int]:
 
 def stage_epochs(recipe: Recipe) -> int:
     """The epochs of an AdaMML run: warm-up, two per alternating pair, fine-tuning."""
-    return recipe.adamml_warmup + 2 * recipe.adamml_alternations + recipe.adamml_finetune
+    settings = recipe.settings(AdaMMLSettings)
+    return settings.warmup + 2 * settings.alternations + settings.finetune
 
 
 def temperature(recipe: Recipe, epoch: int) -> float:
     """The Gumbel temperature of an epoch: τ0 decayed once after each completed alternating pair (the original
     decays at the end of each alternating epoch and keeps it through fine-tuning)."""
-    return recipe.adamml_temperature * recipe.adamml_temperature_decay ** phase(recipe, epoch)[1]
+    settings = recipe.settings(AdaMMLSettings)
+    return settings.temperature * settings.temperature_decay ** phase(recipe, epoch)[1]
 
 
 def segment_logits(
@@ -127,8 +150,8 @@ class AdaptiveNetwork(nn.Module):
 
     def policy_shapes(self) -> dict[str, tuple[int, int, int]]:
         """The per-segment input shape (frames * channels, size, size) of each modality the policy sees."""
-        recipe = self.config.recipe
-        frames, size = recipe.adamml_policy_frames, recipe.adamml_policy_size
+        settings = self.config.recipe.settings(AdaMMLSettings)
+        frames, size = settings.policy_frames, settings.policy_size
         return {m: (frames * CHANNELS[m], size, size) for m in policy_modalities(self.config)}
 
     def forward(self, inputs: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -144,8 +167,8 @@ class AdaptiveNetwork(nn.Module):
 
 def _policy_view(config: RunConfig, modality: str, clips: Tensor) -> Tensor:
     """The policy's cheap view (N, C, frames*ch, size, size) of a modality's segment clips."""
-    recipe = config.recipe
-    return policy_input(clips, recipe.adamml_policy_size, recipe.adamml_policy_frames, channels=CHANNELS[modality])
+    settings = config.recipe.settings(AdaMMLSettings)
+    return policy_input(clips, settings.policy_size, settings.policy_frames, channels=CHANNELS[modality])
 
 
 @dataclass(frozen=True)
@@ -177,7 +200,7 @@ class AdaMMLMethod(Method):
         return None
 
     def regions(self, config: RunConfig) -> int:
-        return config.recipe.adamml_regions
+        return config.recipe.settings(AdaMMLSettings).regions
 
     def extra_inputs(self, config: RunConfig) -> list[str]:
         if not self.policy:
@@ -187,15 +210,15 @@ class AdaMMLMethod(Method):
     def auxiliary(self, config: RunConfig, models: Sequence[TSMResNet | I3DResNet]) -> dict[str, nn.Module]:
         modules: dict[str, nn.Module] = {FUSION: FusionWeights(len(config.models))}
         if self.policy:
-            recipe = config.recipe
+            settings = config.recipe.settings(AdaMMLSettings)
             seen = {m: CHANNELS[m] for m in policy_modalities(config)}
             modules[POLICY] = PolicyNetwork(
                 seen,
                 len(config.models),
-                recipe.adamml_policy_frames,
-                recipe.adamml_policy_arch,
-                joint_width=recipe.adamml_policy_width,
-                hidden=recipe.adamml_policy_hidden,
+                settings.policy_frames,
+                settings.policy_arch,
+                joint_width=settings.policy_width,
+                hidden=settings.policy_hidden,
             )
         return modules
 
@@ -205,13 +228,14 @@ class AdaMMLMethod(Method):
         return parameter_groups(name, module, lr_mult=1)
 
     def auxiliary_optimizer(self, name: str, groups: list[dict], config: RunConfig) -> torch.optim.Optimizer | None:
-        """The policy trains with Adam at `adamml_policy_lr` (the original's optimiser); the rest with SGD."""
+        """The policy trains with Adam at `adamml.policy_lr` (the original's optimiser); the rest with SGD."""
         if name != POLICY:
             return None
         recipe = config.recipe
+        policy_lr = recipe.settings(AdaMMLSettings).policy_lr
         for group in groups:
-            group["lr_mult"] = recipe.adamml_policy_lr / recipe.lr
-        return torch.optim.Adam(groups, lr=recipe.adamml_policy_lr, weight_decay=recipe.weight_decay)
+            group["lr_mult"] = policy_lr / recipe.lr
+        return torch.optim.Adam(groups, lr=policy_lr, weight_decay=recipe.weight_decay)
 
     def training_recipe(self, recipe: Recipe) -> Recipe:
         """An AdaMML run trains for its stages, warm-up + 2 x alternations + fine-tuning epochs, whatever the
@@ -226,10 +250,11 @@ class AdaMMLMethod(Method):
         recipe = config.recipe
         if not self.policy:
             return None
-        if recipe.segments % recipe.adamml_policy_frames:
-            return "adamml_policy_frames", f"must divide segments {recipe.segments}"
-        if recipe.adamml_policy_size > recipe.input_size:
-            return "adamml_policy_size", f"exceeds input_size {recipe.input_size}"
+        settings = recipe.settings(AdaMMLSettings)
+        if recipe.segments % settings.policy_frames:
+            return "adamml.policy_frames", f"must divide segments {recipe.segments}"
+        if settings.policy_size > recipe.input_size:
+            return "adamml.policy_size", f"exceeds input_size {recipe.input_size}"
         return None
 
     def before_epoch(self, training: Training, epoch: int) -> None:
@@ -264,13 +289,15 @@ class AdaMMLMethod(Method):
         loss = F.cross_entropy(video, labels)
         if state["stage"] == POLICY_PHASE:
             correct = video.detach().argmax(dim=1) == labels
-            loss = loss + efficiency_loss(decisions, correct, state["costs"], config.recipe.adamml_gamma)
+            loss = loss + efficiency_loss(
+                decisions, correct, state["costs"], config.recipe.settings(AdaMMLSettings).gamma
+            )
         return [loss]
 
     def head_views(self, config: RunConfig, views: Any) -> Any:
-        """The C' test segments: `adamml_test_regions` dense views spread uniformly over the video, centre crop (the
+        """The C' test segments: `adamml.test_regions` dense views spread uniformly over the video, centre crop (the
         original's 10 uniformly spaced 8-frame clips)."""
-        return dataclasses.replace(views, dense=config.recipe.adamml_test_regions, uniform=0, crops=1)
+        return dataclasses.replace(views, dense=config.recipe.settings(AdaMMLSettings).test_regions, uniform=0, crops=1)
 
     def evaluation_heads(
         self,
@@ -310,18 +337,21 @@ def _logits_of(net: nn.Module) -> Callable[[Tensor], Tensor]:
 
 
 def cost_weights(config: RunConfig, models: Sequence[nn.Module]) -> list[float]:
-    """λ_m of the efficiency loss: `adamml_lambda` for every modality (`hand`, the original's RGB + Flow setting
+    """λ_m of the efficiency loss: `adamml.lambda` for every modality (`hand`, the original's RGB + Flow setting
     1, 1), or scaled by each recognition model's share of the largest GFLOPs of one training segment (`gflops`)."""
     recipe = config.recipe
-    if recipe.adamml_lambda_from == "hand":
-        return [recipe.adamml_lambda] * len(config.models)
+    settings = recipe.settings(AdaMMLSettings)
+    if settings.lambda_from == "hand":
+        return [settings.lambda_] * len(config.models)
     size, segments = recipe.input_size, recipe.segments
     costs = [
         forward_gflops(model, next(model.parameters()).new_zeros(1, segments * CHANNELS[spec.modality], size, size))
         for model, spec in zip(models, config.models, strict=True)
     ]
-    return [recipe.adamml_lambda * cost / max(costs) for cost in costs]
+    return [settings.lambda_ * cost / max(costs) for cost in costs]
 
 
-ADAMML = AdaMMLMethod("adamml", settings=_SETTINGS + _POLICY_SETTINGS)
-WEIGHTED_FUSION = AdaMMLMethod("weighted_fusion", settings=_SETTINGS, policy=False)
+ADAMML = AdaMMLMethod("adamml", settings=AdaMMLSettings, reads=AdaMMLSettings.names())
+WEIGHTED_FUSION = AdaMMLMethod(
+    "weighted_fusion", settings=AdaMMLSettings, reads=("regions", "test_regions"), policy=False
+)

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from mml.methods.settings import MethodSettings
+
 if TYPE_CHECKING:
     from mml.data.clips import TrainClips
     from mml.distributed import Layout
@@ -60,7 +62,14 @@ class Method:
     torchrun: bool = True  # may train spread over torchrun's ranks (else in one process only)
     views: int = 1  # augmented views of each training clip the step sees (2: `mml.data.clips.TwoViews`)
     extra_heads: int = 0  # evaluated heads beyond the models (late fusion's fused head: model index M)
-    settings: tuple[str, ...] = ()  # the recipe's method-only settings (`method_setting`) its runs read: in their ids
+    settings: type[MethodSettings] | None = None  # the family's own settings (`mml.methods.settings`)
+    reads: tuple[str, ...] = ()  # those of `settings` this method reads: they enter its runs' ids
+
+    def __post_init__(self) -> None:
+        known = self.settings.names() if self.settings else ()
+        unknown = [name for name in self.reads if name not in known]
+        if unknown:
+            raise ValueError(f"method {self.name} reads {', '.join(unknown)}, not settings of its family")
 
     def check_models(
         self, modalities: Sequence[str], loaded: bool, inits: Sequence[str] = ()

@@ -1,9 +1,9 @@
 """Distillation from a frozen teacher of another modality into a one-model student, on the same clip.
 
-- MARS (Crasto et al.): the feature-map MSE to the teacher's features, weighted by `mars_weight`.
-- D3D (Stroud et al.): the squared L2 distance to the teacher's logits, weighted by `d3d_weight`.
-- KD (Hinton et al.; the SKD-SRL paper's Table II "KD" row): `kd_alpha` τ² KL of the softened logits at τ =
-  `kd_tau` (`soft_distillation`); softmax targets, so single-label only.
+- MARS (Crasto et al.): the feature-map MSE to the teacher's features, weighted by `mars.weight`.
+- D3D (Stroud et al.): the squared L2 distance to the teacher's logits, weighted by `d3d.weight`.
+- KD (Hinton et al.; the SKD-SRL paper's Table II "KD" row): `kd.alpha` τ² KL of the softened logits at τ =
+  `kd.tau` (`soft_distillation`); softmax targets, so single-label only.
 
 The student's loss is its CE (BCE) plus the weighted term (`mml.methods.mutual.group_step`).
 """
@@ -21,9 +21,38 @@ from torch import Tensor
 from mml.losses import d3d_loss, mars_loss, tempered_kl, tempered_log_softmax
 from mml.methods.base import Method, Training
 from mml.methods.mutual import group_step
+from mml.methods.settings import MethodSettings
 
 if TYPE_CHECKING:
     from mml.spec import Recipe
+
+
+@dataclass(frozen=True)
+class MARSSettings(MethodSettings):
+    """MARS's weight of the feature-map MSE (Crasto et al.)."""
+
+    namespace = "mars"
+    in_every_run_id = True
+    weight: float = 50.0
+
+
+@dataclass(frozen=True)
+class D3DSettings(MethodSettings):
+    """D3D's weight of the logit L2 distance (Stroud et al.)."""
+
+    namespace = "d3d"
+    in_every_run_id = True
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class KDSettings(MethodSettings):
+    """KD (Hinton et al.): CE + alpha tau² KL at temperature tau; SKD-SRL's τ and α (§IV-A) by default."""
+
+    namespace = "kd"
+    limits = {"tau": (lambda v: v > 0, "must be positive")}
+    tau: float = 10.0
+    alpha: float = 0.1
 
 
 def soft_distillation(student_logits: Tensor, teacher_logits: Tensor, tau: float) -> Tensor:
@@ -54,15 +83,16 @@ TeacherTerm = Callable[["Recipe", Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
 def _mars(recipe: Recipe, features: Tensor, logits: Tensor, teacher_features: Tensor, teacher_logits: Tensor):
-    return recipe.mars_weight * mars_loss(features, teacher_features)
+    return recipe.settings(MARSSettings).weight * mars_loss(features, teacher_features)
 
 
 def _d3d(recipe: Recipe, features: Tensor, logits: Tensor, teacher_features: Tensor, teacher_logits: Tensor):
-    return recipe.d3d_weight * d3d_loss(logits, teacher_logits)
+    return recipe.settings(D3DSettings).weight * d3d_loss(logits, teacher_logits)
 
 
 def _kd(recipe: Recipe, features: Tensor, logits: Tensor, teacher_features: Tensor, teacher_logits: Tensor):
-    return recipe.kd_alpha * soft_distillation(logits, teacher_logits, recipe.kd_tau)
+    settings = recipe.settings(KDSettings)
+    return settings.alpha * soft_distillation(logits, teacher_logits, settings.tau)
 
 
 @dataclass(frozen=True)
@@ -87,6 +117,6 @@ class Distillation(Method):
         return group_step(config, training.nets, inputs, labels, training.layout, student_term)
 
 
-MARS = Distillation("mars", term=_mars)
-D3D = Distillation("d3d", term=_d3d)
-KD = Distillation("kd", term=_kd, single_label=True, settings=("kd_tau", "kd_alpha"))
+MARS = Distillation("mars", term=_mars, settings=MARSSettings, reads=MARSSettings.names())
+D3D = Distillation("d3d", term=_d3d, settings=D3DSettings, reads=D3DSettings.names())
+KD = Distillation("kd", term=_kd, single_label=True, settings=KDSettings, reads=KDSettings.names())

@@ -29,6 +29,7 @@ from torch import nn
 
 from mml.methods.base import Training
 from mml.methods.late_fusion import LateFusionMethod, by_modality, heads, mean_head_losses
+from mml.methods.settings import MethodSettings
 from mml.models.fusion import FUSED
 from mml.seeding import ESTIMATE_SEED, SPLIT_SEED, derive_seed
 
@@ -181,16 +182,31 @@ def gblend_split(
     return GBlendSplit(train.tolist(), train_subset.tolist(), np.sort(order[:held]).tolist())
 
 
+@dataclass(frozen=True)
+class GBlendSettings(MethodSettings):
+    """The held-out fraction V of the training videos (8 % on Kinetics, §3.1); the epochs n each weight estimate
+    trains (0: as Algorithms 2 and 3 print, the whole training offline, the super-epoch online); online G-Blend's
+    super-epoch and its longer first one (5 and 10 in §3.2)."""
+
+    namespace = "gblend"
+    limits = {"holdout": (lambda v: 0 < v < 1, "must be a fraction in (0, 1)")}
+    zero_allowed = frozenset({"estimate_epochs"})  # 0: the whole super-epoch
+    holdout: float = 0.08
+    estimate_epochs: int = 0
+    super_epoch: int = 5
+    warmup: int = 10
+
+
 def gblend_schedule(config: RunConfig, online: bool) -> list[tuple[SuperEpoch, int]]:
     """Each super-epoch of a G-Blend run with the epochs n its estimate trains for: offline G-Blend has one
     super-epoch, the whole training (Algorithm 2), online G-Blend Algorithm 3's super-epochs. An estimate trains
-    `gblend_estimate_epochs` epochs, or with 0 the super-epoch's length, as the algorithms print."""
-    recipe = config.recipe
+    `gblend.estimate_epochs` epochs, or with 0 the super-epoch's length, as the algorithms print."""
+    epochs, settings = config.recipe.epochs, config.recipe.settings(GBlendSettings)
     if online:
-        schedule = online_schedule(recipe.epochs, recipe.gblend_super_epoch, recipe.gblend_warmup)
+        schedule = online_schedule(epochs, settings.super_epoch, settings.warmup)
     else:
-        schedule = [SuperEpoch(0, recipe.epochs)]
-    return [(s, min(recipe.gblend_estimate_epochs or s.epochs, s.epochs)) for s in schedule]
+        schedule = [SuperEpoch(0, epochs)]
+    return [(s, min(settings.estimate_epochs or s.epochs, s.epochs)) for s in schedule]
 
 
 class Snapshot:
@@ -247,7 +263,7 @@ class GBlend(LateFusionMethod):
     def split(self, config: RunConfig, count: int) -> GBlendSplit:
         """The run's T, T' and V among its `count` training videos."""
         seed = derive_seed(config.seed, config.replica, SPLIT_SEED)
-        return gblend_split(count, holdout_fraction=config.recipe.gblend_holdout, seed=seed)
+        return gblend_split(count, holdout_fraction=config.recipe.settings(GBlendSettings).holdout, seed=seed)
 
     def training_videos(self, config: RunConfig, count: int) -> list[int]:
         return self.split(config, count).train  # T: V is held out of training (G-Blend §2.4)
@@ -303,6 +319,5 @@ class GBlend(LateFusionMethod):
         return weights
 
 
-_ESTIMATES = ("gblend_holdout", "gblend_estimate_epochs")
-GBLEND = GBlend("gblend", settings=_ESTIMATES)
-GBLEND_ONLINE = GBlend("gblend_online", online=True, settings=(*_ESTIMATES, "gblend_super_epoch", "gblend_warmup"))
+GBLEND = GBlend("gblend", settings=GBlendSettings, reads=("holdout", "estimate_epochs"))
+GBLEND_ONLINE = GBlend("gblend_online", online=True, settings=GBlendSettings, reads=GBlendSettings.names())

@@ -1,7 +1,8 @@
 """CE and mutual learning (ML / MML, paper §2.2, eq. 1-4): M models of one run trained together on the same clips.
 
 Model i's loss is CE(p_i, y) (BCE for multi-label targets), plus for M >= 2 the mutual term
-KL(mean of the other models' probabilities || p_i) in one of `mml.losses.KL_FORMS`; CE is the group of one model.
+KL(mean of the other models' probabilities || p_i) in the form `kl.form` (`mml.losses.KL_FORMS`); CE is the group of
+one model.
 The KL targets are detached, so one backward pass of the summed losses equals a backward pass per model. MML is
 ML whose models start from a first ML stage (their `init`): the same method, two spec runs.
 
@@ -19,11 +20,23 @@ from typing import TYPE_CHECKING
 from torch import Tensor, nn
 
 from mml.distributed import Layout
-from mml.losses import binary_cross_entropy, cross_entropy, kl_message, kl_to_others
+from mml.losses import KL_FORMS, binary_cross_entropy, cross_entropy, kl_message, kl_to_others
 from mml.methods.base import Method, Training
+from mml.methods.settings import MethodSettings
 
 if TYPE_CHECKING:
     from mml.store import RunConfig
+
+
+@dataclass(frozen=True)
+class KLSettings(MethodSettings):
+    """The form of the mutual KL term: `probs` (the paper's eq. 2-3) or `logits` (the original code's)."""
+
+    namespace = "kl"
+    in_every_run_id = True
+    choices = {"form": KL_FORMS}
+    form: str = "probs"
+
 
 # The student's extra term from its (features, logits), before the multi-label scaling (distillation's).
 StudentTerm = Callable[[Tensor, Tensor], Tensor]
@@ -58,7 +71,7 @@ def group_step(
     scale = 1 / config.num_classes if multilabel else 1.0
     losses = [(binary_cross_entropy if multilabel else cross_entropy)(output, labels) for output in logits]
     if len(config.models) >= 2:
-        form = config.recipe.kl_form
+        form = config.recipe.settings(KLSettings).form
         messages = layout.exchange([kl_message(z, form) for z in logits])
         losses = [
             loss + scale * kl_to_others(z, [m for j, m in enumerate(messages) if j != index], form)
@@ -78,4 +91,4 @@ class MutualLearning(Method):
 
 
 CE = MutualLearning("ce")
-ML = MutualLearning("ml", min_models=2, max_models=None)
+ML = MutualLearning("ml", min_models=2, max_models=None, settings=KLSettings, reads=KLSettings.names())

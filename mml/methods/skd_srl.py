@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from mml.losses import tempered_kl, tempered_log_softmax
 from mml.methods.base import Method, Training
+from mml.methods.settings import MethodSettings
 from mml.models.fusion import pooled_features
 
 if TYPE_CHECKING:
@@ -35,6 +36,17 @@ if TYPE_CHECKING:
 
 # §IV-A: "the temperature τ is set as 10, and the loss weights α and β are set as 0.1 and 1".
 TAU, ALPHA, BETA = 10.0, 0.1, 1.0
+
+
+@dataclass(frozen=True)
+class SKDSettings(MethodSettings):
+    """SKD-SRL's temperature τ of eq. 2 and weights α (distillation) and β (similarity) of eq. 5 (§IV-A)."""
+
+    namespace = "skd"
+    limits = {"tau": (lambda v: v > 0, "must be positive")}
+    tau: float = TAU
+    alpha: float = ALPHA
+    beta: float = BETA
 
 
 def soft_label_kl(p1: Tensor, p2: Tensor, tau: float = TAU, *, detach_target: bool = True) -> Tensor:
@@ -160,8 +172,8 @@ class TwoViewMethod(Method):
     single_label: bool = True
     torchrun: bool = False
     views: int = 2
-    alpha: bool = True  # the soft-label distillation of eq. 2, weighted by the recipe's skd_alpha
-    similarity: bool = False  # SimSiam's term through a projector / predictor, weighted by skd_beta (eq. 5)
+    alpha: bool = True  # the soft-label distillation of eq. 2, weighted by the recipe's skd.alpha
+    similarity: bool = False  # SimSiam's term through a projector / predictor, weighted by skd.beta (eq. 5)
 
     def auxiliary(self, config: RunConfig, models: Sequence[TSMResNet | I3DResNet]) -> dict[str, nn.Module]:
         """SKD-SRL's projector and predictor (`siamese`) over the model's pooled features."""
@@ -173,16 +185,16 @@ class TwoViewMethod(Method):
         config, net = training.config, training.nets[0]
         modality = config.models[0].modality
         (f1, p1), (f2, p2) = (net(view[modality]) for view in inputs)
-        recipe = config.recipe
+        settings = config.recipe.settings(SKDSettings)
         if not self.alpha:
             return [self_kd_loss(p1, p2, labels, alpha=0.0)]
         if not self.similarity:
-            return [self_kd_loss(p1, p2, labels, recipe.skd_alpha, recipe.skd_tau)]
+            return [self_kd_loss(p1, p2, labels, settings.alpha, settings.tau)]
         siamese, backbone = training.auxiliary["siamese"], training.models[0]
         (z1, v1), (z2, v2) = (siamese(pooled_features(backbone, f)) for f in (f1, f2))
-        return [skd_srl_loss(p1, p2, z1, z2, v1, v2, labels, recipe.skd_alpha, recipe.skd_beta, recipe.skd_tau)]
+        return [skd_srl_loss(p1, p2, z1, z2, v1, v2, labels, settings.alpha, settings.beta, settings.tau)]
 
 
 CE_AUG = TwoViewMethod("ce_aug", alpha=False)
-SELF_KD = TwoViewMethod("self_kd", settings=("skd_tau", "skd_alpha"))
-SKD_SRL = TwoViewMethod("skd_srl", similarity=True, settings=("skd_tau", "skd_alpha", "skd_beta"))
+SELF_KD = TwoViewMethod("self_kd", settings=SKDSettings, reads=("tau", "alpha"))
+SKD_SRL = TwoViewMethod("skd_srl", similarity=True, settings=SKDSettings, reads=SKDSettings.names())

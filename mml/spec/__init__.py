@@ -7,7 +7,7 @@ package's interface.
 
 from mml.spec.dataset import DATASET_KINDS, DatasetConfig, RawframesConfig
 from mml.spec.profile import load_profile
-from mml.spec.recipe import KL_FORMS, SAMPLINGS, Recipe, execution, identity, method_setting, run_recipe
+from mml.spec.recipe import SAMPLINGS, Recipe, execution, identity, run_recipe
 from mml.spec.schema import (
     ACCURACY_METRICS,
     CLAIM_KINDS,
@@ -51,7 +51,6 @@ __all__ = [
     "CLAIM_KINDS",
     "DATASET_KINDS",
     "IMAGENET_SOURCES",
-    "KL_FORMS",
     "METRICS",
     "MODALITY_NAMES",
     "MULTILABEL_SETUP",
@@ -83,7 +82,6 @@ __all__ = [
     "identity",
     "load_profile",
     "load_table",
-    "method_setting",
     "run_recipe",
     "table_path",
     "table_paths",

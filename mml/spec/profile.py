@@ -10,15 +10,27 @@ from pathlib import Path
 from typing import Any
 
 from mml.errors import SpecError
+from mml.methods import SETTINGS
 from mml.spec.dataset import DATASET_KINDS, DatasetConfig, RawframesConfig
 from mml.spec.reader import TomlReader, load_toml
-from mml.spec.recipe import Recipe
+from mml.spec.recipe import Recipe, check_recipe_value
 from mml.spec.schema import IMAGENET_SOURCES, SPATIAL_CROPS, ImagenetSource, Profile, ViewProtocol
 
 
 def _read_recipe(reader: TomlReader) -> Recipe:
-    """A profile's recipe: every setting of `Recipe` (those with a default may be left out), checked by it."""
-    return reader.config(Recipe)
+    """A profile's recipe: every setting of `Recipe` (those with a default may be left out), checked by it, and the
+    method families' settings from their tables (`gblend.warmup = 10` is table `gblend`, key `warmup`)."""
+    with reader.reported():
+        families = tuple(
+            kind.from_values(reader.get(namespace, dict))
+            for namespace, kind in SETTINGS.items()
+            if namespace in reader.data
+        )
+        for key, value in reader.data.items():
+            if key not in SETTINGS:
+                check_recipe_value(key, value)  # an unknown key, a family's setting written the old way, is named
+    general = TomlReader(reader.path, {k: v for k, v in reader.data.items() if k not in SETTINGS}, reader.prefix)
+    return dataclasses.replace(general.config(Recipe), method_settings=families)
 
 
 def read_views(views: TomlReader) -> ViewProtocol:

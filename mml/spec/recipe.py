@@ -10,8 +10,8 @@ from typing import Any
 
 from mml import validation
 from mml.errors import InvalidValue
-from mml.losses import KL_FORMS
-from mml.models.tsm import ARCHS
+from mml.methods import SETTINGS, MethodSettings
+from mml.methods.settings import Settings
 from mml.validation import reported_at
 
 SAMPLINGS = ("uniform", "dense", "both")
@@ -20,12 +20,6 @@ SAMPLINGS = ("uniform", "dense", "both")
 def identity(**kwargs: Any) -> Any:
     """A dataclass field that changes a run's result: it enters the run identity hash."""
     return field(metadata={"identity": True}, **kwargs)
-
-
-def method_setting(**kwargs: Any) -> Any:
-    """A setting of some methods only (those naming it in `Method.settings`): it enters the identity of their runs
-    and of no other run, so a profile can set it without changing the ids, or the stored results, of other runs."""
-    return field(metadata={"identity": True, "method_setting": True}, **kwargs)
 
 
 def execution(**kwargs: Any) -> Any:
@@ -43,6 +37,9 @@ class Recipe:
 
     Every value is checked on construction (`check_recipe_value`, and `input_size <= short_side`), and an int given
     for a float setting is stored as that float, so `lr = 1` and `lr = 1.0` make one recipe and one run id.
+
+    `method_settings` holds each method family's own settings, written `<family>.<name>` in a recipe table (e.g.
+    `gblend.warmup = 10`); they enter the ids of the runs of the methods that read them only (`mml.methods.settings`).
     """
 
     segments: int = identity()
@@ -59,51 +56,32 @@ class Recipe:
     dropout: float = identity(default=0.5)
     sampling: str = identity(default="both")
     dense_stride: int = identity(default=4)  # τ at `segments`; see the class docstring
-    kl_form: str = identity(default="probs")
-    mars_weight: float = identity(default=50.0)  # MARS feature-MSE weight (Crasto et al.)
-    d3d_weight: float = identity(default=1.0)  # D3D logit-L2 weight (Stroud et al.)
-    # KD (Hinton et al.): CE + kd_alpha kd_tau² KL at temperature kd_tau; SKD-SRL's τ and α by default.
-    kd_tau: float = method_setting(default=10.0)
-    kd_alpha: float = method_setting(default=0.1)
-    # SKD-SRL (Vu et al., §IV-A): temperature τ of eq. 2, weights α (distillation) and β (similarity) of eq. 5.
-    skd_tau: float = method_setting(default=10.0)
-    skd_alpha: float = method_setting(default=0.1)
-    skd_beta: float = method_setting(default=1.0)
-    # G-Blend (Wang et al.): the held-out fraction V of the training videos (8% on Kinetics, §3.1); the epochs n
-    # each weight estimate trains (0: as Algorithms 2 and 3 print, the whole training offline, the super-epoch
-    # online); online G-Blend's super-epoch and its longer first one (5 and 10 in §3.2).
-    gblend_holdout: float = method_setting(default=0.08)
-    gblend_estimate_epochs: int = method_setting(default=0)
-    gblend_super_epoch: int = method_setting(default=5)
-    gblend_warmup: int = method_setting(default=10)
-    # AdaMML (Panda et al., ICCV 2021; defaults: the official code's README): C training regions and C' test
-    # segments; the stages in epochs (warm-up with the policy frozen, alternating pairs of a recognition and a policy
-    # epoch, fine-tuning with the policy frozen); the policy's Adam lr; the Gumbel temperature and its decay per
-    # pair; γ and λ of the efficiency loss, λ the same for every modality (`hand`) or scaled by each modality's
-    # GFLOPs (`gflops`); the policy's backbone and its input frames and size (the original's 4 x 160 x 160), the width
-    # of its joint MLP and its LSTM's hidden size (the original's 2048 and 256).
-    adamml_regions: int = method_setting(default=5)
-    adamml_test_regions: int = method_setting(default=10)
-    adamml_warmup: int = method_setting(default=5)
-    adamml_alternations: int = method_setting(default=20)
-    adamml_finetune: int = method_setting(default=10)
-    adamml_policy_lr: float = method_setting(default=0.01)
-    adamml_temperature: float = method_setting(default=5.0)
-    adamml_temperature_decay: float = method_setting(default=0.965)
-    adamml_gamma: float = method_setting(default=10.0)
-    adamml_lambda: float = method_setting(default=1.0)
-    adamml_lambda_from: str = method_setting(default="hand")
-    adamml_policy_arch: str = method_setting(default="tsm_tiny")
-    adamml_policy_frames: int = method_setting(default=4)
-    adamml_policy_size: int = method_setting(default=160)
-    adamml_policy_width: int = method_setting(default=2048)
-    adamml_policy_hidden: int = method_setting(default=256)
+    # Each method family's own settings (`mml.methods.settings`), one of every family in `SETTINGS`, by namespace.
+    method_settings: tuple[MethodSettings, ...] = field(
+        default=(), metadata={"identity": True, "method_settings": True}
+    )
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
-            object.__setattr__(self, item.name, check_recipe_value(item.name, getattr(self, item.name)))
+            if item.name != "method_settings":
+                object.__setattr__(self, item.name, check_recipe_value(item.name, getattr(self, item.name)))
         if self.input_size > self.short_side:
             raise InvalidValue("input_size", f"{self.input_size} exceeds short_side {self.short_side}")
+        object.__setattr__(self, "method_settings", _every_family(self.method_settings))
+
+    def settings(self, kind: type[Settings]) -> Settings:
+        """The settings of method family `kind`."""
+        for settings in self.method_settings:
+            if isinstance(settings, kind):
+                return settings
+        raise KeyError(f"no settings of {kind.__name__} (not in mml.methods.SETTINGS)")
+
+    def with_settings(self, namespace: str, values: Mapping[str, Any]) -> Recipe:
+        """This recipe with family `namespace`'s settings `values` changed (checked)."""
+        return dataclasses.replace(
+            self,
+            method_settings=tuple(s.replaced(values) if s.namespace == namespace else s for s in self.method_settings),
+        )
 
     def stretched(self, epochs: int) -> Recipe:
         """This recipe over `epochs` epochs, its lr steps moved in proportion (those that fall outside dropped)."""
@@ -111,41 +89,48 @@ class Recipe:
         return dataclasses.replace(self, epochs=epochs, lr_steps=tuple(sorted(s for s in steps if 0 < s < epochs)))
 
 
+def _every_family(given: tuple[MethodSettings, ...]) -> tuple[MethodSettings, ...]:
+    """`given` with the default settings of every family it lacks, in namespace order.
+
+    Raises:
+        InvalidValue: settings of a family not in `SETTINGS`, or two of one family.
+    """
+    by_namespace: dict[str, MethodSettings] = {}
+    for settings in given:
+        namespace = getattr(settings, "namespace", None)
+        validation.require(
+            namespace in SETTINGS and type(settings) is SETTINGS[namespace],
+            "method_settings",
+            f"{settings!r} is not the settings of a family of mml.methods.SETTINGS",
+        )
+        validation.require(namespace not in by_namespace, str(namespace), "given twice")
+        by_namespace[str(namespace)] = settings
+    return tuple(by_namespace.get(namespace) or kind() for namespace, kind in SETTINGS.items())
+
+
 _KINDS: dict[str, type] = {"int": int, "float": float, "str": str, "tuple[int, ...]": list}
-_FIELD_KINDS = {item.name: _KINDS[str(item.type)] for item in dataclasses.fields(Recipe)}
-_CHOICES = {
-    "sampling": SAMPLINGS,
-    "kl_form": KL_FORMS,
-    "adamml_lambda_from": ("hand", "gflops"),
-    "adamml_policy_arch": tuple(ARCHS),
-}
+_FIELD_KINDS = {item.name: _KINDS[str(item.type)] for item in dataclasses.fields(Recipe) if item.type in _KINDS}
+_CHOICES = {"sampling": SAMPLINGS}
 # Range checks beyond "non-negative" (and "positive" for counts): setting -> (test, requirement).
-_LIMITS = {
-    "dropout": (lambda v: v < 1, "must be below 1"),
-    "kd_tau": (lambda v: v > 0, "must be positive"),
-    "skd_tau": (lambda v: v > 0, "must be positive"),
-    "gblend_holdout": (lambda v: 0 < v < 1, "must be a fraction in (0, 1)"),
-    "adamml_policy_lr": (lambda v: v > 0, "must be positive"),
-    "adamml_temperature": (lambda v: v > 0, "must be positive"),
-    "adamml_temperature_decay": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-}
-_ZERO_ALLOWED = {
-    "gblend_estimate_epochs",
-    "adamml_warmup",
-    "adamml_alternations",
-    "adamml_finetune",
-}  # integer settings where 0 has a meaning (0: the whole training)
+_LIMITS = {"dropout": (lambda v: v < 1, "must be below 1")}
 
 
 def check_recipe_value(key: str, value: Any) -> Any:
     """`value` checked for recipe setting `key` and normalised (an int for a float setting becomes that float,
-    a list of `lr_steps` a tuple): one check for profile recipes and run overrides alike.
+    a list of `lr_steps` a tuple): one check for profile recipes and run overrides alike. A key
+    `<namespace>.<name>` is setting `name` of a method family (`mml.methods.SETTINGS`).
 
     Raises:
         InvalidValue: an unknown setting, a value of the wrong type, out of its range or not one of its choices.
     """
+    namespace, dot, name = key.partition(".")
+    if dot:
+        validation.require(namespace in SETTINGS, key, f"no method family {namespace!r} (known: {', '.join(SETTINGS)})")
+        return SETTINGS[namespace].checked(name, value)
     if key not in _FIELD_KINDS:
-        raise InvalidValue(key, "unknown recipe setting")
+        family, _, name = key.partition("_")
+        hint = f" (a method setting: write {family}.{name})" if family in SETTINGS else ""
+        raise InvalidValue(key, f"unknown recipe setting{hint}")
     kind = _FIELD_KINDS[key]
     if kind is list:
         steps = value
@@ -158,7 +143,7 @@ def check_recipe_value(key: str, value: Any) -> Any:
     if key in _CHOICES:
         return validation.one_of(key, value, _CHOICES[key])
     if kind is not str:
-        validation.positive(key, value, zero=kind is float or key in _ZERO_ALLOWED)
+        validation.positive(key, value, zero=kind is float)
     test, requirement = _LIMITS.get(key, (lambda v: True, ""))
     validation.require(test(value), key, f"{requirement}, got {value!r}")
     return value
@@ -175,7 +160,11 @@ def run_recipe(recipe: Recipe, overrides: Mapping[str, Any], where: str = "recip
     segments, gives consecutive frames).
     """
     with reported_at(where):
-        changed = dataclasses.replace(recipe, **overrides)
+        changed = dataclasses.replace(recipe, **{key: value for key, value in overrides.items() if "." not in key})
+        for namespace in SETTINGS:
+            own = {key.partition(".")[2]: v for key, v in overrides.items() if key.startswith(f"{namespace}.")}
+            if own:
+                changed = changed.with_settings(namespace, own)
         if "segments" in overrides and "dense_stride" not in overrides:
             span = recipe.dense_stride * recipe.segments
             changed = dataclasses.replace(changed, dense_stride=max(1, span // changed.segments))

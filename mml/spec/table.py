@@ -11,7 +11,7 @@ from typing import Any
 
 from mml.errors import SpecError
 from mml.init_source import RUN_NAME, Imagenet, Random, RunModel, parse_init
-from mml.methods import METHODS
+from mml.methods import METHODS, SETTINGS
 from mml.spec.profile import read_views
 from mml.spec.reader import TomlReader, load_toml
 from mml.spec.recipe import check_recipe_value
@@ -109,11 +109,18 @@ def _model_ref(reader: TomlReader, key: str, text: str, runs: dict[str, Any]) ->
 
 
 def _read_overrides(reader: TomlReader) -> tuple[tuple[str, Any], ...]:
-    """A run's `recipe = {...}` overrides, each checked (and normalised) as a profile's recipe values are; the
-    recipe they make with a profile's is checked as a whole by `run_recipe`."""
+    """A run's `recipe = {...}` overrides, each checked (and normalised) as a profile's recipe values are, a method
+    family's table flattened to `<family>.<name>` keys; the recipe they make with a profile's is checked as a whole
+    by `run_recipe`."""
     overrides = reader.sub("recipe", {})
+    flat: list[tuple[str, Any]] = []
+    for key in overrides.data:
+        if key in SETTINGS:
+            flat += [(f"{key}.{name}", value) for name, value in overrides.get(key, dict).items()]
+        else:
+            flat.append((key, overrides.data[key]))
     with overrides.reported():
-        return tuple(sorted((key, check_recipe_value(key, value)) for key, value in overrides.data.items()))
+        return tuple(sorted((key, check_recipe_value(key, value)) for key, value in flat))
 
 
 def _check_acyclic(path: Path, runs: dict[str, RunSpec]) -> None:
