@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save
 from torch import nn
 
 import mml
-from mml import atomic
+from mml import atomic, numerics
 from mml.distributed import Layout
 from mml.errors import CheckpointError
 from mml.execution import Execution
@@ -110,7 +110,7 @@ def write_finished(
 ) -> None:
     """Write a trained run's files into its partial folder: each module's weights (`<name>.safetensors`), the
     training history and a method's own entries (`metrics.json`) and the run record (`run.json`: config, provenance
-    and how it ran — device type, world size and speed settings)."""
+    and how it ran — device type, world size, speed settings and CPU numerics)."""
     for index in names:
         name, _ = checkpoint_names(index)
         weights_of = {k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
@@ -123,6 +123,7 @@ def write_finished(
         "device": torch.device(run.device).type,
         "world_size": world,
         "execution": run.speed_record(),
+        "cpu_numerics": numerics.in_effect().record(),
     }
     write_json(partial / "run.json", record)
 

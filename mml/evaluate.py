@@ -29,7 +29,7 @@ from mml.methods import METHODS
 from mml.metrics import charades_map, fuse_views_max
 from mml.networks import stored_heads, stored_models
 from mml.spec import ViewProtocol
-from mml.store import RunConfig, Store, write_json
+from mml.store import RunConfig, Store, evaluation_key, write_json
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -139,25 +139,23 @@ def evaluate_stored(
     Writes `eval/<protocol>/scores<i>.npz` (per-video logits) and `metrics.json` into the run's folder through a
     staging folder and one rename, so an interrupted evaluation leaves nothing behind.
     """
-    rid = config.run_id
-    found = current_evaluation(store, rid, views.key, dataset.regions)
+    rid, key = config.run_id, evaluation_key(views, dataset.validation_fingerprint)
+    found = current_evaluation(store, rid, key, dataset.regions)
     if found is not None:
         return found
-    with store.lock(f"{rid}.eval.{views.key}"):  # a concurrent runner evaluates it once, not twice at once
-        found = current_evaluation(store, rid, views.key, dataset.regions)
+    with store.lock(f"{rid}.eval.{key}"):  # a concurrent runner evaluates it once, not twice at once
+        found = current_evaluation(store, rid, key, dataset.regions)
         return found or _evaluate(store, config, views, dataset, cache, run)
 
 
-def current_evaluation(
-    store: Store, rid: str, views_key: str, regions: InformativeRegions | None
-) -> dict[str, Any] | None:
+def current_evaluation(store: Store, rid: str, key: str, regions: InformativeRegions | None) -> dict[str, Any] | None:
     """A run's stored evaluation under a view protocol, or None when it has none, or when on data with informative
     `regions` it stored a policy's decisions without their segments' informative flags (evaluated before they
     existed: it is evaluated again)."""
-    found = store.evaluation(rid, views_key)
+    found = store.evaluation(rid, key)
     if found is None or regions is None:
         return found
-    for path in sorted(store.evaluation_dir(rid, views_key).glob("scores*.npz")):
+    for path in sorted(store.evaluation_dir(rid, key).glob("scores*.npz")):
         with np.load(path) as data:
             if "decisions" in data and "informative" not in data:
                 return None
@@ -198,7 +196,9 @@ def _evaluate(
     ]
     evaluated += [(head, FusedViews(head_views)) for head in stored_heads(store, config, models)]
     metrics = []
-    with staging_folder(store.evaluation_dir(rid, views.key), replace=True) as staging:
+    with staging_folder(
+        store.evaluation_dir(rid, evaluation_key(views, dataset.validation_fingerprint)), replace=True
+    ) as staging:
         for index, (model, clips) in enumerate(evaluated):
             model = model.to(run.device)
             desc = f"{rid} eval {index}"
@@ -216,6 +216,6 @@ def _evaluate(
                 metrics.append({"map": charades_map(logits, labels)})
             else:
                 metrics.append({"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)})
-        result = {"views": views.key, "models": metrics}
+        result = {"views": views.key, "validation": dataset.validation_fingerprint, "models": metrics}
         write_json(staging / "metrics.json", result)
     return result

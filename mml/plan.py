@@ -26,7 +26,7 @@ from mml.models.i3d import I3D_ARCHS
 from mml.models.init import NEW_FC_LR_MULT
 from mml.models.tsm import ARCHS
 from mml.spec import Profile, Recipe, RunSpec, TableSpec, ViewProtocol, run_recipe
-from mml.store import ModelConfig, RunConfig
+from mml.store import ModelConfig, RunConfig, evaluation_key
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Plan:
     cells: dict[tuple[str, str, int], str] = field(default_factory=dict)
     evaluations: dict[str, set[ViewProtocol]] = field(default_factory=dict)
     checkpoints: dict[str, tuple[Path, ...]] = field(default_factory=dict)  # runs loaded from files, not trained
+    validation_sets: dict[str, str] = field(default_factory=dict)  # training split fingerprint -> validation split's
 
     def add(self, config: RunConfig, name: str) -> str:
         rid = config.run_id
@@ -53,6 +54,10 @@ class Plan:
 
     def run_id(self, table: str, run: str, seed: int) -> str:
         return self.cells[(table, run, seed)]
+
+    def evaluation_key(self, rid: str, views: ViewProtocol) -> str:
+        """The name of run `rid`'s evaluation under `views` on its data set's validation videos."""
+        return evaluation_key(views, self.validation_sets[self.runs[rid].dataset])
 
     def run_ids(self, table: str, run: str) -> list[str]:
         """The ids of spec run `run` of `table`, one per seed, in seed order."""
@@ -80,6 +85,7 @@ class Resolver:
 
     def __init__(self, profile: Profile, dataset: VideoDataset, pretrained_path: Path | None, plan: Plan) -> None:
         self.profile, self.dataset, self.plan = profile, dataset, plan
+        plan.validation_sets[dataset.training_fingerprint] = dataset.validation_fingerprint
         self.pretrained_path = pretrained_path
         torchvision = profile.imagenet.source == "torchvision"
         self.pretrained_sha = file_sha256(pretrained_path) if pretrained_path and torchvision else None
@@ -100,7 +106,7 @@ class Resolver:
             models=tuple(models),
             arch=arch,
             recipe=recipe,
-            dataset=self.dataset.fingerprint,
+            dataset=self.dataset.training_fingerprint,
             num_classes=len(self.dataset.for_target(target).classes),
             target=target,
             seed=seed,

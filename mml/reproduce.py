@@ -174,6 +174,7 @@ def reproduce(request: Request, executor: Executor) -> Outcome:
 def write_tables(invocation: Invocation) -> list[Path]:
     """Write every chosen table from the store (and REPORT.md when the request asked for `all`)."""
     from mml.report.build import write_outputs, write_summary  # matplotlib and pandas: only when tables are written
+    from mml.report.export import write_records
     from mml.report.results import StoredResults
 
     request, out = invocation.request, invocation.request.out / invocation.profile.name
@@ -183,6 +184,7 @@ def write_tables(invocation: Invocation) -> list[Path]:
             results = StoredResults(invocation.store, setup.plan, setup.scale, table)
             reports[table.id], paths = write_outputs(results, request.command, out)
             written += paths
+    written += write_records([reports[table.id] for table in invocation.tables], out)  # one family for the p-values
     if ALL_GROUP in request.tables:  # every table of the invocation on one page
         written.append(write_summary([reports[table.id] for table in invocation.tables], out))
     return written

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from mml import distributed
+from mml import distributed, numerics
 from mml.checkpoint import import_run
 from mml.data.datasets import VideoDataset, prepare_frames
 from mml.data.modalities import frames_needed
@@ -101,7 +101,11 @@ def execute(
     `only`: the runs whose jobs to do (a SLURM job's one run; the runs they start from must be in the store);
     `prepare_only`: prepare the frames the pending runs read, and train nothing.
 
-    Under torchrun every rank calls this with the same plans; what rank 0 finds in the store decides for all."""
+    Under torchrun every rank calls this with the same plans; what rank 0 finds in the store decides for all.
+
+    Raises:
+        MMLError: CPU work in a process whose CPU numerics are not the requested ones (`mml.numerics.require`)."""
+    numerics.require(devices or [run.device], compiled=run.compile)
     store.sweep_orphans()
     jobs: dict[str, Job] = {}
     needed = 0
@@ -230,7 +234,7 @@ def pending_work(
         (rid, protocol)
         for rid in order
         for protocol in sorted(plan.evaluations[rid], key=lambda p: p.key)
-        if rid in todo or current_evaluation(store, rid, protocol.key, regions) is None
+        if rid in todo or current_evaluation(store, rid, plan.evaluation_key(rid, protocol), regions) is None
     ]
     return todo, pending
 

@@ -9,7 +9,8 @@ that kept the ids.
 
 Layout of a store:
     runs/<id>/        finished runs: run.json, model<i>.safetensors, metrics.json (training history), DONE (last)
-    runs/<id>/eval/<views>/  per view protocol: scores<i>.npz (per-video logits) and metrics.json (top-1/top-5)
+    runs/<id>/eval/<views>-val<validation>/  per view protocol and validation set (`evaluation_key`): scores<i>.npz
+                            (per-video logits) and metrics.json (top-1/top-5)
     .partial/<id>/    unfinished runs: checkpoint.safetensors after each epoch (models, optimisers, epoch; resumable)
     locks/<id>.lock   one lock file per run (and per evaluation): two runners never train the same run at once
     cache/            decoded frames and optical flow, keyed by dataset fingerprint and frame size
@@ -44,14 +45,15 @@ from mml import __version__, atomic
 from mml.init_source import InitialisedFrom
 from mml.lease import LeaseLock
 from mml.methods import METHODS, MethodSettings
-from mml.spec import Recipe, identity
+from mml.spec import Recipe, ViewProtocol, identity
 
 logger = logging.getLogger(__name__)
 
 # Bump when training or evaluation behaviour changes in a way that changes results: every run id changes with it.
 # tests/test_pinned_run.py fails when the results of its pinned runs change under the same ids (re-pin after a bump:
-# `python -m tests.pinned_run`). 2: CPU training and evaluation pinned to `CPU_THREADS` intra-op threads.
-SEMANTICS = 2
+# `python -m tests.pinned_run`). 2: CPU training and evaluation pinned to `CPU_THREADS` intra-op threads. 3: portable
+# CPU numerics (`mml.numerics`), OpenCV's TV-L1 through its baseline code, the cross-entropy terms recorded per epoch.
+SEMANTICS = 3
 
 # PyTorch's CPU results depend on its intra-op thread count (reductions are split per thread): the same run trained
 # with 1 and with 2 threads ends with different weights. Runs train and evaluate with this many, whatever the
@@ -169,6 +171,12 @@ def run_id(config: RunConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def evaluation_key(views: ViewProtocol, validation_fingerprint: str) -> str:
+    """The name of an evaluation of a run: its test-view protocol and the fingerprint of the validation videos it
+    is measured on, so that evaluations on other validation videos (a larger set) lie beside it."""
+    return f"{views.key}-val{validation_fingerprint[:12]}"
+
+
 def write_json(path: Path, value: Any) -> None:
     """Write the store's JSON atomically (`mml.atomic`: flushed, then renamed): indented, keys sorted."""
     atomic.write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
@@ -200,12 +208,13 @@ class Store:
             return "done"
         return "partial" if (self.partial_dir(rid) / "checkpoint.safetensors").is_file() else "missing"
 
-    def evaluation_dir(self, rid: str, views_key: str) -> Path:
-        return self.run_dir(rid) / "eval" / views_key
+    def evaluation_dir(self, rid: str, key: str) -> Path:
+        """The folder of a run's evaluation `key` (`evaluation_key`)."""
+        return self.run_dir(rid) / "eval" / key
 
-    def evaluation(self, rid: str, views_key: str) -> dict[str, Any] | None:
+    def evaluation(self, rid: str, key: str) -> dict[str, Any] | None:
         """The stored top-1/top-5 of a run's models under a view protocol, or None if not evaluated yet."""
-        path = self.evaluation_dir(rid, views_key) / "metrics.json"
+        path = self.evaluation_dir(rid, key) / "metrics.json"
         return json.loads(path.read_text()) if path.is_file() else None
 
     @contextlib.contextmanager

@@ -70,9 +70,12 @@ def build_optimizers(
 
 
 def _sgd(config: RunConfig, groups: list[dict]) -> torch.optim.SGD:
-    """SGD over parameter groups at the recipe's lr, momentum and weight decay (`set_learning_rate` scales them)."""
+    """SGD over parameter groups at the recipe's lr, momentum (Nesterov's where the recipe says so) and weight decay
+    (`set_learning_rate` scales them)."""
     recipe = config.recipe
-    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(
+        groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov, weight_decay=recipe.weight_decay
+    )
 
 
 def _auxiliary_optimizer(config: RunConfig, name: str, module: nn.Module) -> torch.optim.Optimizer:
@@ -145,20 +148,22 @@ class _Epochs:
     config: RunConfig
     clips: TrainClips | TwoViews
     parts: list[tuple[nn.Module, torch.optim.Optimizer]]  # every trained module with its optimiser
-    step: Callable[[object, torch.Tensor], list[torch.Tensor]]  # a batch's losses, their sum being the objective
+    # A batch's losses (their sum is the objective) and its recorded CE terms (`Training.record_cross_entropy`).
+    step: Callable[[object, torch.Tensor], tuple[list[torch.Tensor], list[torch.Tensor]]]
     layout: Layout
     run: Execution
     share: float
     partial: Path
 
-    def train_epoch(self, epoch: int, stream: Sequence[int], desc: str) -> tuple[float, np.ndarray]:
-        """Train one epoch at its scheduled lr (`run_epoch`); returns the lr and the mean losses."""
+    def train_epoch(self, epoch: int, stream: Sequence[int], desc: str) -> tuple[float, np.ndarray, np.ndarray]:
+        """Train one epoch at its scheduled lr (`run_epoch`); returns the lr, the mean losses and CE terms."""
         lr = set_learning_rate(self.config, [o for _, o in self.parts], epoch)
-        return lr, self.run_epoch(epoch, stream, desc)
+        return lr, *self.run_epoch(epoch, stream, desc)
 
-    def run_epoch(self, epoch: int, stream: Sequence[int], desc: str) -> np.ndarray:
+    def run_epoch(self, epoch: int, stream: Sequence[int], desc: str) -> tuple[np.ndarray, np.ndarray]:
         """Train one epoch (at epoch `epoch`'s clips and order) with dropout seeded from `stream`; returns the
-        mean of each reported loss over the steps."""
+        mean of each reported loss over the steps, and of each recorded cross-entropy term (reduced over the ranks
+        once, at the end of the epoch)."""
         config, recipe, layout = self.config, self.config.recipe, self.layout
         rid = config.run_id
         self.clips.epoch = epoch
@@ -177,10 +182,11 @@ class _Epochs:
         for module, _ in self.parts:
             module.train()
         totals: float | np.ndarray = 0.0
+        cross_entropy: list[torch.Tensor] = []  # each recorded CE term summed over the steps
         bar = tqdm(loader, desc=desc, leave=False, disable=not self.run.progress)
         for step, (inputs, labels) in enumerate(bar):
             with autocast(self.run):
-                losses = self.step(to_device(inputs, self.run.device), labels.to(self.run.device))
+                losses, terms = self.step(to_device(inputs, self.run.device), labels.to(self.run.device))
             values = layout.reduce(losses, self.share)
             if not all(math.isfinite(value) for value in values):
                 raise MMLError(
@@ -194,8 +200,11 @@ class _Epochs:
                 clip_gradients(module, recipe.grad_clip)
                 optimizer.step()
             totals = totals + np.asarray(values)
+            cross_entropy = [s + t for s, t in zip(cross_entropy, terms, strict=True)] if cross_entropy else terms
             bar.set_postfix(loss=" ".join(f"{v / (step + 1):.3f}" for v in np.atleast_1d(totals)))
-        return np.atleast_1d(totals / max(len(loader), 1))
+        steps = max(len(loader), 1)
+        means = np.asarray(layout.reduce(cross_entropy, self.share) if cross_entropy else [], dtype=np.float64)
+        return np.atleast_1d(totals / steps), means / steps
 
 
 def _train(
@@ -255,8 +264,9 @@ def _train(
     parts = list(modules.values())
     data = TwoViews(clips) if method.views == 2 else clips
 
-    def step(inputs: object, labels: torch.Tensor) -> list[torch.Tensor]:
-        return method.step(training, inputs, labels)
+    def step(inputs: object, labels: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        training.cross_entropy = []
+        return method.step(training, inputs, labels), training.cross_entropy
 
     epochs = _Epochs(config, data, parts, step, layout, run, share, partial)
     training = Training(
@@ -283,9 +293,11 @@ def _train(
             epoch_start = time.monotonic()
             method.before_epoch(training, epoch)
             desc = f"{rid} epoch {epoch + 1}/{recipe.epochs}"
-            lr, losses = epochs.train_epoch(epoch, (EPOCH_SEED, epoch, *layout.stream), desc)
+            lr, losses, cross_entropy = epochs.train_epoch(epoch, (EPOCH_SEED, epoch, *layout.stream), desc)
             state["epoch"] = epoch + 1
-            state["history"].append({"epoch": epoch + 1, "lr": lr, "loss": losses.tolist()})
+            state["history"].append(
+                {"epoch": epoch + 1, "lr": lr, "loss": losses.tolist(), "ce": cross_entropy.tolist()}
+            )
             tensors = layout.gather(held_tensors(layout, modules))
             if layout.lead:
                 save_checkpoint(checkpoint, tensors, state)

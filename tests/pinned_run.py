@@ -43,8 +43,8 @@ def measure(root: Path, threads: int = CPU_THREADS) -> dict[str, dict[str, Any]]
         execute([Setup(profile, (table,), dataset, plan)], store, Execution(progress=False))
     measured = {}
     for rid in plan.order():
-        evaluation = store.evaluation(rid, profile.views.key)
-        folder = store.evaluation_dir(rid, profile.views.key)
+        evaluation = store.evaluation(rid, plan.evaluation_key(rid, profile.views))
+        folder = store.evaluation_dir(rid, plan.evaluation_key(rid, profile.views))
         history = json.loads((store.run_dir(rid) / "metrics.json").read_text())["history"]
         measured[", ".join(plan.names[rid])] = {
             "id": rid,

@@ -14,6 +14,7 @@ from mml.report.ensemble import (
     ensemble_probabilities,
     pair_matrix,
     rank_triples,
+    shared_ranks,
 )
 
 
@@ -110,12 +111,12 @@ def voter(name: str, correct: str) -> Scores:
 def test_rank_triples_sums_positions_by_hand() -> None:
     # With three voters an ensemble is right on a video iff at least two members are.
     #   (strong, F1, D): 3+2+2+1 correct votes per video -> 3/4 = 75 %
-    #   (strong, F2, D): 2+2+1+2 -> 75 %, tied with the first on top-1 and top-5 (100 with two classes): names decide,
-    #                    ("RGB strong", "flow 1", "diff") < ("RGB strong", "flow 2", "diff")
-    #   (weak, F1, D):   2+1+1+0 -> 25 %
-    #   (weak, F2, D):   1+1+0+1 -> 0 %
-    # Positions 0..3 in that order (the paper counts from 0): strong 0+1 = 1, weak 2+3 = 5; flow 1: 0+2 = 2,
-    # flow 2: 1+3 = 4; diff 0+1+2+3 = 6.
+    #   (strong, F2, D): 2+2+1+2 -> 75 %, tied with the first on top-1 and top-5 (100 with two classes): both take
+    #                    the average of positions 0 and 1, 0.5
+    #   (weak, F1, D):   2+1+1+0 -> 25 %, position 2
+    #   (weak, F2, D):   1+1+0+1 -> 0 %, position 3
+    # Sums (the paper counts from 0): strong 0.5+0.5 = 1, weak 2+3 = 5; flow 1: 0.5+2 = 2.5, flow 2: 0.5+3 = 3.5;
+    # diff 0.5+0.5+2+3 = 6 = 0+1+2+3, as without the tie.
     rgb = [voter("RGB weak", "0000"), voter("RGB strong", "1111")]
     flow = [voter("flow 2", "0001"), voter("flow 1", "1010")]
     diff = [voter("diff", "1100")]
@@ -123,8 +124,28 @@ def test_rank_triples_sums_positions_by_hand() -> None:
     assert ensemble_accuracy([rgb[1], flow[0], diff[0]])[0] == 75.0
     frames = rank_triples([rgb, flow, diff])
     assert [list(frame.index) for frame in frames] == [["RGB strong", "RGB weak"], ["flow 1", "flow 2"], ["diff"]]
-    assert [list(frame[SUM_OF_POSITIONS]) for frame in frames] == [[1, 5], [2, 4], [6]]
+    assert [list(frame[SUM_OF_POSITIONS]) for frame in frames] == [[1, 5], [2.5, 3.5], [6]]
     assert all(frame.index.name == "model" for frame in frames)
+
+
+def test_tied_triples_are_not_ordered_by_names() -> None:
+    # Two Flow models that are right on the same videos make every triple with one tie with the triple with the
+    # other: whatever their names, they get equal sums, listed in the group's order, and share a rank.
+    rgb = [voter("RGB strong", "1110"), voter("RGB weak", "0100")]
+    diff = [voter("diff", "1001")]
+    for first, second in (("a", "b"), ("b", "a")):
+        flow = [voter(first, "1010"), voter(second, "1010")]
+        frames = rank_triples([rgb, flow, diff])
+        # strong: 2/4 with either Flow model (positions 0, 1 -> 0.5 each), weak: 1/4 (positions 2, 3 -> 2.5 each)
+        assert list(frames[0][SUM_OF_POSITIONS]) == [1, 5]
+        assert list(frames[1].index) == [first, second] and list(frames[1][SUM_OF_POSITIONS]) == [3, 3]
+        assert shared_ranks(list(frames[1][SUM_OF_POSITIONS])) == [1, 1]
+
+
+def test_shared_ranks_are_standard_competition_ranks() -> None:
+    assert shared_ranks([30.0, 10.0, 20.0, 20.0, 5.0]) == [5, 2, 3, 3, 1]
+    assert shared_ranks([7.0, 7.0, 7.0]) == [1, 1, 1]
+    assert shared_ranks([]) == []
 
 
 def test_rank_triples_rejects_empty_groups() -> None:

@@ -15,7 +15,7 @@ from mml.evaluate import evaluate_stored, predict
 from mml.execution import Execution
 from mml.metrics import fuse_views_max
 from mml.spec import Recipe, ViewProtocol
-from mml.store import ModelConfig, RunConfig, Store
+from mml.store import ModelConfig, RunConfig, Store, evaluation_key
 
 RECIPE = Recipe(segments=2, short_side=32, input_size=32, batch_size=4, epochs=1, lr=0.01, lr_steps=(1,))
 CONFIG = RunConfig("ce", (ModelConfig("RGB", "random"),), "tsm_tiny", RECIPE, "d" * 64, 5, 0)
@@ -61,9 +61,9 @@ def test_an_interrupted_evaluation_leaves_nothing(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(mml.evaluate, "stored_models", lambda store, config: [nn.Linear(4, 5)])
     monkeypatch.setattr(mml.evaluate, "predict", interrupted)
     store = Store(tmp_path / "store")
-    dataset = SimpleNamespace(validation=[], multilabel=False, regions=None)
+    dataset = SimpleNamespace(validation=[], validation_fingerprint="v" * 64, multilabel=False, regions=None)
     with pytest.raises(KeyboardInterrupt):
         evaluate_stored(store, CONFIG, ViewProtocol(), dataset, None, Execution(progress=False))
     evaluations = store.run_dir(CONFIG.run_id) / "eval"
     assert not evaluations.exists() or not any(evaluations.iterdir())
-    assert store.evaluation(CONFIG.run_id, ViewProtocol().key) is None
+    assert store.evaluation(CONFIG.run_id, evaluation_key(ViewProtocol(), dataset.validation_fingerprint)) is None

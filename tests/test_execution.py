@@ -73,7 +73,7 @@ def test_bf16_and_channels_last_train_like_fp32() -> None:
     exact_losses, exact_grads = _losses_and_grads(Execution(channels_last=True))  # layout alone changes ~nothing
     assert exact_losses == pytest.approx(baseline_losses, rel=1e-5)
     for grad, expected in zip(exact_grads, baseline_grads, strict=True):
-        torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-5)  # SSE4.1 oneDNN: one grad moves 1.7e-6
 
 
 def test_channels_last_models_keep_their_memory_format() -> None:

@@ -273,7 +273,7 @@ def test_malformed_profile_overrides(table7_specs: Path) -> None:
     assert (profile.recipe.epochs, profile.recipe.sampling, profile.charades.recipe.lr) == (5, "dense", 0.5)
     with pytest.raises(MMLError, match=r"profiles.toml: micro: override 'recipe.epochs' is not key=value"):
         load_profile(path, "micro", ["recipe.epochs"])
-    with pytest.raises(MMLError, match=r"profiles.toml: micro.recipe.epoch: unknown key"):
+    with pytest.raises(MMLError, match=r"profiles.toml: micro.recipe.epoch: unknown recipe setting"):
         load_profile(path, "micro", ["recipe.epoch=5"])
     with pytest.raises(MMLError, match=r"profiles.toml: micro: override 'arch.x=1': arch is not a table"):
         load_profile(path, "micro", ["arch.x=1"])

@@ -26,7 +26,7 @@ from mml.store import Store
 
 REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 # A dataset without videos: enough to plan (classes and fingerprint), nothing to train.
-NO_VIDEOS = VideoDataset(Path("."), tuple(f"class{i}" for i in range(174)), (), (), "d" * 64)
+NO_VIDEOS = VideoDataset(Path("."), tuple(f"class{i}" for i in range(174)), (), (), "d" * 64, "d" * 64, "v" * 64)
 
 
 def paper(setup: str = "sthv2"):
@@ -49,7 +49,7 @@ def test_every_shipped_table_plans_under_the_smoke_and_small_profiles() -> None:
     for name in ("smoke", "small"):
         for setup in SETUPS:
             profile = load_profile(REPRODUCTIONS / "profiles.toml", name).setup(setup)
-            videos = VideoDataset(Path("."), tuple(f"class{i}" for i in range(8)), (), (), "f" * 64)
+            videos = VideoDataset(Path("."), tuple(f"class{i}" for i in range(8)), (), (), "f" * 64, "f" * 64, "v" * 64)
             plan = plan_tables([table for table in tables if table.setup == setup], profile, videos)
             assert plan.order(), (name, setup)
 
@@ -75,7 +75,7 @@ def test_deep_runs_train_the_profile_deep_segments_unless_their_own_recipe_sets_
     """Tab. 9's deep runs take their segments from the profile (paper 16, smoke 8 with the smoke span 2 x 4 kept,
     small 16 as its committed tables were trained); a deep run whose spec sets segments keeps them."""
     table = load_table(REPRODUCTIONS / "table09.toml")
-    videos = VideoDataset(Path("."), tuple(f"class{i}" for i in range(8)), (), (), "e" * 64)
+    videos = VideoDataset(Path("."), tuple(f"class{i}" for i in range(8)), (), (), "e" * 64, "e" * 64, "v" * 64)
     for name, segments, stride in (("smoke", 8, 1), ("small", 16, 1)):
         profile = load_profile(REPRODUCTIONS / "profiles.toml", name)
         plan = plan_tables([table], profile, videos)

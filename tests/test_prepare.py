@@ -367,7 +367,7 @@ def test_rawframe_lists_of_frames_extracted_elsewhere(sthv2: Path, tmp_path: Pat
     dataset = open_dataset(DatasetConfig(kind="rawframes", rawframes=config), root, tmp_path)
     assert [r.label for r in dataset.train] == [r.label for r in source.train] and dataset.classes == ("0", "1")
     usable, _ = prepare_frames(dataset, tmp_path / "cache", SHORT_SIDE, True, 3, workers=1, progress=False)
-    assert usable == dataset and not (tmp_path / "cache" / dataset.fingerprint[:16] / "jpeg32").exists()
+    assert usable == dataset and not (dataset.cache_dir(tmp_path / "cache") / "jpeg32").exists()
     frames = dataset.frame_source(tmp_path / "cache", SHORT_SIDE).frames(dataset.train[0])
     assert frames[np.array([0])].shape[1] == SHORT_SIDE  # 48-pixel frames resized to the short side when read
 

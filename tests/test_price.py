@@ -64,7 +64,9 @@ def dataset(train: int, validation: int, classes: int = 10) -> VideoDataset:
         return tuple(VideoRecord(f"{split}{i}", Path("."), i % classes, ("red square",)) for i in range(count))
 
     names = tuple(f"class{i}" for i in range(classes))
-    return VideoDataset(Path("."), names, records(train, "t"), records(validation, "v"), "f" * 64, packed=True)
+    return VideoDataset(
+        Path("."), names, records(train, "t"), records(validation, "v"), "f" * 64, "f" * 64, "v" * 64, packed=True
+    )
 
 
 def run(method: str, modalities: tuple[str, ...], teacher: str | None = None, recipe: Recipe = RECIPE) -> RunConfig:

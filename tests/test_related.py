@@ -102,11 +102,12 @@ def test_methods_table_with_measured_cost(specs: Path, tmp_path: Path) -> None:
     one_stage = ("--set", "recipe.adamml.alternations=0", "--set", "recipe.adamml.finetune=1")  # AdaMML in 1 epoch
     assert reproduce(specs, tmp_path, *ONE_EPOCH, *one_stage, table="methods") == 0
     table = rows((tmp_path / "tables" / "micro" / "methods.md").read_text())
-    assert len(table) == 13
+    assert len(table) == 14
     cells = [row.split("|") for row in table]  # method, model, paper, ours = top-1 / top-5 / GFLOPs per video, Δ
     cost = {f"{cell[1].strip()} {cell[2].strip()}": float(cell[4].split("/")[2].split()[0]) for cell in cells}
     rgb = cost["CE RGB"]
     assert rgb > 0 and cost["SKD-SRL RGB"] == rgb and cost["G-Blend (offline) its RGB branch"] == rgb
+    assert cost["KD (Hinton et al.) RGB, RGB teacher (SKD-SRL's setup)"] == rgb  # the teacher costs nothing at test
     assert cost["CE Flow (the teacher)"] > rgb  # a 10-channel first conv
     assert cost["G-Blend (offline) RGB + Flow, fused head"] > cost["CE Flow (the teacher)"] + rgb - 1e-4
     # AdaMML: its policy on each of its 10 test segments, the two networks on the segments it selects.

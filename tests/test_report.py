@@ -13,8 +13,10 @@ import torch
 from mml.checkpoint import import_run, write_finished
 from mml.execution import Execution
 from mml.models.tsm import build_tsm
+from mml.numerics import in_effect
 from mml.report.claims import judge
-from mml.report.executions import execution_counts, run_execution
+from mml.report.executions import cpu_numerics, execution_counts, run_execution
+from mml.report.export import code_commit
 from mml.report.tables import Report, _ours, latex_escape, rows_frame, to_latex, to_markdown, write_table
 from mml.spec import ClaimSpec, Recipe, load_profile, load_table
 from mml.store import ModelConfig, RunConfig, Store
@@ -120,7 +122,7 @@ def test_executions_are_read_from_each_runs_record_and_counted(tmp_path: Path) -
 
     assert run_execution(store, ids[2]) == "on cuda, world size 4, bf16, channels_last, eager"
     assert execution_counts(store, [*ids, ids[0]]) == (
-        ("on cpu, world size 1, fp32, eager", 2),
+        (f"on cpu, world size 1, fp32, eager, {cpu_numerics(in_effect().record())}", 2),
         ("loaded from weight files", 1),
         ("on cuda, world size 4, bf16, channels_last, eager", 1),
         ("with no recorded execution", 1),
@@ -134,3 +136,10 @@ def test_planning_and_the_report_import_no_trainer() -> None:
     code = f"{imported}; print(sorted({{'mml.train', 'mml.runner'}} & sys.modules.keys()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_commit_is_read_from_the_checkout_and_missing_outside_git(monkeypatch, tmp_path: Path) -> None:
+    commit, dirty = code_commit(REPRODUCTIONS)
+    assert commit is None or (re.fullmatch(r"[0-9a-f]{40}", commit) and dirty in (True, False))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no git here
+    assert code_commit(REPRODUCTIONS) == (None, None)

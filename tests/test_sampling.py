@@ -5,6 +5,7 @@ import pytest
 
 from mml.data import sampling
 from mml.data.sampling import dense_view, frame_indices, region_train_starts, train_starts, uniform_view
+from mml.spec import DENSE_SPACINGS
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -163,6 +164,46 @@ def test_dense_view_wraps_short_videos() -> None:
     np.testing.assert_array_equal(dense_view(20, 5, 8, 4, 1, 2), (np.arange(8) * 4) % 16)
     with pytest.raises(ValueError, match="index"):
         dense_view(40, 1, 8, 4, 2, 2)
+
+
+def test_spread_dense_views_run_from_the_first_start_to_the_last_as_pyslowfast() -> None:
+    # Charades-like: 8 frames with stride 8 span 57 frames; a 100-frame video's last start is 43, and PySlowFast's
+    # 10 clips start at round(i * 43 / 9): 0, 5, 10, 14, 19, 24, 29, 33, 38, 43 (Python's rounding, 4.78 -> 5 ...).
+    starts = [int(sampling.spread_dense_view(100, 1, 8, 8, i, 10)[0]) for i in range(10)]
+    assert starts == [round(i * 43 / 9) for i in range(10)] == [0, 5, 10, 14, 19, 24, 29, 33, 38, 43]
+    last = sampling.spread_dense_view(100, 1, 8, 8, 9, 10)
+    np.testing.assert_array_equal(last, 43 + 8 * np.arange(8))
+    assert last[-1] == 99  # the last clip ends on the video's last frame
+
+
+def test_spread_dense_views_of_an_exact_fit_all_start_at_zero() -> None:
+    for i in range(10):  # 57 frames hold the 57-frame clip exactly once
+        np.testing.assert_array_equal(sampling.spread_dense_view(57, 1, 8, 8, i, 10), 8 * np.arange(8))
+
+
+def test_spread_dense_views_clamp_short_videos_instead_of_wrapping() -> None:
+    # 30 frames are shorter than the 57-frame clip: every clip starts at 0 and repeats the last frame, as PySlowFast's
+    # max(min(start + i * rate, L - 1), 0); Appendix 1's views wrap round to the beginning instead.
+    expected = [0, 8, 16, 24, 29, 29, 29, 29]
+    for i in range(10):
+        np.testing.assert_array_equal(sampling.spread_dense_view(30, 1, 8, 8, i, 10), expected)
+    assert list(dense_view(30, 1, 8, 8, 0, 10)) == [0, 8, 16, 24, 2, 10, 18, 26]
+    # A stack of L = 5 flow frames: segment starts end at N - L, so the frames read end at the last one.
+    np.testing.assert_array_equal(sampling.spread_dense_view(30, 5, 8, 8, 3, 10), [0, 8, 16, 24, 25, 25, 25, 25])
+    assert frame_indices(sampling.spread_dense_view(30, 5, 8, 8, 3, 10), 5, 30).max() == 29
+    assert list(sampling.spread_dense_view(100, 1, 8, 8, 0, 1)) == list(21 + 8 * np.arange(8))  # one view: the middle
+    with pytest.raises(ValueError, match="index"):
+        sampling.spread_dense_view(40, 1, 8, 4, 2, 2)
+
+
+def test_view_starts_spaces_dense_views_as_asked() -> None:
+    spread = sampling.view_starts(100, 1, 8, dense=3, uniform=1, dense_stride=8, dense_spacing="pyslowfast")
+    for i in range(3):
+        np.testing.assert_array_equal(spread[i], sampling.spread_dense_view(100, 1, 8, 8, i, 3))
+    np.testing.assert_array_equal(spread[3], uniform_view(100, 1, 8, 0.0))
+    assert set(sampling.DENSE_VIEWS) == set(DENSE_SPACINGS)
+    with pytest.raises(ValueError, match="unknown dense spacing 'wrapped'"):
+        sampling.view_starts(100, 1, 8, dense=1, uniform=0, dense_stride=8, dense_spacing="wrapped")
 
 
 def test_test_views_order_and_count() -> None:

@@ -12,7 +12,8 @@ REPRODUCTIONS = Path(__file__).parent.parent / "reproductions"
 class Videos:
     """The parts of a `VideoDataset` that planning reads."""
 
-    fingerprint = "synthetic-fingerprint"
+    fingerprint = training_fingerprint = "synthetic-fingerprint"
+    validation_fingerprint = "synthetic-validation"
     multilabel = False
     classes = tuple(range(8))
 

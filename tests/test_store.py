@@ -77,7 +77,7 @@ def _changed(value: object) -> object:
     for choices in (SAMPLINGS, KL_FORMS, ("hand", "gflops"), tuple(ARCHS)):  # every choice setting's choices
         if value in choices:
             return next(choice for choice in choices if choice != value)
-    changes = {int: lambda v: v + 1, float: lambda v: v / 2, tuple: lambda v: (*v, 9)}
+    changes = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v / 2, tuple: lambda v: (*v, 9)}
     return changes[type(value)](value)
 
 
@@ -212,7 +212,7 @@ def test_sweep_removes_what_killed_processes_of_this_host_left(tmp_path: Path) -
 def test_table7_dag_order_and_shared_runs() -> None:
     table = load_table(REPRODUCTIONS / "table07.toml")
     profile = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")
-    dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64)
+    dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64, "d" * 64, "v" * 64)
     plan = plan_tables([table, table], profile, dataset)
     # 10 spec runs + the synthetic ImageNet pretraining, each once although the table is listed twice.
     assert len(plan.runs) == 11
@@ -231,7 +231,7 @@ def test_table7_dag_order_and_shared_runs() -> None:
 def test_upstream_change_changes_downstream_ids() -> None:
     table = load_table(REPRODUCTIONS / "table07.toml")
     profile = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")
-    dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64)
+    dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64, "d" * 64, "v" * 64)
     before = plan_tables([table], profile, dataset)
     longer = dataclasses.replace(profile, imagenet=dataclasses.replace(profile.imagenet, epochs=5))
     after = plan_tables([table], longer, dataset)
@@ -247,7 +247,7 @@ def test_object_task_relabels_by_first_placeholder(tmp_path: Path) -> None:
 
     train = (record(1, 0, "Red Square"), record(2, 1, "blue disc"), record(3, 1, "red square"))
     validation = (record(4, 0, "blue disc"), record(5, 1, "green cross"))
-    dataset = VideoDataset(tmp_path, ("left", "right"), train, validation, "d" * 64)
+    dataset = VideoDataset(tmp_path, ("left", "right"), train, validation, "d" * 64, "d" * 64, "v" * 64)
     objects = dataset.for_target("object")
     assert objects.classes == ("blue disc", "red square")
     assert [r.label for r in objects.train] == [1, 0, 1]
@@ -259,11 +259,11 @@ def test_ids_of_existing_runs_are_pinned() -> None:
     """Settings added for later methods (left at their defaults) must not change the ids of runs already stored."""
     table = load_table(REPRODUCTIONS / "table07.toml")
     profile = load_profile(REPRODUCTIONS / "profiles.toml", "smoke")
-    dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64)
+    dataset = VideoDataset(Path("."), tuple("abcdefghij"), (), (), "d" * 64, "d" * 64, "v" * 64)
     plan = plan_tables([table], profile, dataset)
     ids = {name: plan.run_id("table07", name, 0) for name in ("rgb", "A", "C")}
-    # Pinned at SEMANTICS 2 with the 30-epoch ImageNet stand-in (a SEMANTICS bump or a change of the smoke profile
-    # changes every id: re-pin here then).
-    assert ids == {"rgb": "c97883258f23b82d", "A": "c9e0dddac73b751f", "C": "4ec8bd11ed378cf1"}
+    # Pinned at SEMANTICS 3 with the 30-epoch ImageNet stand-in and the recipe's `nesterov` (a SEMANTICS bump, a new
+    # recipe field or a change of the smoke profile changes every id: re-pin here then).
+    assert ids == {"rgb": "76f03c6a57f24362", "A": "6d7fd72d3f815a9a", "C": "9e820f97e36d6f8b"}
     changed = dataclasses.replace(plan.runs[ids["A"]], recipe=profile.recipe.with_settings("skd", {"alpha": 0.5}))
     assert changed.run_id == ids["A"]  # an SKD-SRL setting does not enter an MML run's id

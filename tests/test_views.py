@@ -103,3 +103,14 @@ def test_training_regions_give_one_clip_per_region_with_one_crop() -> None:
     assert all(torch.equal(v[:, :2], values[0][:, :2]) for v in values)  # the same crop in every region
     plain = clips.TrainClips([RECORD], source, ["RGB", "Flow"], recipe, seed=4, num_classes=5)[0][0]
     assert plain["RGB"].shape == (2 * 3, 8, 8)
+
+
+def test_pyslowfast_spacing_reads_clips_from_the_first_frame_to_the_last() -> None:
+    views = ViewProtocol(dense=2, uniform=0, uniform_offset=0.0, dense_spacing="pyslowfast")
+    inputs, _ = clips.ViewClips([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, views, 5)[0]
+    frames = [pixels(view)[:, 2, 0, 0].tolist() for view in inputs]  # the frame index of each segment
+    assert frames == [[0.0, 4.0], [11.0, 15.0]]  # 2 segments 4 apart: the last clip ends on frame 15
+    appendix1 = ViewProtocol(dense=2, uniform=0, uniform_offset=0.0)
+    inputs, _ = clips.ViewClips([RECORD], FakeSource(16, 12, 20), "RGB", RECIPE, appendix1, 5)[0]
+    assert [pixels(view)[:, 2, 0, 0].tolist() for view in inputs] == [[0.0, 4.0], [6.0, 10.0]]
+    assert views.key == "dense2-uniform0-offset0-pyslowfast" and appendix1.key == "dense2-uniform0-offset0"

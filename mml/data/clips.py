@@ -193,6 +193,7 @@ class ViewClips(Dataset):
             views.uniform,
             self.recipe.dense_stride,
             views.uniform_offset,
+            views.dense_spacing,
         )
 
     def view_positions(self, index: int) -> np.ndarray:

@@ -27,26 +27,36 @@ from mml.errors import DataError, MMLError
 from mml.spec.dataset import DatasetConfig
 
 logger = logging.getLogger(__name__)
+# Bump when what a cache holds for the same videos changes, so that no run reads frames or flow computed otherwise.
+# 2: OpenCV's TV-L1 through its baseline code, the same on every x86-64 CPU (`mml.data.flow`).
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class VideoDataset:
-    """A dataset's classes, training and validation videos, the fingerprint that keys runs and caches, and where its
-    frames come from: decoded from its videos into a cache (packed arrays for tiny synthetic videos, JPEG folders
-    otherwise), or read from the frame folders of `frames` when it ships frames (and flow) already extracted."""
+    """A dataset's classes, training and validation videos, its fingerprints, and where its frames come from:
+    decoded from its videos into a cache (packed arrays for tiny synthetic videos, JPEG folders otherwise), or read
+    from the frame folders of `frames` when it ships frames (and flow) already extracted.
+
+    Three fingerprints: the whole data set's keys its frame cache; the training split's (`split_fingerprint`) keys
+    its runs, so that a run's identity does not depend on the validation videos; the validation split's keys the
+    evaluations, so that the same trained runs can be evaluated on more validation videos without training again.
+    """
 
     root: Path
     classes: tuple[str, ...]
     train: tuple[VideoRecord | MultiLabelRecord, ...]
     validation: tuple[VideoRecord | MultiLabelRecord, ...]
-    fingerprint: str
+    fingerprint: str  # the whole data set (annotations and video files): keys the frame cache
+    training_fingerprint: str  # keys runs
+    validation_fingerprint: str  # keys evaluations
     frames: FolderLayout | None = None
     packed: bool = False
     regions: InformativeRegions | None = None  # a generated long dataset's (`mml.data.regions`), else None
 
     def cache_dir(self, cache_root: Path) -> Path:
         """This dataset's folder under a cache root (frames, flow and preparation reports)."""
-        return cache_root / self.fingerprint[:16]
+        return cache_root / f"{self.fingerprint[:16]}-v{CACHE_VERSION}"
 
     def frame_source(self, cache_root: Path, short_side: int, flow_backend: FlowBackend = OPENCV) -> FrameSource:
         """Where training and evaluation read this dataset's frames and flow at `short_side` (a cache fills its flow
@@ -56,7 +66,7 @@ class VideoDataset:
         return (NpyCache if self.packed else JpegCache)(self.cache_dir(cache_root), short_side, flow_backend)
 
     def without(self, video_ids: set[str]) -> VideoDataset:
-        """The dataset without the videos `video_ids` (e.g. those that failed to prepare); the fingerprint stays."""
+        """The dataset without the videos `video_ids` (e.g. those that failed to prepare); the fingerprints stay."""
         return dataclasses.replace(
             self,
             train=tuple(r for r in self.train if r.video_id not in video_ids),
@@ -111,6 +121,38 @@ class VideoDataset:
         )
 
 
+def split_fingerprint(source: object, classes: Sequence[str], records: Sequence[VideoRecord | MultiLabelRecord]) -> str:
+    """Hash of one split of a data set: where its videos come from (`source`, JSON-ready: a generator's settings
+    without the other split's size, a layout's templates), the class names, and each video's annotation and file
+    (name and size; -1 for a frame folder or a missing file). The file's folder does not enter, so a data set moved
+    elsewhere keeps its fingerprints; a same-size edit of a video goes unnoticed, as in `dataset_fingerprint`."""
+    videos = []
+    for record in records:
+        annotation = {k: v for k, v in dataclasses.asdict(record).items() if k != "path"}
+        size = record.path.stat().st_size if record.path.is_file() else -1
+        videos.append([annotation, record.path.name, size])
+    text = json.dumps({"source": source, "classes": list(classes), "videos": videos}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _opened(
+    root: Path,
+    source: object,
+    classes: Sequence[str],
+    splits: tuple[Sequence[VideoRecord | MultiLabelRecord], Sequence[VideoRecord | MultiLabelRecord]],
+    fingerprint: str,
+    frames: FolderLayout | None = None,
+    packed: bool = False,
+    regions: InformativeRegions | None = None,
+) -> VideoDataset:
+    """A `VideoDataset` of training and validation `splits` from `source`, with each split's fingerprint."""
+    train, validation = splits
+    training, evaluated = (split_fingerprint(source, classes, split) for split in splits)
+    return VideoDataset(
+        root, tuple(classes), tuple(train), tuple(validation), fingerprint, training, evaluated, frames, packed, regions
+    )
+
+
 def synthetic_root(kind: str, config: SyntheticConfig | SyntheticCharadesConfig, parent: Path) -> Path:
     """The default folder of a synthetic dataset: one per generator and configuration."""
     key = hashlib.sha256(json.dumps(config.fingerprint_fields(), sort_keys=True).encode()).hexdigest()[:12]
@@ -128,6 +170,7 @@ def open_dataset(config: DatasetConfig, data: Path | None, default_parent: Path,
         default_parent: where synthetic datasets go when `data` is not given.
         progress: show progress bars.
     """
+    source: object = config.kind  # what shapes the videos beside their annotations: a generator's settings
     if config.kind.startswith("synthetic"):
         generator = SyntheticConfig if config.kind == "synthetic-sthv2" else SyntheticCharadesConfig
         try:
@@ -139,6 +182,7 @@ def open_dataset(config: DatasetConfig, data: Path | None, default_parent: Path,
             root = ensure_sthv2(folder, synthetic, progress)
         else:
             root = ensure_charades(folder, synthetic, progress)
+        source = synthetic.split_source()
     else:
         if data is None:
             raise MMLError(f"dataset kind {config.kind!r} reads a dataset from disk: pass --data DIR")
@@ -147,19 +191,20 @@ def open_dataset(config: DatasetConfig, data: Path | None, default_parent: Path,
             raise DataError(f"{root}: dataset folder not found")
     packed = config.kind.startswith("synthetic")
     if config.kind.endswith("charades"):
-        return _open_charades(root, packed, config.frame_lists)
+        return _open_charades(root, source, packed, config.frame_lists)
     if config.rawframes is not None:
         frames = open_rawframes(root, config.rawframes)
-        return VideoDataset(root, frames.classes, frames.train, frames.validation, frames.fingerprint, frames.layout)
+        templates = {"frames": frames.layout.frames, "flow": frames.layout.flow, "start": frames.layout.start_index}
+        splits = (frames.train, frames.validation)
+        return _opened(root, templates, frames.classes, splits, frames.fingerprint, frames.layout)
     train, validation = read_sthv2(root, "train"), read_sthv2(root, "validation")
     fingerprint = dataset_fingerprint(root)
     regions = read_informative_regions(root) if packed else None  # a generated dataset's
-    return VideoDataset(
-        root, train.classes, train.records, validation.records, fingerprint, packed=packed, regions=regions
-    )
+    splits = (train.records, validation.records)
+    return _opened(root, source, train.classes, splits, fingerprint, packed=packed, regions=regions)
 
 
-def _open_charades(root: Path, packed: bool, frame_lists: bool) -> VideoDataset:
+def _open_charades(root: Path, source: object, packed: bool, frame_lists: bool) -> VideoDataset:
     """Charades from its videos (`Charades_v1_480/<id>.mp4`) or, when present, the official 24 fps frame download
     (`Charades_v1_rgb/<id>/<id>-000001.jpg`) with its TV-L1 flow (`Charades_v1_flow/<id>/<id>-000001x.jpg`);
     annotated by the official CSVs or, with `frame_lists`, PySlowFast's `frame_lists/{train,val}.csv` (which
@@ -178,19 +223,13 @@ def _open_charades(root: Path, packed: bool, frame_lists: bool) -> VideoDataset:
         annotations = (charades.CLASSES_FILE, *charades.SPLIT_FILES.values())
     if not frames_dir.is_dir():
         fingerprint = dataset_fingerprint(root, annotations, charades.VIDEO_DIR)
-        return VideoDataset(root, classes, train, validation, fingerprint, packed=packed)
+        return _opened(root, source, classes, (train, validation), fingerprint, packed=packed)
     train, validation = (
         tuple(dataclasses.replace(r, path=frames_dir / r.video_id) for r in split) for split in (train, validation)
     )
     fingerprint = dataset_fingerprint(root, annotations, charades.FRAMES_DIR)
-    return VideoDataset(
-        root,
-        classes,
-        train,
-        validation,
-        fingerprint,
-        FolderLayout(root, charades.FRAMES_LAYOUT["frames"], charades.FRAMES_LAYOUT["flow"]),
-    )
+    layout = FolderLayout(root, charades.FRAMES_LAYOUT["frames"], charades.FRAMES_LAYOUT["flow"])
+    return _opened(root, [source, "frames"], classes, (train, validation), fingerprint, layout)
 
 
 def prepare_frames(

@@ -2,8 +2,16 @@
 
 The original pipeline stores flow as grey JPEGs; the usual TSN convention (dense_flow) clips each component to
 ±20 px and maps it linearly to 0..255, which is what we store. Setting OpenCV's thread count (e.g.
-``cv2.setNumThreads(1)`` in worker processes) is the caller's job: this module changes no global state.
+``cv2.setNumThreads(1)`` in worker processes) is the caller's job (the flow does not depend on it); this module
+leaves OpenCV's global state as it found it.
+
+The flow is computed by OpenCV's baseline code (``cv2.setUseOptimized(False)`` for the call): its AVX2 / AVX-512
+dispatch and Intel IPP otherwise give other flow on other CPUs, while the baseline gives the same on every x86-64
+CPU, at the same speed (docs/guarantees.md).
 """
+
+import contextlib
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -44,5 +52,18 @@ def tvl1_flow(frames: np.ndarray) -> np.ndarray:
         raise ValueError(f"optical flow needs at least 2 frames, got {len(frames)}")
     estimator = cv2.optflow.DualTVL1OpticalFlow_create()  # type: ignore[attr-defined]  # opencv-contrib: no stubs
     grey = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in frames]
-    flows = [estimator.calc(previous, following, None) for previous, following in zip(grey[:-1], grey[1:])]
+    with baseline_code():
+        flows = [estimator.calc(previous, following, None) for previous, following in zip(grey[:-1], grey[1:])]
     return quantize_flow(np.stack(flows))
+
+
+@contextlib.contextmanager
+def baseline_code() -> Iterator[None]:
+    """OpenCV without its CPU-dispatched kernels and IPP inside the block (the same code on every CPU), as before
+    afterwards."""
+    optimized = cv2.useOptimized()
+    cv2.setUseOptimized(False)
+    try:
+        yield
+    finally:
+        cv2.setUseOptimized(optimized)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mml import validation
+from mml import numerics, validation
 from mml.data.flow import tvl1_flow
 from mml.data.tvl1_torch import tvl1_flow_torch
 from mml.errors import InvalidValue
@@ -47,6 +47,11 @@ class FlowBackend:
         )
         validation.require(
             not (opencv and self.compiled), "--flow-compile", "only the torch backend compiles (use --flow torch)"
+        )
+        validation.require(
+            not (self.compiled and device.type == "cpu" and numerics.mode() == "portable"),
+            "--flow-compile",
+            f"compiled CPU code is built for this CPU, not portable numerics (set {numerics.VARIABLE}=native)",
         )
         validation.positive("--flow-batch", self.batch_pairs)
 

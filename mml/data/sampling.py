@@ -165,6 +165,28 @@ def dense_view(num_frames: int, new_length: int, segments: int, stride: int, ind
     return (start + stride * np.arange(segments, dtype=np.int64)) % valid
 
 
+def spread_dense_view(
+    num_frames: int, new_length: int, segments: int, stride: int, index: int, count: int
+) -> np.ndarray:
+    """PySlowFast's test clip ``index`` of ``count`` (`charades.py::get_seq_frames`, its Charades protocol): T
+    frames ``stride`` apart, the starts spaced evenly from the first possible start to the last one.
+
+    The last possible start is S = max(N - L - stride*(T - 1), 0) and clip ``index`` starts at
+    round(index * S/(count - 1)) (Python's rounding, as PySlowFast's; S // 2 for count = 1, where PySlowFast would
+    divide by zero), so the first clip starts at 0 and the last ends at the video's end. In a video shorter than the
+    clip, segments past the last frame are clamped to it, never wrapped round to the beginning.
+    """
+    _require_positive(num_frames=num_frames, new_length=new_length, segments=segments, stride=stride, count=count)
+    if not 0 <= index < count:
+        raise ValueError(f"dense view index must be in 0..{count - 1}, got {index}")
+    last_start = max(num_frames - new_length - stride * (segments - 1), 0)
+    start = round(last_start / (count - 1) * index) if count > 1 else last_start // 2
+    return np.minimum(start + stride * np.arange(segments, dtype=np.int64), max(num_frames - new_length, 0))
+
+
+DENSE_VIEWS = {"appendix1": dense_view, "pyslowfast": spread_dense_view}  # by `ViewProtocol.dense_spacing`
+
+
 def view_starts(
     num_frames: int,
     new_length: int,
@@ -173,15 +195,21 @@ def view_starts(
     uniform: int,
     dense_stride: int,
     uniform_offset: float = 0.0,
+    dense_spacing: str = "appendix1",
 ) -> list[np.ndarray]:
     """All start arrays of Appendix 1's "Dense k + Uniform m" test: the k dense views, then the m uniform views.
 
-    The uniform views use shift (i + uniform_offset)/m for i in 0..m-1 (offset 0: the paper's formula; offset 0.5
-    with m = 1: the original code's centred view); the caller fuses the predictions over the k + m views.
+    The dense views are spaced as `dense_spacing` says: "appendix1" (`dense_view`, the paper's formula) or
+    "pyslowfast" (`spread_dense_view`, PySlowFast's multi-view test). The uniform views use shift
+    (i + uniform_offset)/m for i in 0..m-1 (offset 0: the paper's formula; offset 0.5 with m = 1: the original
+    code's centred view); the caller fuses the predictions over the k + m views.
     """
     if dense < 0 or uniform < 0 or dense + uniform < 1:
         raise ValueError(f"need dense >= 0, uniform >= 0 and at least one view, got dense={dense} uniform={uniform}")
-    views = [dense_view(num_frames, new_length, segments, dense_stride, i, dense) for i in range(dense)]
+    if dense_spacing not in DENSE_VIEWS:
+        raise ValueError(f"unknown dense spacing {dense_spacing!r}; known: {', '.join(DENSE_VIEWS)}")
+    spaced = DENSE_VIEWS[dense_spacing]
+    views = [spaced(num_frames, new_length, segments, dense_stride, i, dense) for i in range(dense)]
     views += [uniform_view(num_frames, new_length, segments, (i + uniform_offset) / uniform) for i in range(uniform)]
     return views
 

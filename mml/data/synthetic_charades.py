@@ -86,6 +86,12 @@ class SyntheticCharadesConfig:
         """All fields plus the generator version: equal fingerprints mean byte-identical datasets."""
         return {**dataclasses.asdict(self), "generator_version": GENERATOR_VERSION}
 
+    def split_source(self) -> dict[str, int]:
+        """What shapes every video of either split: the fingerprint's fields but the split sizes (each video comes
+        from its own seed, so a split's videos do not depend on the other's size; its records count its own)."""
+        fields = self.fingerprint_fields()
+        return {name: value for name, value in fields.items() if name not in ("train_videos", "test_videos")}
+
     def split_size(self, split: str) -> int:
         """Number of videos in a split ("train" or "test")."""
         if split not in _SPLIT_CODES:

@@ -280,13 +280,16 @@ class AdaMMLMethod(Method):
         logits = segment_logits(nets, [m.modality for m in config.models], inputs)
         weights = training.auxiliary[FUSION]()
         if not self.policy:
-            return [F.cross_entropy(adaptive_fusion(logits, logits.new_ones(logits.shape[:3]), weights), labels)]
+            loss = F.cross_entropy(adaptive_fusion(logits, logits.new_ones(logits.shape[:3]), weights), labels)
+            training.record_cross_entropy(_cross_entropy_terms(logits, loss, labels))
+            return [loss]
         state = training.state["adamml"]
         seen = {m: _policy_view(config, m, inputs[m]) for m in policy_modalities(config)}
         decisions, _ = training.auxiliary[POLICY](seen, state["temperature"], sample=True)
         _count_selection(training.state["adamml_selection"][-1], decisions)
         video = adaptive_fusion(logits, decisions, weights)
         loss = F.cross_entropy(video, labels)
+        training.record_cross_entropy(_cross_entropy_terms(logits, loss, labels))
         if state["stage"] == POLICY_PHASE:
             correct = video.detach().argmax(dim=1) == labels
             loss = loss + efficiency_loss(
@@ -312,6 +315,13 @@ class AdaMMLMethod(Method):
         policy, fusion = modules.get(POLICY), modules[FUSION]
         assert isinstance(policy, PolicyNetwork | None) and isinstance(fusion, FusionWeights)  # built by `auxiliary`
         return [AdaptiveNetwork(config, models, policy, fusion)]
+
+
+def _cross_entropy_terms(logits: Tensor, video_loss: Tensor, labels: Tensor) -> list[Tensor]:
+    """The cross-entropy of each recognition network's mean logits over the segments (N, C, M, K), then the video
+    logits' `video_loss`: the terms of model indices 0 .. M (`Training.record_cross_entropy`)."""
+    means = logits.detach().mean(dim=1)
+    return [*(F.cross_entropy(means[:, index], labels) for index in range(means.shape[1])), video_loss]
 
 
 def _count_selection(epoch: dict[str, Any], decisions: Tensor) -> None:

@@ -48,6 +48,14 @@ class Training:
     videos: int  # how many training videos the data set has (`clips` takes indices among them)
     clips: Callable[[Sequence[int], int], TrainClips]  # training clips of every modality of these videos, at a seed
     heads: dict[str, float] = field(default_factory=dict)  # late fusion: the loss weight of each head it trains
+    cross_entropy: list[Tensor] = field(default_factory=list)  # the last step's `record_cross_entropy`
+
+    def record_cross_entropy(self, terms: Sequence[Tensor]) -> None:
+        """Note a step's cross-entropy (multi-label: BCE) term of each evaluated model this process trains, in model
+        index order (a run's models, then its `Method.extra_heads`), apart from the rest of the objective: the trainer
+        logs their epoch means as the history's `ce`, which the learning check (`mml.report.learning`) compares with
+        the loss of guessing. Detached: recording changes nothing the step computes."""
+        self.cross_entropy = [term.detach() for term in terms]
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class Method:
     torchrun: bool = True  # may train spread over torchrun's ranks (else in one process only)
     views: int = 1  # augmented views of each training clip the step sees (2: `mml.data.clips.TwoViews`)
     extra_heads: int = 0  # evaluated heads beyond the models (late fusion's fused head: model index M)
+    trains_model_heads: bool = True  # whether each model's own classifier head is trained (naive late fusion: no)
     settings: type[MethodSettings] | None = None  # the family's own settings (`mml.methods.settings`)
     reads: tuple[str, ...] = ()  # those of `settings` this method reads: they enter its runs' ids
 

@@ -114,7 +114,9 @@ class Distillation(Method):
                 teacher_logits = teacher.head(teacher_features)
             return self.term(config.recipe, features, logits, teacher_features, teacher_logits)
 
-        return group_step(config, training.nets, inputs, labels, training.layout, student_term)
+        return group_step(
+            config, training.nets, inputs, labels, training.layout, student_term, training.record_cross_entropy
+        )
 
 
 MARS = Distillation("mars", term=_mars, settings=MARSSettings, reads=MARSSettings.names())

@@ -66,12 +66,16 @@ def fusion_losses(
     inputs: Mapping[str, Tensor],
     labels: Tensor,
     weights: Mapping[str, float],
+    record: Callable[[list[Tensor]], None] | None = None,
 ) -> list[Tensor]:
     """The blended loss (eq. 7) of the heads with a positive weight, as a one-element list. Heads of weight 0 are
     left out, so that their parameters get no gradient at all (and no weight decay): training with the weights
-    {k: 1} trains only head k's network, as G-Blend's Algorithm 1 asks."""
+    {k: 1} trains only head k's network, as G-Blend's Algorithm 1 asks. `record` receives every head's own
+    cross-entropy, trained or not, in the order of `heads` (`Training.record_cross_entropy`)."""
     active = {head: weight for head, weight in weights.items() if weight > 0}
     logits = head_logits(backbones, fused_head, inputs)
+    if record is not None:
+        record([F.cross_entropy(values.detach(), labels) for values in logits.values()])
     return [blended_loss({head: F.cross_entropy(logits[head], labels) for head in active}, active)]
 
 
@@ -120,7 +124,8 @@ class LateFusionMethod(Method):
 
     def step(self, training: Training, inputs: Mapping[str, Tensor], labels: Tensor) -> list[Tensor]:
         backbones = by_modality(training.config, training.models)
-        return fusion_losses(backbones, training.auxiliary[FUSED], inputs, labels, training.heads)
+        fused_head, record = training.auxiliary[FUSED], training.record_cross_entropy
+        return fusion_losses(backbones, fused_head, inputs, labels, training.heads, record)
 
     def evaluation_heads(
         self,
@@ -134,4 +139,4 @@ class LateFusionMethod(Method):
         return [FusedLogits(by_modality(config, models), fused_head)]
 
 
-LATE_FUSION = LateFusionMethod("late_fusion")
+LATE_FUSION = LateFusionMethod("late_fusion", trains_model_heads=False)

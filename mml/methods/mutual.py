@@ -49,6 +49,7 @@ def group_step(
     labels: Tensor,
     layout: Layout | None = None,
     student_term: StudentTerm | None = None,
+    record: Callable[[list[Tensor]], None] | None = None,
 ) -> list[Tensor]:
     """The loss of each model this process trains, on one batch (on a rank: on its shard of the batch).
 
@@ -63,6 +64,7 @@ def group_step(
             under DDP.
         layout: where this process stands in the run; None: one process trains every model.
         student_term: the extra loss of model 0 (a distillation student), from its features and logits.
+        record: receives the CE (BCE) term of each held model alone (`Training.record_cross_entropy`).
     """
     layout = layout or Layout(len(config.models))
     outputs = [net(inputs[config.models[index].modality]) for index, net in zip(layout.held, models, strict=True)]
@@ -70,6 +72,8 @@ def group_step(
     multilabel = labels.is_floating_point()
     scale = 1 / config.num_classes if multilabel else 1.0
     losses = [(binary_cross_entropy if multilabel else cross_entropy)(output, labels) for output in logits]
+    if record is not None:
+        record(losses)
     if len(config.models) >= 2:
         form = config.recipe.settings(KLSettings).form
         messages = layout.exchange([kl_message(z, form) for z in logits])
@@ -87,7 +91,9 @@ class MutualLearning(Method):
     """CE (one model) or ML / MML (two or more): `group_step`."""
 
     def step(self, training: Training, inputs: dict[str, Tensor], labels: Tensor) -> list[Tensor]:
-        return group_step(training.config, training.nets, inputs, labels, training.layout)
+        return group_step(
+            training.config, training.nets, inputs, labels, training.layout, record=training.record_cross_entropy
+        )
 
 
 CE = MutualLearning("ce")

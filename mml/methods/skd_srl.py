@@ -185,6 +185,9 @@ class TwoViewMethod(Method):
         config, net = training.config, training.nets[0]
         modality = config.models[0].modality
         (f1, p1), (f2, p2) = (net(view[modality]) for view in inputs)
+        training.record_cross_entropy(
+            [(F.cross_entropy(p1.detach(), labels) + F.cross_entropy(p2.detach(), labels)) / 2]
+        )
         settings = config.recipe.settings(SKDSettings)
         if not self.alpha:
             return [self_kd_loss(p1, p2, labels, alpha=0.0)]

@@ -128,13 +128,14 @@ def rank_triples(groups: Sequence[Sequence[Scores]]) -> list[pd.DataFrame]:
     """Each model's sum of positions over the ranking of all ensembles with one model per group (paper Tab. 13).
 
     Every combination of one model from each group (RGB, Flow, Diff in the paper) is ranked by ensemble top-1,
-    descending, ties broken by top-5 (descending) and then by the members' names; positions count from 0, as the
-    paper's sums do. A model's score is the sum of the positions of all combinations it belongs to: the smaller,
-    the better it ensembles.
+    descending, then by top-5; positions count from 0, as the paper's sums do. Combinations tied on both share the
+    average of the positions they span (fractional ranking: the expected position under any arbitrary order of the
+    tie, e.g. by names), so every group's sums still add up to 0 + 1 + ... + (triples − 1). A model's score is the sum
+    of the positions of all combinations it belongs to: the smaller, the better it ensembles.
 
     Returns:
-        One frame per group, indexed by model name (index name "model"), with the column "sum of positions",
-        sorted ascending (ties by name).
+        One frame per group, indexed by model name (index name "model"), with the column "sum of positions" (a
+        multiple of 0.5), sorted ascending (equal sums in the group's order).
     """
     if not groups or any(not group for group in groups):
         raise ValueError("every group needs at least one model")
@@ -142,19 +143,29 @@ def rank_triples(groups: Sequence[Sequence[Scores]]) -> list[pd.DataFrame]:
     _check_aligned([member for group in groups for member in group])
     labels = groups[0][0].labels
     probs = [[_probabilities(member, False) for member in group] for group in groups]
-    ranked = []
+    scored = []
     for combination in itertools.product(*(range(len(group)) for group in groups)):
         top1, top5 = _accuracy(_mean([probs[g][m] for g, m in enumerate(combination)]), labels)
-        members = tuple(names[g][m] for g, m in enumerate(combination))
-        ranked.append(((-top1, -top5, members), combination))
-    ranked.sort()
-    sums = [[0] * len(group) for group in groups]
-    for position, (_, combination) in enumerate(ranked):
-        for g, m in enumerate(combination):
-            sums[g][m] += position
+        scored.append(((-top1, -top5), combination))
+    scored.sort(key=lambda item: item[0])
+    sums = [[0.0] * len(group) for group in groups]
+    first = 0  # the first position of the current block of tied combinations
+    for _, tied in itertools.groupby(scored, key=lambda item: item[0]):
+        block = [combination for _, combination in tied]
+        position = first + (len(block) - 1) / 2
+        for combination in block:
+            for g, m in enumerate(combination):
+                sums[g][m] += position
+        first += len(block)
     frames = []
     for group_names, group_sums in zip(names, sums, strict=True):
-        order = sorted(zip(group_sums, group_names, strict=True))
-        index = pd.Index([name for _, name in order], name="model")
-        frames.append(pd.DataFrame({SUM_OF_POSITIONS: [total for total, _ in order]}, index=index))
+        order = sorted(range(len(group_names)), key=lambda m: group_sums[m])
+        index = pd.Index([group_names[m] for m in order], name="model")
+        frames.append(pd.DataFrame({SUM_OF_POSITIONS: [group_sums[m] for m in order]}, index=index))
     return frames
+
+
+def shared_ranks(values: Sequence[float]) -> list[int]:
+    """The rank of each value, smallest first, equal values sharing the best rank of their block (standard competition
+    ranking, "1224"): Tab. 13's rank of a model by its sum of positions."""
+    return [1 + sum(other < value for other in values) for value in values]

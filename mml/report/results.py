@@ -33,7 +33,7 @@ class StoredResults:
         """The stored per-video scores of model `ref` for the `seed`-th seed."""
         views = views or self.profile.views
         rid = self.run_ids(ref[0])[seed]
-        path = self.store.evaluation_dir(rid, views.key) / f"scores{ref[1]}.npz"
+        path = self.store.evaluation_dir(rid, self.plan.evaluation_key(rid, views)) / f"scores{ref[1]}.npz"
         return Scores.load(name or f"{ref[0]}/{ref[1]}", path)
 
     def cell(self, cell: ResultCell) -> tuple[tuple[float, ...], ...]:
@@ -43,7 +43,8 @@ class StoredResults:
         for seed in range(len(self.profile.seeds)):
             if len(cell.members) == 1:
                 run, model = cell.members[0]
-                evaluation = self.store.evaluation(self.run_ids(run)[seed], views.key)
+                rid = self.run_ids(run)[seed]
+                evaluation = self.store.evaluation(rid, self.plan.evaluation_key(rid, views))
                 assert evaluation is not None  # a report reads evaluated runs only
                 stored = dict(evaluation["models"][model])
             else:
@@ -108,17 +109,17 @@ class StoredResults:
             for seed in range(len(self.profile.seeds))
         ]
 
-    def triple_sums(self) -> dict[str, list[int]]:
+    def triple_sums(self) -> dict[str, list[float]]:
         """Each model's sum of positions in the triple ranking, per seed, keyed "group: label"."""
         triples = self.table.triples
         assert triples is not None  # called for a triples table only (`build_report`)
         groups = triples.groups
-        sums: dict[str, list[int]] = {}
+        sums: dict[str, list[float]] = {}
         for seed in range(len(self.profile.seeds)):
             frames = rank_triples([[self.scores(ref, seed, name=label) for label, ref in g] for _, g in groups])
             for (name, _), frame in zip(groups, frames, strict=True):
                 for label, total in frame["sum of positions"].items():
-                    sums.setdefault(f"{name}: {label}", []).append(int(total))
+                    sums.setdefault(f"{name}: {label}", []).append(float(total))
         return sums
 
 

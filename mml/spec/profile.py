@@ -14,7 +14,7 @@ from mml.methods import SETTINGS
 from mml.spec.dataset import DATASET_KINDS, DatasetConfig, RawframesConfig
 from mml.spec.reader import TomlReader, load_toml
 from mml.spec.recipe import Recipe, check_recipe_value
-from mml.spec.schema import IMAGENET_SOURCES, SPATIAL_CROPS, ImagenetSource, Profile, ViewProtocol
+from mml.spec.schema import DENSE_SPACINGS, IMAGENET_SOURCES, SPATIAL_CROPS, ImagenetSource, Profile, ViewProtocol
 
 
 def _read_recipe(reader: TomlReader) -> Recipe:
@@ -42,6 +42,7 @@ def read_views(views: TomlReader) -> ViewProtocol:
         crops=views.get("crops", int, 1),
         crop_size=views.positive("crop_size", int, 0, zero=True),
         full_resolution=views.get("full_resolution", bool, False),
+        dense_spacing=views.choice("dense_spacing", DENSE_SPACINGS, DENSE_SPACINGS[0]),
     )
     if protocol.full_resolution and protocol.crop_size:
         raise views.error("crop_size", "a full-resolution crop is the short side: give crop_size or full_resolution")

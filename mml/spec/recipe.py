@@ -51,6 +51,7 @@ class Recipe:
     lr_steps: tuple[int, ...] = identity()
     lr_decay: float = identity(default=0.1)
     momentum: float = identity(default=0.9)
+    nesterov: bool = identity(default=False)  # SGD with Nesterov momentum (PySlowFast's default; TSM's is without)
     weight_decay: float = identity(default=5e-4)
     grad_clip: float = identity(default=20.0)  # max gradient norm; 0: no clipping
     dropout: float = identity(default=0.5)
@@ -67,6 +68,8 @@ class Recipe:
                 object.__setattr__(self, item.name, check_recipe_value(item.name, getattr(self, item.name)))
         if self.input_size > self.short_side:
             raise InvalidValue("input_size", f"{self.input_size} exceeds short_side {self.short_side}")
+        if self.nesterov and self.momentum == 0:
+            raise InvalidValue("nesterov", "Nesterov momentum needs a positive momentum")
         object.__setattr__(self, "method_settings", _every_family(self.method_settings))
 
     def settings(self, kind: type[Settings]) -> Settings:
@@ -108,7 +111,7 @@ def _every_family(given: tuple[MethodSettings, ...]) -> tuple[MethodSettings, ..
     return tuple(by_namespace.get(namespace) or kind() for namespace, kind in SETTINGS.items())
 
 
-_KINDS: dict[str, type] = {"int": int, "float": float, "str": str, "tuple[int, ...]": list}
+_KINDS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool, "tuple[int, ...]": list}
 _FIELD_KINDS = {item.name: _KINDS[str(item.type)] for item in dataclasses.fields(Recipe) if item.type in _KINDS}
 _CHOICES = {"sampling": SAMPLINGS}
 # Range checks beyond "non-negative" (and "positive" for counts): setting -> (test, requirement).
@@ -142,7 +145,7 @@ def check_recipe_value(key: str, value: Any) -> Any:
     value = validation.typed(key, value, kind)
     if key in _CHOICES:
         return validation.one_of(key, value, _CHOICES[key])
-    if kind is not str:
+    if kind in (int, float):
         validation.positive(key, value, zero=kind is float)
     test, requirement = _LIMITS.get(key, (lambda v: True, ""))
     validation.require(test(value), key, f"{requirement}, got {value!r}")

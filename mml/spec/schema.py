@@ -35,6 +35,10 @@ INFORMATIVE_METRICS = {"informative_rgb": "RGB", "informative_flow": "Flow", "in
 METRICS = (*ACCURACY_METRICS, *COST_METRICS, *SELECTION_METRICS, *INFORMATIVE_METRICS)
 IMAGENET_SOURCES = ("torchvision", "pretrain")
 SPATIAL_CROPS = (1, 3)
+# Where the k dense test views start (`mml.data.sampling.view_starts`): "appendix1" at the starts of k equal parts of
+# the possible starts, short videos wrapping (the paper's formula, its Tab. 9-10); "pyslowfast" evenly from the first
+# possible start to the last, frames clamped at the video's end (PySlowFast's multi-view test, the Charades protocol).
+DENSE_SPACINGS = ("appendix1", "pyslowfast")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class ViewProtocol:
     is their side and the model's test input size, 0 meaning the recipe's `input_size`. `full_resolution` makes
     the side the recipe's `short_side` instead, at any scale: the paper's "central full-resolution crop" of final
     testing (Appendix 1, Tab. 9 and 10; TSM's `--full_res`, 256 of 256), where the ablations use a 224 centre crop.
+    `dense_spacing` is where the dense views start, one of `DENSE_SPACINGS`.
     """
 
     dense: int = identity(default=0)
@@ -55,6 +60,7 @@ class ViewProtocol:
     crops: int = identity(default=1)
     crop_size: int = identity(default=0)
     full_resolution: bool = identity(default=False)
+    dense_spacing: str = identity(default="appendix1")
 
     def crop_side(self, recipe: Recipe) -> int:
         """The side of the square test crops (the model's test input size) under `recipe`."""
@@ -65,13 +71,16 @@ class ViewProtocol:
     @property
     def key(self) -> str:
         """A folder name for this protocol's evaluations, e.g. `dense0-uniform1-offset0.5`,
-        `dense10-uniform0-offset0-crops3-size256` or `dense1-uniform2-offset0-crops1-full`; protocols with a single
-        recipe-sized centre crop keep the short form that stored evaluations are filed under."""
+        `dense10-uniform0-offset0-crops3-size256-pyslowfast` or `dense1-uniform2-offset0-crops1-full`; protocols with
+        a single recipe-sized centre crop and Appendix 1's dense spacing keep the short form that stored evaluations
+        are filed under."""
         key = f"dense{self.dense}-uniform{self.uniform}-offset{self.uniform_offset:g}"
         if self.full_resolution:
             key += f"-crops{self.crops}-full"
         elif self.crops != 1 or self.crop_size != 0:
             key += f"-crops{self.crops}-size{self.crop_size}"
+        if self.dense_spacing != DENSE_SPACINGS[0]:
+            key += f"-{self.dense_spacing}"
         return key
 
 
@@ -202,16 +211,46 @@ class ClaimSpec:
     positions; 0: simply beats it; negative: "not worse by more than |margin|"). "equivalence": the two cells are
     within ±`margin` of each other (`margin` > 0), as in "nearly equal", "useless", "within 0.5". `better` and
     `worse` are cell ids (`id` of a result cell), "row label | column label" in a matrix table, or "group: label" in
-    a triple ranking (metric "positions").
+    a triple ranking (metric "positions"). `worse` may name several rivals (a ranking: "`better` is ahead of every
+    one of them"), judged against each and supported only when it is against all (`mml.report.claims.combine`).
     """
 
     text: str
     better: str
-    worse: str
+    worse: str | tuple[str, ...]
     metric: str = "top1"
     kind: str = "superiority"
     margin: float = 0.0
     relative: bool = False  # differences in % of the `worse` cell's value ("saves 35 % of the computation")
+
+    @property
+    def rivals(self) -> tuple[str, ...]:
+        """The cells `better` is compared with: one, or several for a ranking."""
+        return (self.worse,) if isinstance(self.worse, str) else self.worse
+
+    @property
+    def rival(self) -> str:
+        """The one cell a pairwise claim compares `better` with.
+
+        Raises:
+            ValueError: the claim has several rivals (judge it against each, `against`).
+        """
+        if not isinstance(self.worse, str):
+            raise ValueError(f"{self.text}: a claim against {len(self.worse)} rivals has no single one")
+        return self.worse
+
+    def against(self, rival: str) -> ClaimSpec:
+        """The pairwise claim of `better` against one of its rivals."""
+        return dataclasses.replace(self, worse=rival)
+
+
+@dataclass(frozen=True)
+class UntestedClaim:
+    """A claim of the paper that no table here tests, and why (a spec's `[[untested]]`; REPORT.md lists it under its
+    table), so that every claim is either judged or declared untestable."""
+
+    text: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -230,6 +269,7 @@ class TableSpec:
     matrix: MatrixSpec | None = None
     triples: TriplesSpec | None = None
     claims: tuple[ClaimSpec, ...] = ()
+    untested: tuple[UntestedClaim, ...] = ()  # the paper's claims about this table that are not tested here
 
     def cells(self) -> list[ResultCell]:
         """Every result cell of the row layout."""

@@ -33,6 +33,7 @@ from mml.spec.schema import (
     RunSpec,
     TableSpec,
     TriplesSpec,
+    UntestedClaim,
     _models_of,
     cell_model_count,
 )
@@ -237,10 +238,11 @@ def _read_claims(reader: TomlReader, cell_ids: set[str], triples: bool) -> tuple
         if not isinstance(value, dict):
             raise reader.error(f"claims[{index}]", "expected a table {text, better, worse}")
         item = TomlReader(reader.path, value, f"{reader.prefix}claims[{index}].")
+        better = item.get("better", str)
         claim = ClaimSpec(
             text=item.get("text", str),
-            better=item.get("better", str),
-            worse=item.get("worse", str),
+            better=better,
+            worse=_read_rivals(item, better, cell_ids),
             metric=item.choice("metric", (*ACCURACY_METRICS, *COST_METRICS, *INFORMATIVE_METRICS, POSITIONS), "top1"),
             kind=item.choice("kind", CLAIM_KINDS, "superiority"),
             margin=item.get("margin", float, 0.0),
@@ -250,12 +252,49 @@ def _read_claims(reader: TomlReader, cell_ids: set[str], triples: bool) -> tuple
             raise item.error("margin", f"an equivalence claim needs a positive margin, got {claim.margin}")
         if (claim.metric == POSITIONS) != triples:
             raise item.error("metric", f"{POSITIONS!r} is the metric of triple rankings, and their only one")
-        for key in ("better", "worse"):
-            if getattr(claim, key) not in cell_ids:
-                raise item.error(key, f"{getattr(claim, key)!r} names no result cell of this table")
+        if claim.better not in cell_ids:
+            raise item.error("better", f"{claim.better!r} names no result cell of this table")
         item.finish()
         claims.append(claim)
     return tuple(claims)
+
+
+def _read_rivals(item: TomlReader, better: str, cell_ids: set[str]) -> str | tuple[str, ...]:
+    """A claim's `worse`: one cell id, or a list of distinct ones (a ranking: `better` ahead of each), none of them
+    `better`; a list of one is that one cell."""
+    value = item.get("worse", (str, list))
+    rivals = [value] if isinstance(value, str) else value
+    if not rivals:
+        raise item.error("worse", "an empty list: name the cell (or cells) `better` is compared with")
+    for rival in rivals:
+        if not isinstance(rival, str):
+            raise item.error("worse", f"expected cell ids, got {rival!r}")
+        if rival not in cell_ids:
+            raise item.error("worse", f"{rival!r} names no result cell of this table")
+    if better in rivals:
+        raise item.error("worse", f"{better!r} is the claim's `better` cell: a cell is no rival of itself")
+    if len(set(rivals)) != len(rivals):
+        raise item.error("worse", f"{next(r for r in rivals if rivals.count(r) > 1)!r} is named twice")
+    return rivals[0] if len(rivals) == 1 else tuple(rivals)
+
+
+def _read_untested(reader: TomlReader) -> tuple[UntestedClaim, ...]:
+    """The spec's `[[untested]]`: claims of the paper about this table that it does not test, each with the reason,
+    each written once."""
+    untested: list[UntestedClaim] = []
+    for index, value in enumerate(reader.get("untested", list, [])):
+        if not isinstance(value, dict):
+            raise reader.error(f"untested[{index}]", "expected a table {text, reason}")
+        item = TomlReader(reader.path, value, f"{reader.prefix}untested[{index}].")
+        claim = UntestedClaim(text=item.get("text", str).strip(), reason=item.get("reason", str).strip())
+        for key in ("text", "reason"):
+            if not getattr(claim, key):
+                raise item.error(key, "empty: say which claim is not tested, and why")
+        if claim.text in (other.text for other in untested):
+            raise item.error("text", "written twice: an untested claim is listed once")
+        item.finish()
+        untested.append(claim)
+    return tuple(untested)
 
 
 def load_table(path: Path) -> TableSpec:
@@ -304,6 +343,7 @@ def load_table(path: Path) -> TableSpec:
         matrix=matrix,
         triples=triples,
         claims=_read_claims(reader, ids, triples is not None),
+        untested=_read_untested(reader),
     )
     multilabel = [name for name, run in runs.items() if METHODS[run.method].single_label]
     if multilabel and table.setup == MULTILABEL_SETUP:
