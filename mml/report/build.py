@@ -4,6 +4,7 @@ and REPORT.md."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -201,6 +202,7 @@ def write_outputs(results: StoredResults, command: str, directory: Path) -> tupl
         title = f"{spec.title} — reproduced ({results.profile.name}, mean of {seeds} seed{'s' if seeds > 1 else ''})"
         rows, columns = dict(spec.matrix.rows), dict(spec.matrix.columns)
 
+        @functools.cache  # the baseline cell is compared with every other: read its scores once
         def correct(cell: tuple[str, str]) -> np.ndarray:
             return (results.per_video((rows[cell[0]], columns[cell[1]]), "top1") > 50).astype(float)
 
