@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from mml import atomic, numerics
 from mml.distributed import Layout
 from mml.errors import CheckpointError
 from mml.execution import Execution
+from mml.gitstate import code_state
 from mml.models.convert import fit_checkpoint
 from mml.networks import new_model
 from mml.store import RunConfig, Store, write_json
@@ -158,19 +158,11 @@ def check_checkpoint_files(config: RunConfig, files: Sequence[Path]) -> None:
 
 
 def provenance() -> dict[str, str]:
-    """What produced a run, recorded beside it and never part of its identity: versions and git commit."""
-    here = Path(__file__).parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=here, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=here, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = "unknown", ""
+    """What produced a run, recorded beside it and never part of its identity: versions and git commit (with
+    "-dirty" when the package had uncommitted changes; "unknown" outside a git checkout)."""
+    commit, dirty = code_state()
     return {
         "mml": mml.__version__,
         "torch": torch.__version__,
-        "git_commit": commit + ("-dirty" if dirty else ""),
+        "git_commit": (commit or "unknown") + ("-dirty" if dirty else ""),
     }

@@ -16,7 +16,6 @@ from mml.models.tsm import build_tsm
 from mml.numerics import in_effect
 from mml.report.claims import judge
 from mml.report.executions import cpu_numerics, execution_counts, run_execution
-from mml.report.export import code_commit
 from mml.report.tables import Report, _ours, latex_escape, rows_frame, to_latex, to_markdown, write_table
 from mml.spec import ClaimSpec, Recipe, load_profile, load_table
 from mml.store import ModelConfig, RunConfig, Store
@@ -136,10 +135,3 @@ def test_planning_and_the_report_import_no_trainer() -> None:
     code = f"{imported}; print(sorted({{'mml.train', 'mml.runner'}} & sys.modules.keys()))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
-
-
-def test_the_commit_is_read_from_the_checkout_and_missing_outside_git(monkeypatch, tmp_path: Path) -> None:
-    commit, dirty = code_commit(REPRODUCTIONS)
-    assert commit is None or (re.fullmatch(r"[0-9a-f]{40}", commit) and dirty in (True, False))
-    monkeypatch.setenv("PATH", str(tmp_path))  # no git here
-    assert code_commit(REPRODUCTIONS) == (None, None)

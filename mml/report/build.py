@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mml import atomic
+from mml.gitstate import code_state
 from mml.report.claims import (
     FALSE_DISCOVERY_RATE,
     MIN_SEEDS,
@@ -25,7 +26,7 @@ from mml.report.claims import (
     paired_interval,
 )
 from mml.report.executions import execution_counts
-from mml.report.export import CellRecord, Provenance, TableRecord, code_commit
+from mml.report.export import CellRecord, Provenance, TableRecord
 from mml.report.forest import forest_rows, write_forest
 from mml.report.heatmap import write_heatmap
 from mml.report.learning import table_health, upstream_closure, write_curves
@@ -122,7 +123,7 @@ def build_report(results: StoredResults, command: str) -> tuple[Report, list[pd.
         for key in (claim.better, claim.rival):
             if (key, claim.metric) not in correct:
                 members, views = cells[key]
-                correct[(key, claim.metric)] = results.per_video(members, claim.metric, views) > 50
+                correct[(key, claim.metric)] = results.correct(members, claim.metric, views)
         return 100.0 * (correct[(claim.better, claim.metric)].astype(float) - correct[(claim.rival, claim.metric)])
 
     views = results.profile.views.key
@@ -144,7 +145,7 @@ def build_report(results: StoredResults, command: str) -> tuple[Report, list[pd.
             verdict = dataclasses.replace(verdict, caveat=caveat)
         verdicts.append(verdict)
     executions = execution_counts(results.store, (h.run_id for h in health))  # every run behind the table
-    commit, dirty = code_commit(spec.source.parent)
+    commit, dirty = code_state(spec.source.parent)
     record = TableRecord(
         cells={
             key: CellRecord(
@@ -204,7 +205,7 @@ def write_outputs(results: StoredResults, command: str, directory: Path) -> tupl
 
         @functools.cache  # the baseline cell is compared with every other: read its scores once
         def correct(cell: tuple[str, str]) -> np.ndarray:
-            return (results.per_video((rows[cell[0]], columns[cell[1]]), "top1") > 50).astype(float)
+            return results.correct((rows[cell[0]], columns[cell[1]]), "top1").astype(float)
 
         unresolved = unresolved_cells(matrices, spec.matrix.baseline, correct)
         paths += write_heatmap(ours, spec.matrix.baseline, directory / f"{spec.id}_heatmap", title, unresolved)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-import mml
 from mml import atomic
 from mml.report.claims import (
     ALPHA,
@@ -70,30 +68,6 @@ class TableRecord:
 
     cells: dict[str, CellRecord]
     provenance: Provenance
-
-
-def _git(folder: Path, *arguments: str) -> str | None:
-    try:
-        done = subprocess.run(["git", "-C", str(folder), *arguments], capture_output=True, text=True, check=False)
-    except OSError:  # no git on this machine
-        return None
-    return done.stdout if done.returncode == 0 else None
-
-
-def code_commit(specs: Path) -> tuple[str | None, bool | None]:
-    """The git commit of the checkout the package was imported from, and whether the package or the `specs` folder
-    has uncommitted changes; (None, None) when the package is not a tracked file of a git checkout (an installed
-    copy) or git is missing."""
-    package = Path(mml.__file__).resolve().parent
-    if _git(package, "ls-files", "--error-unmatch", "__init__.py") is None:
-        return None, None
-    commit = _git(package, "rev-parse", "HEAD")
-    if commit is None:
-        return None, None
-    top = Path((_git(package, "rev-parse", "--show-toplevel") or str(package)).strip())
-    folders = [package] + ([specs.resolve()] if specs.resolve().is_relative_to(top) else [])
-    status = _git(top, "status", "--porcelain", "--", *(str(folder) for folder in folders))
-    return commit.strip(), None if status is None else bool(status.strip())
 
 
 def _number(value: float | None) -> float | None:

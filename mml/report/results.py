@@ -87,14 +87,14 @@ class StoredResults:
                 values[metric] = math.nan if others else informative_gap(config, found, modality)
         return values
 
-    def per_video(self, members: tuple[ModelRef, ...], metric: str, views: ViewProtocol | None = None) -> np.ndarray:
-        """100 × whether each validation video is classified correctly (top-k of `metric`) by one model or the
-        ensemble of `members`, per seed: shape (seeds, videos); the seed's mean over videos is the cell's value."""
+    def correct(self, members: tuple[ModelRef, ...], metric: str, views: ViewProtocol | None = None) -> np.ndarray:
+        """Whether each validation video is classified correctly (top-k of `metric`) by one model or the ensemble of
+        `members`, per seed: a bool array of shape (seeds, videos); 100 × a seed's mean is the cell's value."""
         rows = []
         for seed in range(len(self.profile.seeds)):
             members_scores = [self.scores(ref, seed, views) for ref in members]
             probabilities = ensemble_probabilities(members_scores)
-            rows.append(100.0 * topk_correct(probabilities, members_scores[0].labels, TOPK[metric]))
+            rows.append(topk_correct(probabilities, members_scores[0].labels, TOPK[metric]))
         return np.stack(rows)
 
     def matrices(self) -> list[pd.DataFrame]:
